@@ -1,0 +1,25 @@
+"""rectvit: vision transformers whose input shape is a free choice, without losing the position grid."""
+
+from .errors import AmbiguousGridError, CheckpointError, InputSizeError, RectViTError
+from .grid import factorizations, patch_grid, smoothness, to_size
+from .models import create_model, list_models
+from .resample import resample_abs_pos_embed, resample_grid, resample_patch_embed, sincos_2d
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "RectViTError",
+    "InputSizeError",
+    "AmbiguousGridError",
+    "CheckpointError",
+    "to_size",
+    "patch_grid",
+    "factorizations",
+    "smoothness",
+    "resample_grid",
+    "resample_abs_pos_embed",
+    "resample_patch_embed",
+    "sincos_2d",
+    "create_model",
+    "list_models",
+]

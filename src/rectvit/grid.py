@@ -1,0 +1,155 @@
+"""Sizes, grids and factorisations; grid evidence from a flat table's content.
+
+Every size in rectvit is an ``(H, W)`` pair of positive ints. ``to_size`` is the one place that turns
+user input (an int, a pair, an ``"HxW"`` string) into such a pair, with an ``InputSizeError`` that
+names the argument, the value given and the accepted forms.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Sequence
+
+import torch
+
+from .errors import InputSizeError
+
+__all__ = [
+    "Size",
+    "to_size",
+    "patch_grid",
+    "padded_size",
+    "factorizations",
+    "axis_smoothness",
+    "smoothness",
+    "rank_grids",
+]
+
+Size = tuple[int, int]
+
+
+def _as_int(value, name: str, given) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        if isinstance(value, float) and value.is_integer():
+            raise InputSizeError(
+                f"{name} must hold integers, got the float {value!r} in {given!r}; pass int({value!r})."
+            )
+        raise InputSizeError(f"{name} must hold integers, got {value!r} ({type(value).__name__}) in {given!r}.")
+    value = int(value)
+    if value <= 0:
+        raise InputSizeError(f"{name} must be positive, got {value} in {given!r}; every side needs at least 1.")
+    return value
+
+
+def to_size(size, name: str = "size") -> Size:
+    """Parse ``size`` into ``(H, W)``: an int (square), a pair ``(H, W)`` or a string ``"HxW"``."""
+    given = size
+    if isinstance(size, str):
+        parts = size.lower().replace("×", "x").replace(",", "x").split("x")
+        try:
+            size = [int(p.strip()) for p in parts]
+        except ValueError:
+            raise InputSizeError(
+                f"{name} must be written as 'HxW' (e.g. '128x1024') or a single int, got {given!r}."
+            ) from None
+        if len(size) == 1:
+            size = size * 2
+    elif isinstance(size, torch.Tensor):
+        size = size.tolist()
+    if isinstance(size, numbers.Number) and not isinstance(size, bool):
+        h = _as_int(size, name, given)
+        return (h, h)
+    if not isinstance(size, Sequence) or isinstance(size, (str, bytes)):
+        raise InputSizeError(
+            f"{name} must be an int, an (H, W) pair or an 'HxW' string, got {given!r} ({type(given).__name__})."
+        )
+    if len(size) != 2:
+        raise InputSizeError(f"{name} must have 2 values (H, W), got {len(size)}: {given!r}.")
+    return (_as_int(size[0], name, given), _as_int(size[1], name, given))
+
+
+def patch_grid(img_size, patch_size, stride=None) -> Size:
+    """The ``(h, w)`` grid a patch embedding makes of ``img_size``; ``stride`` defaults to the patch size.
+
+    Overlapping strides count whole patches only: ``(128, 1024)``, patch 16, stride 10 -> ``(12, 101)``.
+    """
+    img = to_size(img_size, "img_size")
+    patch = to_size(patch_size, "patch_size")
+    step = patch if stride is None else to_size(stride, "patch_stride")
+    if img[0] < patch[0] or img[1] < patch[1]:
+        raise InputSizeError(
+            f"img_size {img[0]}x{img[1]} is smaller than one patch ({patch[0]}x{patch[1]}); "
+            f"use an input of at least {max(img[0], patch[0])}x{max(img[1], patch[1])}."
+        )
+    return ((img[0] - patch[0]) // step[0] + 1, (img[1] - patch[1]) // step[1] + 1)
+
+
+def padded_size(img_size, patch_size, stride=None) -> Size:
+    """The smallest size >= ``img_size`` whose patches tile it exactly (what ``dynamic_img_pad`` pads to)."""
+    img = to_size(img_size, "img_size")
+    patch = to_size(patch_size, "patch_size")
+    step = patch if stride is None else to_size(stride, "patch_stride")
+    out = []
+    for s, p, t in zip(img, patch, step):
+        s = max(s, p)
+        out.append(p + math.ceil((s - p) / t) * t)
+    return (out[0], out[1])
+
+
+def factorizations(n: int) -> list[Size]:
+    """Every ``(h, w)`` with ``h * w == n``, ordered by ``h``."""
+    n = _as_int(n, "token count", n)
+    return [(h, n // h) for h in range(1, n + 1) if n % h == 0]
+
+
+def _grid_rows(table: torch.Tensor, grid: Size, num_prefix_tokens: int) -> torch.Tensor:
+    """A flat ``(1, P + h*w, C)`` or ``(h*w, C)`` table as ``(h, w, C)`` float32."""
+    t = table.detach().float()
+    if t.dim() == 3:
+        if t.shape[0] != 1:
+            raise InputSizeError(f"a flat table must have shape (1, P + h*w, C), got {tuple(table.shape)}.")
+        t = t[0]
+    if t.dim() != 2:
+        raise InputSizeError(f"a flat table must have shape (1, P + h*w, C) or (N, C), got {tuple(table.shape)}.")
+    t = t[num_prefix_tokens:]
+    h, w = to_size(grid, "grid")
+    if h * w != t.shape[0]:
+        raise InputSizeError(
+            f"grid {h}x{w} needs {h * w} position rows, the table has {t.shape[0]} "
+            f"(after {num_prefix_tokens} prefix rows); candidate grids: {factorizations(t.shape[0])}."
+        )
+    return t.reshape(h, w, -1)
+
+
+def axis_smoothness(table: torch.Tensor, grid, num_prefix_tokens: int = 0) -> tuple[float, float]:
+    """Mean cosine similarity of vertically and of horizontally adjacent positions under ``grid``.
+
+    The mean position vector is subtracted first, so a component shared by every position (common
+    in trained tables) does not make every factorisation look smooth. An axis of length 1 has no
+    neighbours and scores ``nan``.
+    """
+    g = _grid_rows(table, grid, num_prefix_tokens)
+    g = g - g.mean(dim=(0, 1), keepdim=True)
+    g = torch.nn.functional.normalize(g, dim=-1, eps=1e-12)
+    vert = (g[1:] * g[:-1]).sum(-1).mean().item() if g.shape[0] > 1 else float("nan")
+    horiz = (g[:, 1:] * g[:, :-1]).sum(-1).mean().item() if g.shape[1] > 1 else float("nan")
+    return vert, horiz
+
+
+def smoothness(table: torch.Tensor, grid, num_prefix_tokens: int = 0) -> float:
+    """One score of how well ``grid`` explains a flat table: the mean of its axes' smoothness.
+
+    Trained tables are smooth along both axes of their true grid; a wrong factorisation puts
+    distant positions side by side along at least one axis and scores lower.
+    """
+    vals = [v for v in axis_smoothness(table, grid, num_prefix_tokens) if not math.isnan(v)]
+    return sum(vals) / len(vals) if vals else float("nan")
+
+
+def rank_grids(table: torch.Tensor, num_prefix_tokens: int = 0, min_side: int = 2) -> list[tuple[Size, float]]:
+    """Every factorisation with both sides >= ``min_side``, best smoothness first."""
+    n = table.shape[-2] - num_prefix_tokens
+    cands = [g for g in factorizations(n) if min(g) >= min_side] or factorizations(n)
+    scored = [(g, smoothness(table, g, num_prefix_tokens)) for g in cands]
+    return sorted(scored, key=lambda gs: -gs[1] if not math.isnan(gs[1]) else math.inf)

@@ -1,0 +1,1 @@
+"""ViT family (filled in by the ViT issue)."""

@@ -1,0 +1,145 @@
+"""Every resampling in rectvit: absolute position tables, patch kernels, relative-bias tables.
+
+All functions are pure: they take tensors and sizes, compute in float32 (float64 for the
+pseudo-inverse), return the input's dtype, and return the input object itself when nothing changes.
+"""
+
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+
+import torch
+import torch.nn.functional as F
+
+from .errors import InputSizeError, RectViTError
+from .grid import Size, to_size
+
+__all__ = ["resample_grid", "resample_abs_pos_embed", "resample_patch_embed", "sincos_2d", "INTERPOLATIONS"]
+
+INTERPOLATIONS = ("nearest", "bilinear", "bicubic", "area")
+
+
+def _check_mode(interpolation: str) -> None:
+    if interpolation not in INTERPOLATIONS:
+        raise RectViTError(f"interpolation must be one of {INTERPOLATIONS}, got {interpolation!r}.")
+
+
+def _interpolate_nchw(x: torch.Tensor, size: Size, interpolation: str, antialias: bool) -> torch.Tensor:
+    if interpolation in ("bilinear", "bicubic"):
+        return F.interpolate(x, size=size, mode=interpolation, align_corners=False, antialias=antialias)
+    return F.interpolate(x, size=size, mode=interpolation)
+
+
+def resample_grid(
+    table: torch.Tensor, new_size, interpolation: str = "bicubic", antialias: bool = True
+) -> torch.Tensor:
+    """Resample a grid table ``(B, h, w, C)`` to ``(B, h', w', C)``.
+
+    ``interpolation`` is one of nearest, bilinear, bicubic, area; ``antialias`` applies to
+    bilinear and bicubic when shrinking. The same size returns ``table`` itself.
+    """
+    _check_mode(interpolation)
+    if not isinstance(table, torch.Tensor) or table.dim() != 4:
+        shape = tuple(table.shape) if isinstance(table, torch.Tensor) else type(table).__name__
+        raise InputSizeError(
+            f"resample_grid takes a (1, h, w, C) table, got {shape}; "
+            "for a flat (1, P + h*w, C) table call resample_abs_pos_embed(..., old_size=(h, w))."
+        )
+    new_size = to_size(new_size, "new_size")
+    if tuple(table.shape[1:3]) == new_size:
+        return table
+    x = table.float().permute(0, 3, 1, 2)
+    x = _interpolate_nchw(x, new_size, interpolation, antialias)
+    return x.permute(0, 2, 3, 1).contiguous().to(table.dtype)
+
+
+def resample_abs_pos_embed(
+    flat: torch.Tensor,
+    new_size,
+    *,
+    old_size,
+    num_prefix_tokens: int = 1,
+    interpolation: str = "bicubic",
+    antialias: bool = True,
+) -> torch.Tensor:
+    """Resample a flat table ``(1, P + h*w, C)`` laid out on ``old_size=(h, w)`` to ``new_size``.
+
+    ``old_size`` is required: a flat table does not know its grid. The ``P = num_prefix_tokens``
+    prefix rows are copied untouched. Returns ``(1, P + h'*w', C)``.
+    """
+    if not isinstance(flat, torch.Tensor) or flat.dim() != 3 or flat.shape[0] != 1:
+        shape = tuple(flat.shape) if isinstance(flat, torch.Tensor) else type(flat).__name__
+        raise InputSizeError(f"resample_abs_pos_embed takes a flat (1, P + h*w, C) table, got {shape}.")
+    old_size = to_size(old_size, "old_size")
+    new_size = to_size(new_size, "new_size")
+    if num_prefix_tokens < 0:
+        raise InputSizeError(f"num_prefix_tokens must be >= 0, got {num_prefix_tokens}.")
+    n = flat.shape[1] - num_prefix_tokens
+    if n != old_size[0] * old_size[1]:
+        from .grid import factorizations
+
+        cands = factorizations(n) if n > 0 else []
+        raise InputSizeError(
+            f"old_size {old_size[0]}x{old_size[1]} needs {old_size[0] * old_size[1]} position rows, "
+            f"the table has {n} after {num_prefix_tokens} prefix rows (shape {tuple(flat.shape)}); "
+            f"grids with {n} positions: {cands}."
+        )
+    if old_size == new_size:
+        return flat
+    prefix, grid = flat[:, :num_prefix_tokens], flat[:, num_prefix_tokens:]
+    grid = grid.reshape(1, old_size[0], old_size[1], -1)
+    grid = resample_grid(grid, new_size, interpolation, antialias).reshape(1, -1, flat.shape[-1])
+    return torch.cat([prefix, grid], dim=1)
+
+
+@lru_cache(maxsize=32)
+def _pinv_resize_matrix(old: Size, new: Size, interpolation: str, antialias: bool) -> torch.Tensor:
+    """``pinv(R.T)`` (new_n, old_n) for the linear map ``R`` that resizes an old kernel to new, in float64."""
+    n_old = old[0] * old[1]
+    basis = torch.eye(n_old, dtype=torch.float32).reshape(n_old, 1, old[0], old[1])
+    resized = _interpolate_nchw(basis, new, interpolation, antialias)  # column i of R, per basis i
+    r = resized.reshape(n_old, -1).T.double()  # (new_n, old_n)
+    # Singular values below float32 resolution are noise of the float32 resize; drop them as a
+    # float32 pseudo-inverse would (keeping them blows the kernel up when one axis shrinks).
+    rtol = max(r.shape) * torch.finfo(torch.float32).eps
+    return torch.linalg.pinv(r.T, rtol=rtol)
+
+
+def resample_patch_embed(
+    weight: torch.Tensor, new_size, interpolation: str = "bicubic", antialias: bool = True
+) -> torch.Tensor:
+    """Resize a patch kernel ``(O, I, ph, pw)`` to ``(O, I, ph', pw')`` (FlexiViT pseudo-inverse resize).
+
+    The new kernel ``w'`` keeps token values for resized inputs: ``<x, w> ≈ <resize(x), w'>``.
+    """
+    _check_mode(interpolation)
+    if not isinstance(weight, torch.Tensor) or weight.dim() != 4:
+        shape = tuple(weight.shape) if isinstance(weight, torch.Tensor) else type(weight).__name__
+        raise InputSizeError(f"resample_patch_embed takes a (O, I, ph, pw) kernel, got {shape}.")
+    new_size = to_size(new_size, "new_size")
+    old_size = (int(weight.shape[2]), int(weight.shape[3]))
+    if old_size == new_size:
+        return weight
+    pinv = _pinv_resize_matrix(old_size, new_size, interpolation, antialias).to(weight.device)
+    flat = weight.reshape(-1, old_size[0] * old_size[1]).double()
+    out = (flat @ pinv.T).reshape(weight.shape[0], weight.shape[1], *new_size)
+    return out.to(weight.dtype)
+
+
+def sincos_2d(grid_size, dim: int, temperature: float = 10000.0) -> torch.Tensor:
+    """A fixed 2-D sin-cos position table ``(1, h, w, dim)`` for any grid (MoCo v3 / big_vision layout).
+
+    Channels are ``[sin(y), cos(y), sin(x), cos(x)]``, each ``dim // 4`` wide, with frequencies
+    ``1 / temperature ** (k / (dim // 4))``; ``dim`` must be divisible by 4.
+    """
+    h, w = to_size(grid_size, "grid_size")
+    if dim <= 0 or dim % 4:
+        raise InputSizeError(f"sincos_2d needs dim divisible by 4, got {dim}; use an embed_dim like {4 * math.ceil(max(dim, 1) / 4)}.")
+    quarter = dim // 4
+    omega = 1.0 / temperature ** (torch.arange(quarter, dtype=torch.float32) / quarter)
+    y = torch.arange(h, dtype=torch.float32)[:, None, None] * omega  # (h, 1, q)
+    x = torch.arange(w, dtype=torch.float32)[None, :, None] * omega  # (1, w, q)
+    y, x = y.expand(h, w, quarter), x.expand(h, w, quarter)
+    table = torch.cat([y.sin(), y.cos(), x.sin(), x.cos()], dim=-1)
+    return table.unsqueeze(0)
