@@ -1,0 +1,29 @@
+import os
+
+import pytest
+import torch
+from hypothesis import HealthCheck, settings
+
+# Deterministic property tests: the same examples on every run, no per-example deadline (2-core CI).
+settings.register_profile(
+    "ci", derandomize=True, deadline=None, max_examples=60, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)
+    yield
+
+
+def randomize_(model: torch.nn.Module, seed: int = 0, std: float = 0.02) -> torch.nn.Module:
+    """Give every parameter and float buffer random non-zero values (oracles must agree on all of them)."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if p.dim() <= 1 and ("norm" in name or name.endswith("gamma")):
+                p.copy_(1.0 + std * 5 * torch.randn(p.shape, generator=g))
+            else:
+                p.copy_(std * 5 * torch.randn(p.shape, generator=g))
+    return model
