@@ -23,6 +23,7 @@ __all__ = [
     "factorizations",
     "axis_smoothness",
     "smoothness",
+    "grid_score",
     "rank_grids",
 ]
 
@@ -147,9 +148,24 @@ def smoothness(table: torch.Tensor, grid, num_prefix_tokens: int = 0) -> float:
     return sum(vals) / len(vals) if vals else float("nan")
 
 
-def rank_grids(table: torch.Tensor, num_prefix_tokens: int = 0, min_side: int = 2) -> list[tuple[Size, float]]:
-    """Every factorisation with both sides >= ``min_side``, best smoothness first."""
+def grid_score(table: torch.Tensor, grid, num_prefix_tokens: int = 0) -> float:
+    """Evidence that ``grid`` is a flat table's true grid: ``smoothness`` minus the similarity across row wraps.
+
+    Read row-major on its true grid, the last position of a row and the first of the next are far
+    apart in the image (dissimilar), while neighbours along both axes are similar. A factorisation
+    narrower than the truth also looks smooth, but its "row wraps" fall inside true rows and stay
+    similar, which this score subtracts. Grids with a side of 1 have no wraps and score ``nan``.
+    """
+    g = _grid_rows(table, grid, num_prefix_tokens)
+    if min(g.shape[:2]) < 2:
+        return float("nan")
+    g = g - g.mean(dim=(0, 1), keepdim=True)
+    wrap = torch.nn.functional.cosine_similarity(g[:-1, -1], g[1:, 0], dim=-1, eps=1e-12).mean().item()
+    return smoothness(table, grid, num_prefix_tokens) - wrap
+
+
+def rank_grids(table: torch.Tensor, num_prefix_tokens: int = 0) -> list[tuple[Size, float]]:
+    """Every factorisation with both sides >= 2 and its ``grid_score``, best first."""
     n = table.shape[-2] - num_prefix_tokens
-    cands = [g for g in factorizations(n) if min(g) >= min_side] or factorizations(n)
-    scored = [(g, smoothness(table, g, num_prefix_tokens)) for g in cands]
-    return sorted(scored, key=lambda gs: -gs[1] if not math.isnan(gs[1]) else math.inf)
+    scored = [(g, grid_score(table, g, num_prefix_tokens)) for g in factorizations(n) if min(g) >= 2]
+    return sorted(scored, key=lambda gs: -gs[1])

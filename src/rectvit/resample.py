@@ -135,7 +135,9 @@ def sincos_2d(grid_size, dim: int, temperature: float = 10000.0) -> torch.Tensor
     """
     h, w = to_size(grid_size, "grid_size")
     if dim <= 0 or dim % 4:
-        raise InputSizeError(f"sincos_2d needs dim divisible by 4, got {dim}; use an embed_dim like {4 * math.ceil(max(dim, 1) / 4)}.")
+        raise InputSizeError(
+            f"sincos_2d needs dim divisible by 4, got {dim}; use an embed_dim like {4 * math.ceil(max(dim, 1) / 4)}."
+        )
     quarter = dim // 4
     omega = 1.0 / temperature ** (torch.arange(quarter, dtype=torch.float32) / quarter)
     y = torch.arange(h, dtype=torch.float32)[:, None, None] * omega  # (h, 1, q)
