@@ -1,5 +1,6 @@
 """rectvit: vision transformers whose input shape is a free choice, without losing the position grid."""
 
+from .checkpoint import load_checkpoint
 from .errors import AmbiguousGridError, CheckpointError, InputSizeError, RectViTError
 from .grid import factorizations, patch_grid, smoothness, to_size
 from .models import create_model, list_models
@@ -22,4 +23,5 @@ __all__ = [
     "sincos_2d",
     "create_model",
     "list_models",
+    "load_checkpoint",
 ]

@@ -1,1 +1,600 @@
-"""ViT family (filled in by the ViT issue)."""
+"""Vision Transformer (ViT, DeiT, DeiT-3, DINOv2, AST) with a position grid that is its shape.
+
+State dicts use timm's key names for the same configuration, with one deliberate difference: the
+learned position table ``pos_embed`` is a ``(1, h, w, C)`` parameter, and the position vectors of
+prefix tokens (class, distillation, registers), where the model has them, live in a separate
+``(1, P, C)`` parameter ``prefix_pos_embed``. ``rectvit.checkpoint`` converts timm's flat tables.
+
+Data flow (shapes for a ``(B, in_chans, H, W)`` input on an ``(h, w)`` patch grid)::
+
+    patch_embed        -> (B, h, w, C)           channels last, the grid travels with the tensor
+    + position table   -> (B, h, w, C)           resampled to (h, w) when it differs (dynamic mode)
+    prefix tokens      -> (B, P + h*w, C)        [cls][dist][registers] + patch tokens
+    blocks, norm       -> (B, P + h*w, C)        forward_features
+    pool, head         -> (B, num_classes)       forward_head
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+from ..errors import RectViTError
+from ..grid import Size, to_size
+from ..layers import Block, PatchEmbed
+from ..resample import resample_grid, sincos_2d
+from .registry import register_model
+
+__all__ = ["VisionTransformer"]
+
+GLOBAL_POOLS = ("token", "token_dist", "avg", "avgmax", "max", "")
+POS_EMBEDS = ("learn", "sincos", "none", "")
+
+
+def _take_indices(depth: int, indices: int | Sequence[int] | None) -> list[int]:
+    """Block indices to return: all (None), the last ``n`` (int), or the given ones (negatives from the end)."""
+    if indices is None:
+        indices = depth
+    if isinstance(indices, int):
+        if not 0 < indices <= depth:
+            raise RectViTError(f"indices={indices} asks for the last {indices} blocks; the model has 1 to {depth}.")
+        return list(range(depth - indices, depth))
+    taken = []
+    for i in indices:
+        j = depth + i if i < 0 else i
+        if not 0 <= j < depth:
+            raise RectViTError(f"block index {i} is out of range for a model of depth {depth} (0 to {depth - 1}).")
+        taken.append(j)
+    return taken
+
+
+def _json_ready(value: Any) -> Any:
+    """Tuples -> lists, recursively, so a config dict is JSON-serialisable."""
+    if isinstance(value, (tuple, list)):
+        return [_json_ready(v) for v in value]
+    return value
+
+
+class _GridTableCache:
+    """Resampled copies of a ``(1, h, w, C)`` table, one per target grid, valid while the table is unchanged.
+
+    A parameter's ``_version`` counts in-place writes (optimizer steps, ``load_state_dict``) and its
+    ``data_ptr`` changes when it is replaced (``set_input_size``, ``.to()``), so either invalidates.
+    """
+
+    def __init__(self, max_entries: int = 16):
+        self.max_entries = max_entries
+        self._entries: dict[tuple, torch.Tensor] = {}
+
+    def get(self, table: torch.Tensor, grid: Size, make: Callable[[], torch.Tensor]) -> torch.Tensor:
+        key = (
+            grid,
+            table.device,
+            table.dtype,
+            table.data_ptr(),
+            table._version,
+            tuple(table.shape),
+            torch.is_inference_mode_enabled(),
+        )
+        out = self._entries.get(key)
+        if out is None:
+            # Entries for an older version of the table are stale: drop them before adding.
+            self._entries = {k: v for k, v in self._entries.items() if k[3:5] == key[3:5]}
+            if len(self._entries) >= self.max_entries:
+                self._entries.pop(next(iter(self._entries)))
+            out = self._entries[key] = make()
+        return out
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+class VisionTransformer(nn.Module):
+    """A ViT taking ``(B, in_chans, H, W)`` images of any rectangular size the configuration allows.
+
+    Constructor keywords are timm's ``VisionTransformer`` keywords (same names, same defaults), plus:
+
+    - ``patch_stride``: overlapping patches (AST); defaults to ``patch_size``.
+    - ``distilled``: a distillation token and ``head_dist`` (DeiT); in eval the two heads' logits are
+      averaged; with ``set_distilled_training()`` and in train mode both are returned.
+    - ``global_pool="token_dist"``: the mean of the class and distillation tokens (AST).
+    - ``head_norm``: a LayerNorm on the pooled vector before the head, kept together with the final
+      ``norm`` (AST's ``mlp_head``).
+    - ``pos_embed="sincos"``: a fixed 2-D sin-cos table (computed for each grid, never resampled).
+    - ``norm_eps``: epsilon of every LayerNorm (1e-6 as timm; 1e-12 for HF-trained models such as AST).
+    - ``embed_layer``: the patch embedding class; it must produce ``(B, h, w, C)`` and know its grid
+      (see ``rectvit.layers.PatchEmbed``).
+    """
+
+    def __init__(
+        self,
+        img_size: int | tuple[int, int] = 224,
+        patch_size: int | tuple[int, int] = 16,
+        patch_stride: int | tuple[int, int] | None = None,
+        in_chans: int = 3,
+        num_classes: int = 1000,
+        global_pool: str = "token",
+        embed_dim: int = 768,
+        depth: int = 12,
+        num_heads: int = 12,
+        mlp_ratio: float = 4.0,
+        qkv_bias: bool = True,
+        qk_norm: bool = False,
+        proj_bias: bool = True,
+        init_values: float | None = None,
+        class_token: bool = True,
+        distilled: bool = False,
+        reg_tokens: int = 0,
+        pos_embed: str = "learn",
+        no_embed_class: bool = False,
+        pre_norm: bool = False,
+        final_norm: bool = True,
+        fc_norm: bool | None = None,
+        head_norm: bool = False,
+        pool_include_prefix: bool = False,
+        norm_eps: float = 1e-6,
+        dynamic_img_size: bool = False,
+        dynamic_img_pad: bool = False,
+        drop_rate: float = 0.0,
+        pos_drop_rate: float = 0.0,
+        patch_drop_rate: float = 0.0,
+        proj_drop_rate: float = 0.0,
+        attn_drop_rate: float = 0.0,
+        drop_path_rate: float = 0.0,
+        embed_layer: Callable[..., nn.Module] = PatchEmbed,
+    ):
+        super().__init__()
+        self.model_config = self._config_of(locals())
+        _check_options(global_pool, pos_embed, class_token, distilled, reg_tokens, patch_drop_rate)
+        use_fc_norm = global_pool in ("avg", "avgmax", "max") if fc_norm is None else fc_norm
+
+        self.num_classes = num_classes
+        self.in_chans = in_chans
+        self.global_pool = global_pool
+        self.num_features = self.head_hidden_size = self.embed_dim = embed_dim
+        self.has_class_token = class_token
+        self.distilled = distilled
+        self.distilled_training = False
+        self.num_reg_tokens = reg_tokens
+        self.num_prefix_tokens = int(class_token) + int(distilled) + reg_tokens
+        self.no_embed_class = no_embed_class
+        self.pool_include_prefix = pool_include_prefix
+        self.dynamic_img_size = dynamic_img_size
+        self.grad_checkpointing = False
+        self.pos_embed_type = pos_embed or "none"
+        self._pos_cache = _GridTableCache()
+
+        self.patch_embed = embed_layer(
+            img_size=img_size,
+            patch_size=patch_size,
+            patch_stride=patch_stride,
+            in_chans=in_chans,
+            embed_dim=embed_dim,
+            bias=not pre_norm,
+            dynamic_img_pad=dynamic_img_pad,
+            strict_img_size=not dynamic_img_size,
+        )
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim)) if class_token else None
+        self.dist_token = nn.Parameter(torch.zeros(1, 1, embed_dim)) if distilled else None
+        self.reg_token = nn.Parameter(torch.zeros(1, reg_tokens, embed_dim)) if reg_tokens else None
+        self._init_pos_tables()
+        self.pos_drop = nn.Dropout(pos_drop_rate)
+        self.norm_pre = nn.LayerNorm(embed_dim, eps=norm_eps) if pre_norm else nn.Identity()
+
+        dpr = torch.linspace(0, drop_path_rate, depth).tolist() if depth else []
+        self.blocks = nn.Sequential(
+            *[
+                Block(
+                    embed_dim,
+                    num_heads,
+                    mlp_ratio=mlp_ratio,
+                    qkv_bias=qkv_bias,
+                    qk_norm=qk_norm,
+                    proj_bias=proj_bias,
+                    init_values=init_values,
+                    proj_drop=proj_drop_rate,
+                    attn_drop=attn_drop_rate,
+                    drop_path=dpr[i],
+                    norm_eps=norm_eps,
+                )
+                for i in range(depth)
+            ]
+        )
+        self.norm = nn.LayerNorm(embed_dim, eps=norm_eps) if final_norm and not use_fc_norm else nn.Identity()
+        self.fc_norm = nn.LayerNorm(embed_dim, eps=norm_eps) if final_norm and use_fc_norm else nn.Identity()
+        self.head_norm = nn.LayerNorm(embed_dim, eps=norm_eps) if head_norm else nn.Identity()
+        self.head_drop = nn.Dropout(drop_rate)
+        self.head = self._make_head(num_classes)
+        self.head_dist = self._make_head(num_classes) if distilled else None
+        self.init_weights()
+
+    # ----------------------------------------------------------------------------------------------
+    # Construction helpers
+
+    @staticmethod
+    def _config_of(args: dict[str, Any]) -> dict[str, Any]:
+        """The JSON-ready constructor keywords (the embedding class is code, not config)."""
+        skip = {"self", "__class__", "embed_layer"}
+        return {k: _json_ready(v) for k, v in args.items() if k not in skip}
+
+    def _make_head(self, num_classes: int) -> nn.Module:
+        return nn.Linear(self.embed_dim, num_classes) if num_classes > 0 else nn.Identity()
+
+    @property
+    def num_pos_prefix_tokens(self) -> int:
+        """Prefix tokens that carry a position vector (0 with ``no_embed_class``)."""
+        return 0 if self.no_embed_class else self.num_prefix_tokens
+
+    def _init_pos_tables(self) -> None:
+        """Create ``pos_embed`` ``(1, h, w, C)`` for the embedding's grid and ``prefix_pos_embed`` ``(1, P, C)``."""
+        h, w = self.patch_embed.grid_size
+        c = self.embed_dim
+        if self.pos_embed_type == "learn":
+            self.pos_embed = nn.Parameter(torch.zeros(1, h, w, c))
+        elif self.pos_embed_type == "sincos":
+            self.register_buffer("pos_embed", sincos_2d((h, w), c), persistent=False)
+        else:
+            self.pos_embed = None
+        p = self.num_pos_prefix_tokens
+        learned = self.pos_embed_type == "learn"
+        self.prefix_pos_embed = nn.Parameter(torch.zeros(1, p, c)) if learned and p else None
+
+    @torch.no_grad()
+    def init_weights(self) -> None:
+        """timm's default initialisation: truncated normal (std .02) tables and linears, tiny prefix tokens."""
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
+                nn.init.trunc_normal_(m.weight, std=0.02)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+        if isinstance(self.pos_embed, nn.Parameter):
+            nn.init.trunc_normal_(self.pos_embed, std=0.02)
+        if self.prefix_pos_embed is not None:
+            nn.init.trunc_normal_(self.prefix_pos_embed, std=0.02)
+        if self.cls_token is not None:
+            nn.init.normal_(self.cls_token, std=1e-6)
+        if self.reg_token is not None:
+            nn.init.normal_(self.reg_token, std=1e-6)
+        if self.dist_token is not None:
+            nn.init.trunc_normal_(self.dist_token, std=0.02)
+
+    # ----------------------------------------------------------------------------------------------
+    # Sizes
+
+    @property
+    def img_size(self) -> Size:
+        """Nominal ``(H, W)`` input size."""
+        return self.patch_embed.img_size
+
+    @property
+    def patch_size(self) -> Size:
+        return self.patch_embed.patch_size
+
+    @property
+    def grid_size(self) -> Size:
+        """``(h, w)`` grid of the position table (read off the table itself when it is learned)."""
+        if self.pos_embed is not None:
+            return (int(self.pos_embed.shape[1]), int(self.pos_embed.shape[2]))
+        return self.patch_embed.grid_size
+
+    def feat_size(self, img_size) -> Size:
+        """The ``(h, w)`` token grid of an input of ``img_size``."""
+        return self.patch_embed.feat_size(to_size(img_size, "img_size"))
+
+    def set_input_size(self, img_size=None, patch_size=None, patch_stride=None) -> None:
+        """Change the nominal input size and/or patch size; the position table is resampled to the new grid.
+
+        Resampling always starts from the table's current grid, so a chain A -> B -> C is the same as
+        the two resamplings applied in turn. A new patch size PI-resizes the patch kernel.
+        """
+        self.patch_embed.set_input_size(img_size=img_size, patch_size=patch_size, patch_stride=patch_stride)
+        new_grid = self.patch_embed.grid_size
+        if self.pos_embed_type == "learn" and new_grid != self.grid_size:
+            old = self.pos_embed
+            with torch.no_grad():
+                table = resample_grid(old.detach(), new_grid)
+            self.pos_embed = nn.Parameter(table.clone(), requires_grad=old.requires_grad)
+        elif self.pos_embed_type == "sincos":
+            self.pos_embed = sincos_2d(new_grid, self.embed_dim).to(self.pos_embed.device, self.pos_embed.dtype)
+        self._pos_cache.clear()
+        self.model_config["img_size"] = list(self.patch_embed.img_size)
+        self.model_config["patch_size"] = list(self.patch_embed.patch_size)
+        if not self.patch_embed.stride_follows_patch:
+            self.model_config["patch_stride"] = list(self.patch_embed.patch_stride)
+
+    # ----------------------------------------------------------------------------------------------
+    # Positions and prefix tokens
+
+    def _grid_pos_table(self, grid: Size) -> torch.Tensor:
+        """The ``(1, h, w, C)`` position table for ``grid``: the stored one, resampled or computed as needed.
+
+        Resampled tables are cached per grid unless gradients must flow into ``pos_embed``.
+        """
+        table = self.pos_embed
+        if tuple(table.shape[1:3]) == grid:
+            return table
+        if self.pos_embed_type == "sincos":
+            return self._pos_cache.get(
+                table, grid, lambda: sincos_2d(grid, self.embed_dim).to(table.device, table.dtype)
+            )
+        if torch.is_grad_enabled() and table.requires_grad:
+            return resample_grid(table, grid)
+        return self._pos_cache.get(table, grid, lambda: resample_grid(table.detach(), grid))
+
+    def _prefix_tokens(self, batch: int) -> torch.Tensor | None:
+        """``(B, P, C)``: class, distillation and register tokens, in that order (with their positions)."""
+        tokens = [t for t in (self.cls_token, self.dist_token, self.reg_token) if t is not None]
+        if not tokens:
+            return None
+        prefix = torch.cat(tokens, dim=1)
+        if self.prefix_pos_embed is not None:
+            prefix = prefix + self.prefix_pos_embed
+        return prefix.expand(batch, -1, -1)
+
+    def _pos_embed(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, h, w, C)`` patch tokens -> ``(B, P + h*w, C)`` tokens with positions and prefix tokens."""
+        b, h, w, c = x.shape
+        if self.pos_embed is not None:
+            x = x + self._grid_pos_table((h, w))
+        x = x.reshape(b, h * w, c)
+        prefix = self._prefix_tokens(b)
+        if prefix is not None:
+            x = torch.cat([prefix, x], dim=1)
+        return self.pos_drop(x)
+
+    # ----------------------------------------------------------------------------------------------
+    # Forward
+
+    def _embed(self, x: torch.Tensor) -> tuple[torch.Tensor, Size]:
+        """``(B, in_chans, H, W)`` -> tokens ``(B, P + h*w, C)`` ready for the blocks, and the grid ``(h, w)``."""
+        x = self.patch_embed(x)
+        grid = (int(x.shape[1]), int(x.shape[2]))
+        x = self._pos_embed(x)
+        return self.norm_pre(x), grid
+
+    def _block(self, blk: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        if self.grad_checkpointing and torch.is_grad_enabled():
+            return checkpoint(blk, x, use_reentrant=False)
+        return blk(x)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, in_chans, H, W) -> (B, P + h*w, C)`` after the final norm."""
+        x, _ = self._embed(x)
+        for blk in self.blocks:
+            x = self._block(blk, x)
+        return self.norm(x)
+
+    def pool(self, x: torch.Tensor, pool_type: str | None = None) -> torch.Tensor:
+        """``(B, P + N, C) -> (B, C)`` (or unchanged for ``""``)."""
+        pool_type = self.global_pool if pool_type is None else pool_type
+        if not pool_type:
+            return x
+        if pool_type == "token":
+            return x[:, 0]
+        if pool_type == "token_dist":
+            return (x[:, 0] + x[:, 1]) / 2
+        if not self.pool_include_prefix:
+            x = x[:, self.num_prefix_tokens :]
+        if pool_type == "avg":
+            return x.mean(dim=1)
+        if pool_type == "max":
+            return x.amax(dim=1)
+        return 0.5 * (x.amax(dim=1) + x.mean(dim=1))  # avgmax
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False):
+        """``(B, P + N, C) -> (B, num_classes)`` (``(B, C)`` with ``pre_logits``)."""
+        if self.distilled and self.global_pool == "token":
+            return self._distilled_head(x, pre_logits)
+        x = self.pool(x)
+        x = self.head_norm(self.fc_norm(x))
+        x = self.head_drop(x)
+        return x if pre_logits else self.head(x)
+
+    def _distilled_head(self, x: torch.Tensor, pre_logits: bool):
+        """DeiT: ``head`` on the class token, ``head_dist`` on the distillation token, averaged."""
+        x, x_dist = self.head_drop(x[:, 0]), self.head_drop(x[:, 1])
+        if pre_logits:
+            return (x + x_dist) / 2
+        x, x_dist = self.head(x), self.head_dist(x_dist)
+        if self.distilled_training and self.training:
+            return x, x_dist
+        return (x + x_dist) / 2
+
+    def forward(self, x: torch.Tensor):
+        return self.forward_head(self.forward_features(x))
+
+    def forward_intermediates(
+        self,
+        x: torch.Tensor,
+        indices: int | Sequence[int] | None = None,
+        return_prefix_tokens: bool = False,
+        norm: bool = False,
+        stop_early: bool = False,
+        output_fmt: str = "NCHW",
+        intermediates_only: bool = False,
+    ):
+        """Features of selected blocks, as timm returns them.
+
+        Maps are ``(B, C, h, w)`` on the input's own grid (``"NCHW"``) or ``(B, h*w, C)`` (``"NLC"``);
+        with ``return_prefix_tokens`` each entry is ``(map, prefix (B, P, C))``. Returns the list when
+        ``intermediates_only``, else ``(forward_features output, list)``.
+        """
+        if output_fmt not in ("NCHW", "NLC"):
+            raise RectViTError(f"output_fmt must be 'NCHW' or 'NLC', got {output_fmt!r}.")
+        take = _take_indices(len(self.blocks), indices)
+        x, (h, w) = self._embed(x)
+        blocks = self.blocks[: max(take) + 1] if stop_early else self.blocks
+        outs = []
+        for i, blk in enumerate(blocks):
+            x = self._block(blk, x)
+            if i in take:
+                outs.append(self.norm(x) if norm else x)
+        p = self.num_prefix_tokens
+        prefixes = [y[:, :p] for y in outs]
+        maps = [y[:, p:] for y in outs]
+        if output_fmt == "NCHW":
+            maps = [y.reshape(y.shape[0], h, w, -1).permute(0, 3, 1, 2).contiguous() for y in maps]
+        if return_prefix_tokens and p:
+            maps = list(zip(maps, prefixes))
+        if intermediates_only:
+            return maps
+        return self.norm(x), maps
+
+    # ----------------------------------------------------------------------------------------------
+    # Training utilities
+
+    def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
+        """A new (freshly initialised) head for ``num_classes``; optionally a new pooling."""
+        if global_pool is not None:
+            _check_options(global_pool, self.pos_embed_type, self.has_class_token, self.distilled, 0, 0.0)
+            self.global_pool = global_pool
+            self.model_config["global_pool"] = global_pool
+            self.model_config["fc_norm"] = not isinstance(self.fc_norm, nn.Identity)
+        self.num_classes = num_classes
+        self.model_config["num_classes"] = num_classes
+        device = next(self.parameters()).device
+        self.head = self._make_head(num_classes).to(device).train(self.training)
+        if self.distilled:
+            self.head_dist = self._make_head(num_classes).to(device).train(self.training)
+        for head in (self.head, self.head_dist):
+            if isinstance(head, nn.Linear):
+                nn.init.trunc_normal_(head.weight, std=0.02)
+                nn.init.zeros_(head.bias)
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        self.grad_checkpointing = enable
+
+    def set_distilled_training(self, enable: bool = True) -> None:
+        """In train mode, return ``(logits, logits_dist)`` instead of their mean (DeiT distillation)."""
+        self.distilled_training = enable
+
+    def get_classifier(self) -> nn.Module:
+        return self.head
+
+    def no_weight_decay(self) -> set[str]:
+        return {"pos_embed", "prefix_pos_embed", "cls_token", "reg_token", "dist_token"}
+
+
+def _check_options(
+    global_pool: str, pos_embed: str, class_token: bool, distilled: bool, reg_tokens: int, patch_drop_rate: float
+) -> None:
+    """Raise ``RectViTError`` for an option combination the model cannot build."""
+    if global_pool not in GLOBAL_POOLS:
+        raise RectViTError(f"global_pool must be one of {GLOBAL_POOLS}, got {global_pool!r}.")
+    if pos_embed not in POS_EMBEDS:
+        raise RectViTError(f"pos_embed must be one of {POS_EMBEDS}, got {pos_embed!r}.")
+    if global_pool in ("token", "token_dist") and not class_token:
+        raise RectViTError(
+            f"global_pool={global_pool!r} reads the class token, but class_token=False; "
+            "use global_pool='avg' or class_token=True."
+        )
+    if global_pool == "token_dist" and not distilled:
+        raise RectViTError("global_pool='token_dist' averages the class and distillation tokens; pass distilled=True.")
+    if distilled and global_pool not in ("token", "token_dist"):
+        raise RectViTError(
+            f"a distilled model pools its class and distillation tokens (global_pool 'token' or 'token_dist'), "
+            f"got {global_pool!r}."
+        )
+    if distilled and not class_token:
+        raise RectViTError("distilled=True needs class_token=True (DeiT's class + distillation tokens).")
+    if distilled and reg_tokens:
+        raise RectViTError(f"distilled models take no register tokens, got reg_tokens={reg_tokens}.")
+    if reg_tokens < 0:
+        raise RectViTError(f"reg_tokens must be >= 0, got {reg_tokens}.")
+    if patch_drop_rate:
+        raise RectViTError(f"patch_drop_rate is not supported, got {patch_drop_rate}; pass 0.")
+
+
+# --------------------------------------------------------------------------------------------------
+# Registry: timm's names and model_args (img_size and num_classes from timm's default configs).
+
+_VIT_S = dict(embed_dim=384, depth=12, num_heads=6)
+_VIT_B = dict(embed_dim=768, depth=12, num_heads=12)
+
+
+def _register(name: str, **config: Any) -> None:
+    register_model(name, VisionTransformer, **config)
+
+
+_register("vit_tiny_patch16_224", patch_size=16, embed_dim=192, depth=12, num_heads=3)
+_register("vit_small_patch16_224", patch_size=16, **_VIT_S)
+_register("vit_base_patch16_224", patch_size=16, **_VIT_B)
+_register("vit_large_patch16_224", patch_size=16, embed_dim=1024, depth=24, num_heads=16)
+_register("vit_base_patch16_384", img_size=384, patch_size=16, **_VIT_B)
+_register("vit_base_patch32_224", patch_size=32, **_VIT_B)
+_register("vit_small_patch8_224", patch_size=8, num_classes=0, **_VIT_S)
+_register("deit_tiny_patch16_224", patch_size=16, embed_dim=192, depth=12, num_heads=3)
+_register("deit_small_patch16_224", patch_size=16, **_VIT_S)
+_register("deit_base_patch16_224", patch_size=16, **_VIT_B)
+_register("deit_tiny_distilled_patch16_224", patch_size=16, embed_dim=192, depth=12, num_heads=3, distilled=True)
+_register("deit_small_distilled_patch16_224", patch_size=16, distilled=True, **_VIT_S)
+_register("deit_base_distilled_patch16_224", patch_size=16, distilled=True, **_VIT_B)
+_register("deit3_small_patch16_224", patch_size=16, no_embed_class=True, init_values=1e-6, **_VIT_S)
+_register("deit3_base_patch16_224", patch_size=16, no_embed_class=True, init_values=1e-6, **_VIT_B)
+_register(
+    "vit_medium_patch16_gap_256",
+    img_size=256,
+    patch_size=16,
+    embed_dim=512,
+    depth=12,
+    num_heads=8,
+    class_token=False,
+    global_pool="avg",
+    qkv_bias=False,
+    init_values=1e-6,
+    fc_norm=False,
+)
+_register(
+    "vit_base_patch16_reg4_gap_256",
+    img_size=256,
+    patch_size=16,
+    class_token=False,
+    no_embed_class=True,
+    global_pool="avg",
+    reg_tokens=4,
+    **_VIT_B,
+)
+_register("vit_small_patch14_dinov2", img_size=518, patch_size=14, num_classes=0, init_values=1e-5, **_VIT_S)
+_register(
+    "vit_small_patch14_reg4_dinov2",
+    img_size=518,
+    patch_size=14,
+    num_classes=0,
+    init_values=1e-5,
+    reg_tokens=4,
+    no_embed_class=True,
+    **_VIT_S,
+)
+_register(
+    "vit_base_patch14_reg4_dinov2",
+    img_size=518,
+    patch_size=14,
+    num_classes=0,
+    init_values=1e-5,
+    reg_tokens=4,
+    no_embed_class=True,
+    **_VIT_B,
+)
+# AST (Gong et al. 2021; HF ASTForAudioClassification): (B, 1, mel=128, frames=1024) spectrograms,
+# 16x16 patches at stride 10 -> a (12, 101) grid; class + distillation tokens whose final-normed
+# states are averaged, then LayerNorm + Linear (AST's mlp_head); HF's LayerNorm eps.
+_register(
+    "ast_base_patch16_s10_128x1024",
+    img_size=(128, 1024),
+    patch_size=16,
+    patch_stride=10,
+    in_chans=1,
+    num_classes=527,
+    distilled=True,
+    global_pool="token_dist",
+    head_norm=True,
+    norm_eps=1e-12,
+    **_VIT_B,
+)
