@@ -1,0 +1,980 @@
+"""Swin Transformer v1 and v2 for rectangular inputs, with state dicts in timm's layout.
+
+Shapes: images are ``(B, C, H, W)``; every feature map inside the model is NHWC ``(B, h, w, C)`` so
+its grid travels with the tensor. A stage works on windows of ``(wh, ww)`` tokens; a stage whose
+grid is smaller than its window along an axis uses the grid as its window on that axis (and does not
+shift along it), as timm does. Windows are fixed by ``img_size`` (and ``set_input_size``); with
+``dynamic_img_size=True`` any input size runs with those windows, each block padding its grid up to
+a multiple of the window and cropping back, with attention masks built for the padded size and
+cached per size.
+
+v1 (``SwinTransformer``) keeps a learned relative-position-bias table per block, a
+``(2wh-1) * (2ww-1), heads`` parameter; changing the window resamples it as a 2-D grid with
+:func:`rectvit.resample.resample_grid` (bicubic, as in the Swin paper). v2 (``SwinTransformerV2``)
+computes its bias with an MLP over log-spaced relative coordinates, so a new window only rebuilds
+the coordinate table.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import InputSizeError
+from ..grid import Size, to_size
+from ..layers import DropPath, Mlp
+from ..resample import resample_grid
+from .registry import register_model
+
+__all__ = ["SwinTransformer", "SwinTransformerV2"]
+
+_ACT_LAYERS: dict[str, type[nn.Module]] = {"gelu": nn.GELU, "relu": nn.ReLU, "silu": nn.SiLU}
+_POOL_TYPES = ("", "avg", "max", "avgmax", "catavgmax")
+_MASK_VALUE = -100.0  # logit added between tokens of different regions in a shifted window
+_MASK_CACHE_SIZE = 8
+
+
+# --------------------------------------------------------------------------------------------------
+# Size bookkeeping
+# --------------------------------------------------------------------------------------------------
+
+
+def _ceil_div(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def _stage_grid(patch_grid: Size, stage: int) -> Size:
+    """The token grid of ``stage``: each stage after the first halves the grid (rounding up)."""
+    f = 2**stage
+    return (_ceil_div(patch_grid[0], f), _ceil_div(patch_grid[1], f))
+
+
+def _window_pair(value: Any, name: str) -> Size:
+    """One window ``(wh, ww)`` from an int or a pair, as an ``InputSizeError`` when it is not one."""
+    return to_size(value, name)
+
+
+def _stage_windows(window_size: Any, num_stages: int, name: str = "window_size") -> tuple[Size, ...]:
+    """Expand a window spec to one ``(wh, ww)`` per stage.
+
+    Accepts an int, an ``(wh, ww)`` pair (two ints are always one window), or a sequence with one
+    int or pair per stage.
+    """
+    is_seq = isinstance(window_size, (list, tuple))
+    if not is_seq or (len(window_size) == 2 and not isinstance(window_size[0], (list, tuple))):
+        return (_window_pair(window_size, name),) * num_stages
+    if len(window_size) != num_stages:
+        raise InputSizeError(
+            f"{name} needs one window per stage ({num_stages} stages), got {len(window_size)}: {window_size!r}; "
+            f"pass a single int or (wh, ww) for all stages, or a list of {num_stages}."
+        )
+    return tuple(_window_pair(w, f"{name}[{i}]") for i, w in enumerate(window_size))
+
+
+def _stage_values(value: Any, num_stages: int, name: str) -> tuple:
+    """A scalar repeated per stage, or a per-stage sequence of the right length."""
+    if isinstance(value, (list, tuple)):
+        if len(value) != num_stages:
+            raise InputSizeError(f"{name} needs {num_stages} values (one per stage), got {value!r}.")
+        return tuple(value)
+    return (value,) * num_stages
+
+
+def _fit_window(grid: Size, window: Size, shifted: bool, always_partition: bool) -> tuple[Size, Size]:
+    """The ``(window, shift)`` a block uses on ``grid``.
+
+    Unless ``always_partition``, an axis whose grid is not larger than the window uses the grid as
+    its window and is not shifted. A shifted block shifts by half its window.
+    """
+    if always_partition:
+        win = window
+        shift = (window[0] // 2, window[1] // 2) if shifted else (0, 0)
+        return win, shift
+    win = (min(grid[0], window[0]), min(grid[1], window[1]))
+    shift = tuple(0 if (not shifted or g <= w) else w // 2 for g, w in zip(grid, win))
+    return win, (shift[0], shift[1])
+
+
+def _jsonable(value: Any) -> Any:
+    """Tuples to lists, recursively (model_config must survive a JSON round trip)."""
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+# --------------------------------------------------------------------------------------------------
+# Windows
+# --------------------------------------------------------------------------------------------------
+
+
+def _pad_to_windows(x: torch.Tensor, window: Size) -> torch.Tensor:
+    """Zero-pad ``(B, H, W, C)`` at the bottom/right to ``(B, Hp, Wp, C)``, multiples of ``window``."""
+    _, h, w, _ = x.shape
+    pad_h = _ceil_div(h, window[0]) * window[0] - h
+    pad_w = _ceil_div(w, window[1]) * window[1] - w
+    if pad_h or pad_w:
+        x = F.pad(x, (0, 0, 0, pad_w, 0, pad_h))
+    return x
+
+
+def window_partition(x: torch.Tensor, window: Size) -> torch.Tensor:
+    """``(B, Hp, Wp, C)`` -> ``(B * nW, wh * ww, C)``, windows in row-major order within each image."""
+    b, h, w, c = x.shape
+    wh, ww = window
+    x = x.view(b, h // wh, wh, w // ww, ww, c).permute(0, 1, 3, 2, 4, 5)
+    return x.reshape(-1, wh * ww, c)
+
+
+def window_merge(windows: torch.Tensor, window: Size, size: Size) -> torch.Tensor:
+    """Inverse of :func:`window_partition`: ``(B * nW, wh * ww, C)`` -> ``(B, Hp, Wp, C)``."""
+    wh, ww = window
+    h, w = size
+    c = windows.shape[-1]
+    x = windows.view(-1, h // wh, w // ww, wh, ww, c).permute(0, 1, 3, 2, 4, 5)
+    return x.reshape(-1, h, w, c)
+
+
+def _axis_regions(n: int, window: int, shift: int) -> torch.Tensor:
+    """Region id (0, 1, 2) of each of ``n`` positions along one axis after a cyclic shift.
+
+    Rolling by ``-shift`` brings the first ``shift`` positions to the end, so the last window mixes
+    tokens that were not neighbours: ``[n - window, n - shift)`` and ``[n - shift, n)`` are regions of
+    their own. Without a shift the whole axis is one region.
+    """
+    ids = torch.zeros(n, dtype=torch.long)
+    if shift:
+        ids[n - window : n - shift] = 1
+        ids[n - shift :] = 2
+    return ids
+
+
+def shifted_window_mask(
+    size: Size, window: Size, shift: Size, device=None, dtype: torch.dtype = torch.float32
+) -> torch.Tensor:
+    """Attention mask ``(nW, N, N)`` of a shifted block on a padded grid ``size`` (``N = wh * ww``).
+
+    0 between tokens of the same region, -100 between tokens of different regions.
+    """
+    rows = _axis_regions(size[0], window[0], shift[0])
+    cols = _axis_regions(size[1], window[1], shift[1])
+    region = (rows[:, None] * 3 + cols[None, :]).to(device=device, dtype=dtype)  # (Hp, Wp)
+    region = window_partition(region[None, :, :, None], window)[..., 0]  # (nW, N)
+    differ = region[:, :, None] != region[:, None, :]
+    return torch.zeros(differ.shape, device=device, dtype=dtype).masked_fill_(differ, _MASK_VALUE)
+
+
+def relative_position_index(window: Size) -> torch.Tensor:
+    """``(N, N)`` index into a ``(2wh-1, 2ww-1)`` table, flattened row-major, of every token pair."""
+    wh, ww = window
+    ys, xs = torch.meshgrid(torch.arange(wh), torch.arange(ww), indexing="ij")
+    ys, xs = ys.flatten(), xs.flatten()  # (N,)
+    dy = ys[:, None] - ys[None, :] + (wh - 1)  # 0 .. 2wh-2
+    dx = xs[:, None] - xs[None, :] + (ww - 1)  # 0 .. 2ww-2
+    return dy * (2 * ww - 1) + dx
+
+
+def log_spaced_coords(window: Size, pretrained_window: Size = (0, 0)) -> torch.Tensor:
+    """Swin v2's ``(1, 2wh-1, 2ww-1, 2)`` relative coordinates, log-spaced into about [-1, 1].
+
+    Offsets are divided by ``pretrained_window - 1`` (or ``window - 1`` when no pretrained window is
+    given; at least 1), scaled to [-8, 8] and mapped by ``sign(t) * log2(|t| + 1) / 3``.
+    """
+    norm = pretrained_window if pretrained_window[0] > 0 else window
+    dy = torch.arange(-(window[0] - 1), window[0], dtype=torch.float32) / max(norm[0] - 1, 1)
+    dx = torch.arange(-(window[1] - 1), window[1], dtype=torch.float32) / max(norm[1] - 1, 1)
+    coords = torch.stack(torch.meshgrid(dy, dx, indexing="ij"), dim=-1) * 8  # (2wh-1, 2ww-1, 2)
+    coords = torch.sign(coords) * torch.log2(coords.abs() + 1.0) / math.log2(8)
+    return coords.unsqueeze(0)
+
+
+def _attend(
+    logits: torch.Tensor, v: torch.Tensor, bias: torch.Tensor, mask: torch.Tensor | None, drop: nn.Module
+) -> torch.Tensor:
+    """Softmax attention over windows.
+
+    ``logits (B*nW, heads, N, N)`` + ``bias (heads, N, N)`` + ``mask (nW, N, N)`` -> ``(B*nW, N, heads*d)``.
+    """
+    bw, heads, n, _ = logits.shape
+    logits = logits + bias.unsqueeze(0)
+    if mask is not None:
+        nw = mask.shape[0]
+        logits = (logits.view(-1, nw, heads, n, n) + mask[None, :, None]).view(bw, heads, n, n)
+    attn = drop(logits.softmax(dim=-1))
+    return (attn @ v).transpose(1, 2).reshape(bw, n, -1)
+
+
+# --------------------------------------------------------------------------------------------------
+# Attention
+# --------------------------------------------------------------------------------------------------
+
+
+class WindowAttention(nn.Module):
+    """Swin v1 window attention with a learned relative position bias table.
+
+    ``relative_position_bias_table`` is ``((2wh-1) * (2ww-1), heads)``, timm's layout; its 2-D grid is
+    ``(2wh-1, 2ww-1)``. Input and output ``(B * nW, wh * ww, C)``.
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int,
+        window_size: Size,
+        head_dim: int | None = None,
+        qkv_bias: bool = True,
+        attn_drop: float = 0.0,
+        proj_drop: float = 0.0,
+    ):
+        super().__init__()
+        self.window_size = window_size
+        self.num_heads = num_heads
+        head_dim = head_dim or dim // num_heads
+        self.scale = head_dim**-0.5
+        wh, ww = window_size
+        self.relative_position_bias_table = nn.Parameter(torch.zeros((2 * wh - 1) * (2 * ww - 1), num_heads))
+        nn.init.trunc_normal_(self.relative_position_bias_table, std=0.02)
+        self.register_buffer("relative_position_index", relative_position_index(window_size), persistent=False)
+        self.qkv = nn.Linear(dim, 3 * head_dim * num_heads, bias=qkv_bias)
+        self.attn_drop = nn.Dropout(attn_drop)
+        self.proj = nn.Linear(head_dim * num_heads, dim)
+        self.proj_drop = nn.Dropout(proj_drop)
+
+    def bias_grid(self) -> torch.Tensor:
+        """The bias table as its 2-D grid ``(1, 2wh-1, 2ww-1, heads)`` (a view)."""
+        wh, ww = self.window_size
+        return self.relative_position_bias_table.view(1, 2 * wh - 1, 2 * ww - 1, self.num_heads)
+
+    def position_bias(self) -> torch.Tensor:
+        """``(heads, N, N)`` bias of every token pair in a window."""
+        n = self.window_size[0] * self.window_size[1]
+        bias = self.relative_position_bias_table[self.relative_position_index.view(-1)]
+        return bias.view(n, n, -1).permute(2, 0, 1)
+
+    def set_window_size(self, window_size: Size) -> None:
+        """Resample the table's 2-D grid bicubically to the new window's and rebuild the index."""
+        if window_size == self.window_size:
+            return
+        new_grid = (2 * window_size[0] - 1, 2 * window_size[1] - 1)
+        with torch.no_grad():
+            table = resample_grid(self.bias_grid(), new_grid, interpolation="bicubic", antialias=False)
+        old = self.relative_position_bias_table
+        self.relative_position_bias_table = nn.Parameter(
+            table.reshape(-1, self.num_heads).clone(), requires_grad=old.requires_grad
+        )
+        self.window_size = window_size
+        index = relative_position_index(window_size).to(self.relative_position_index.device)
+        self.register_buffer("relative_position_index", index, persistent=False)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        bw, n, _ = x.shape
+        q, k, v = self.qkv(x).view(bw, n, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4).unbind(0)
+        logits = (q * self.scale) @ k.transpose(-2, -1)
+        x = _attend(logits, v, self.position_bias(), mask, self.attn_drop)
+        return self.proj_drop(self.proj(x))
+
+
+class WindowAttentionV2(nn.Module):
+    """Swin v2 window attention: cosine similarity times a learned per-head logit scale, plus a
+    continuous position bias from ``cpb_mlp`` over log-spaced relative coordinates.
+
+    Input and output ``(B * nW, wh * ww, C)``. timm's key names: ``logit_scale``, ``cpb_mlp``, ``qkv``
+    (no bias), ``q_bias``, ``v_bias`` (the key bias is zero and not stored), ``proj``.
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int,
+        window_size: Size,
+        qkv_bias: bool = True,
+        attn_drop: float = 0.0,
+        proj_drop: float = 0.0,
+        pretrained_window_size: Size = (0, 0),
+    ):
+        super().__init__()
+        self.window_size = window_size
+        self.pretrained_window_size = pretrained_window_size
+        self.num_heads = num_heads
+        self.logit_scale = nn.Parameter(torch.full((num_heads, 1, 1), math.log(10.0)))
+        self.cpb_mlp = nn.Sequential(
+            nn.Linear(2, 512, bias=True), nn.ReLU(inplace=True), nn.Linear(512, num_heads, bias=False)
+        )
+        self.qkv = nn.Linear(dim, dim * 3, bias=False)
+        self.q_bias = nn.Parameter(torch.zeros(dim)) if qkv_bias else None
+        self.v_bias = nn.Parameter(torch.zeros(dim)) if qkv_bias else None
+        self.attn_drop = nn.Dropout(attn_drop)
+        self.proj = nn.Linear(dim, dim)
+        self.proj_drop = nn.Dropout(proj_drop)
+        self._build_tables()
+
+    def _build_tables(self) -> None:
+        coords = log_spaced_coords(self.window_size, self.pretrained_window_size)
+        self.register_buffer("relative_coords_table", coords.to(self.proj.weight.device), persistent=False)
+        index = relative_position_index(self.window_size).to(self.proj.weight.device)
+        self.register_buffer("relative_position_index", index, persistent=False)
+
+    def set_window_size(self, window_size: Size) -> None:
+        """Rebuild the coordinate table and index (nothing learned depends on the window)."""
+        if window_size != self.window_size:
+            self.window_size = window_size
+            self._build_tables()
+
+    def position_bias(self) -> torch.Tensor:
+        """``(heads, N, N)`` bias ``16 * sigmoid(cpb_mlp(coords))`` of every token pair in a window."""
+        n = self.window_size[0] * self.window_size[1]
+        table = self.cpb_mlp(self.relative_coords_table).view(-1, self.num_heads)
+        bias = table[self.relative_position_index.view(-1)].view(n, n, -1).permute(2, 0, 1)
+        return 16 * torch.sigmoid(bias)
+
+    def _qkv(self, x: torch.Tensor) -> torch.Tensor:
+        if self.q_bias is None:
+            return self.qkv(x)
+        bias = torch.cat((self.q_bias, torch.zeros_like(self.v_bias), self.v_bias))
+        return F.linear(x, self.qkv.weight, bias)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        bw, n, c = x.shape
+        q, k, v = self._qkv(x).view(bw, n, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4).unbind(0)
+        logits = F.normalize(q, dim=-1) @ F.normalize(k, dim=-1).transpose(-2, -1)
+        logits = logits * torch.clamp(self.logit_scale, max=math.log(100.0)).exp()
+        x = _attend(logits, v, self.position_bias(), mask, self.attn_drop)
+        return self.proj_drop(self.proj(x))
+
+
+# --------------------------------------------------------------------------------------------------
+# Blocks, merging, stages
+# --------------------------------------------------------------------------------------------------
+
+
+class SwinBlock(nn.Module):
+    """One Swin block on ``(B, H, W, C)``: (shifted) window attention and an MLP, each residual.
+
+    v1 normalises before each branch (``x + attn(norm1(x))``), v2 after (``x + norm1(attn(x))``).
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int,
+        grid: Size,
+        window_size: Size,
+        shifted: bool,
+        v2: bool,
+        always_partition: bool = False,
+        head_dim: int | None = None,
+        mlp_ratio: float = 4.0,
+        qkv_bias: bool = True,
+        proj_drop: float = 0.0,
+        attn_drop: float = 0.0,
+        drop_path: float = 0.0,
+        act_layer: type[nn.Module] = nn.GELU,
+        pretrained_window_size: Size = (0, 0),
+    ):
+        super().__init__()
+        self.grid = grid
+        self.target_window = window_size
+        self.shifted = shifted
+        self.always_partition = always_partition
+        self.post_norm = v2
+        self.window_size, self.shift_size = _fit_window(grid, window_size, shifted, always_partition)
+        self._masks: dict[tuple, torch.Tensor] = {}
+
+        self.norm1 = nn.LayerNorm(dim)
+        if v2:
+            self.attn = WindowAttentionV2(
+                dim, num_heads, self.window_size, qkv_bias, attn_drop, proj_drop, pretrained_window_size
+            )
+        else:
+            self.attn = WindowAttention(dim, num_heads, self.window_size, head_dim, qkv_bias, attn_drop, proj_drop)
+        self.drop_path1 = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+        self.norm2 = nn.LayerNorm(dim)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio), act_layer=act_layer, drop=proj_drop)
+        self.drop_path2 = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+
+    def set_input_size(self, grid: Size, window_size: Size, always_partition: bool | None = None) -> None:
+        """Re-fit the window and shift to a new stage grid and target window; drop cached masks."""
+        self.grid = grid
+        self.target_window = window_size
+        if always_partition is not None:
+            self.always_partition = always_partition
+        self.window_size, self.shift_size = _fit_window(grid, window_size, self.shifted, self.always_partition)
+        self.attn.set_window_size(self.window_size)
+        self._masks.clear()
+
+    def attn_mask(self, padded: Size, ref: torch.Tensor) -> torch.Tensor | None:
+        """The ``(nW, N, N)`` mask for a padded grid, cached per size, device and dtype; None if unshifted."""
+        if not any(self.shift_size):
+            return None
+        key = (padded, ref.device, ref.dtype)
+        mask = self._masks.get(key)
+        if mask is None:
+            if len(self._masks) >= _MASK_CACHE_SIZE:
+                self._masks.pop(next(iter(self._masks)))
+            mask = shifted_window_mask(padded, self.window_size, self.shift_size, ref.device, ref.dtype)
+            self._masks[key] = mask
+        return mask
+
+    def _window_attention(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, H, W, C)`` -> ``(B, H, W, C)``: shift, pad to windows, attend, merge, crop, unshift."""
+        _, h, w, _ = x.shape
+        sh, sw = self.shift_size
+        if sh or sw:
+            x = torch.roll(x, shifts=(-sh, -sw), dims=(1, 2))
+        x = _pad_to_windows(x, self.window_size)
+        padded = (x.shape[1], x.shape[2])
+        windows = self.attn(window_partition(x, self.window_size), mask=self.attn_mask(padded, x))
+        x = window_merge(windows, self.window_size, padded)[:, :h, :w]
+        if sh or sw:
+            x = torch.roll(x, shifts=(sh, sw), dims=(1, 2))
+        return x
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.post_norm:
+            x = x + self.drop_path1(self.norm1(self._window_attention(x)))
+            return x + self.drop_path2(self.norm2(self.mlp(x)))
+        x = x + self.drop_path1(self._window_attention(self.norm1(x)))
+        return x + self.drop_path2(self.mlp(self.norm2(x)))
+
+
+class PatchMerging(nn.Module):
+    """``(B, H, W, C)`` -> ``(B, ceil(H/2), ceil(W/2), out_dim)``: concatenate each 2x2 neighbourhood.
+
+    Odd sides are zero-padded first. Channel order is timm's and the original Swin's:
+    ``[(0,0), (1,0), (0,1), (1,1)]`` as ``(row, col)`` offsets. v1 normalises the 4C concatenation
+    before the reduction, v2 normalises the reduced output.
+    """
+
+    def __init__(self, dim: int, out_dim: int, v2: bool):
+        super().__init__()
+        self.post_norm = v2
+        self.reduction = nn.Linear(4 * dim, out_dim, bias=False)
+        self.norm = nn.LayerNorm(out_dim if v2 else 4 * dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        _, h, w, _ = x.shape
+        x = F.pad(x, (0, 0, 0, w % 2, 0, h % 2))
+        x = torch.cat([x[:, 0::2, 0::2], x[:, 1::2, 0::2], x[:, 0::2, 1::2], x[:, 1::2, 1::2]], dim=-1)
+        if self.post_norm:
+            return self.norm(self.reduction(x))
+        return self.reduction(self.norm(x))
+
+
+class SwinStage(nn.Module):
+    """Optional patch merging, then ``depth`` blocks alternating plain and shifted windows."""
+
+    def __init__(
+        self,
+        dim: int,
+        out_dim: int,
+        depth: int,
+        grid: Size,
+        downsample: bool,
+        drop_path: list[float],
+        **block_kwargs: Any,
+    ):
+        super().__init__()
+        self.grid = grid
+        self.downsample = PatchMerging(dim, out_dim, block_kwargs["v2"]) if downsample else nn.Identity()
+        self.blocks = nn.Sequential(
+            *[
+                SwinBlock(out_dim, grid=grid, shifted=i % 2 == 1, drop_path=drop_path[i], **block_kwargs)
+                for i in range(depth)
+            ]
+        )
+
+    @property
+    def window_size(self) -> Size:
+        """The window of the stage's blocks (they share it)."""
+        return self.blocks[0].window_size if len(self.blocks) else (0, 0)
+
+    def set_input_size(self, grid: Size, window_size: Size, always_partition: bool | None = None) -> None:
+        self.grid = grid
+        for block in self.blocks:
+            block.set_input_size(grid, window_size, always_partition)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.blocks(self.downsample(x))
+
+
+# --------------------------------------------------------------------------------------------------
+# Embedding and head
+# --------------------------------------------------------------------------------------------------
+
+
+class PatchEmbed(nn.Module):
+    """``(B, C, H, W)`` -> ``(B, H/p, W/p, embed_dim)``: a strided convolution, then LayerNorm."""
+
+    def __init__(self, patch_size: Size, in_chans: int, embed_dim: int):
+        super().__init__()
+        self.patch_size = patch_size
+        self.proj = nn.Conv2d(in_chans, embed_dim, kernel_size=patch_size, stride=patch_size)
+        self.norm = nn.LayerNorm(embed_dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.norm(self.proj(x).permute(0, 2, 3, 1))
+
+
+class ClassifierHead(nn.Module):
+    """Global pooling of NHWC features, dropout, and the ``fc`` classifier (timm's ``head.fc``)."""
+
+    def __init__(self, in_features: int, num_classes: int, pool_type: str = "avg", drop_rate: float = 0.0):
+        super().__init__()
+        if pool_type not in _POOL_TYPES:
+            raise InputSizeError(f"global_pool must be one of {_POOL_TYPES}, got {pool_type!r}.")
+        self.in_features = in_features
+        self.pool_type = pool_type
+        self.drop = nn.Dropout(drop_rate)
+        self.num_features = in_features * (2 if pool_type == "catavgmax" else 1)
+        self.fc = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+
+    def pool(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, H, W, C)`` -> ``(B, C)`` (or ``(B, 2C)`` for catavgmax; unchanged for '')."""
+        if self.pool_type == "":
+            return x
+        avg, mx = x.mean(dim=(1, 2)), x.amax(dim=(1, 2))
+        return {"avg": avg, "max": mx, "avgmax": 0.5 * (avg + mx), "catavgmax": torch.cat([avg, mx], -1)}[
+            self.pool_type
+        ]
+
+    def forward(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        x = self.drop(self.pool(x))
+        return x if pre_logits else self.fc(x)
+
+
+# --------------------------------------------------------------------------------------------------
+# Models
+# --------------------------------------------------------------------------------------------------
+
+
+class _SwinBase(nn.Module):
+    """What Swin v1 and v2 share: sizes, windows, input checks, forward paths and the head."""
+
+    _v2 = False
+
+    def _build(
+        self,
+        *,
+        img_size,
+        patch_size,
+        in_chans: int,
+        num_classes: int,
+        global_pool: str,
+        embed_dim,
+        depths: Sequence[int],
+        num_heads: Sequence[int],
+        window_size,
+        always_partition: bool,
+        strict_img_size: bool,
+        dynamic_img_size: bool,
+        mlp_ratio,
+        qkv_bias: bool,
+        drop_rate: float,
+        proj_drop_rate: float,
+        attn_drop_rate: float,
+        drop_path_rate: float,
+        extra_block_kwargs: list[dict[str, Any]],
+    ) -> None:
+        num_stages = len(depths)
+        if len(num_heads) != num_stages:
+            raise InputSizeError(f"num_heads needs one value per stage ({num_stages}), got {tuple(num_heads)}.")
+        self.img_size: Size = to_size(img_size, "img_size")
+        self.patch_size: Size = to_size(patch_size, "patch_size")
+        self.in_chans = in_chans
+        self.num_classes = num_classes
+        self.global_pool = global_pool
+        self.dynamic_img_size = dynamic_img_size or not strict_img_size
+        self.always_partition = always_partition
+        self.output_fmt = "NHWC"
+        self.num_layers = num_stages
+        dims = (
+            list(embed_dim) if isinstance(embed_dim, (list, tuple)) else [embed_dim * 2**i for i in range(num_stages)]
+        )
+        self.embed_dim = dims[0]
+        self.num_features = self.head_hidden_size = dims[-1]
+        windows = _stage_windows(window_size, num_stages)
+        mlp_ratios = _stage_values(mlp_ratio, num_stages, "mlp_ratio")
+        grid = self.grid_size  # checks that img_size holds at least one patch
+        self._ref_windows: tuple[Size, ...] = windows
+        self._ref_grid: Size = grid
+
+        self.patch_embed = PatchEmbed(self.patch_size, in_chans, dims[0])
+        rates = torch.linspace(0, drop_path_rate, sum(depths)).tolist()
+        stages, start = [], 0
+        self.feature_info = []
+        for i in range(num_stages):
+            stages.append(
+                SwinStage(
+                    dims[max(i - 1, 0)],
+                    dims[i],
+                    depths[i],
+                    _stage_grid(grid, i),
+                    downsample=i > 0,
+                    drop_path=rates[start : start + depths[i]],
+                    num_heads=num_heads[i],
+                    window_size=windows[i],
+                    v2=self._v2,
+                    always_partition=always_partition,
+                    mlp_ratio=mlp_ratios[i],
+                    qkv_bias=qkv_bias,
+                    proj_drop=proj_drop_rate,
+                    attn_drop=attn_drop_rate,
+                    **extra_block_kwargs[i],
+                )
+            )
+            start += depths[i]
+            self.feature_info.append(dict(num_chs=dims[i], reduction=max(self.patch_size) * 2**i, module=f"layers.{i}"))
+        self.layers = nn.Sequential(*stages)
+        self.norm = nn.LayerNorm(self.num_features)
+        self.head = ClassifierHead(self.num_features, num_classes, global_pool, drop_rate)
+
+    # ---- sizes ---------------------------------------------------------------------------------
+
+    @property
+    def grid_size(self) -> Size:
+        """The patch grid ``(h, w)`` of ``img_size``."""
+        (h, w), (ph, pw) = self.img_size, self.patch_size
+        if h < ph or w < pw:
+            raise InputSizeError(
+                f"img_size {h}x{w} is smaller than one patch ({ph}x{pw}): stage 0 (patch embedding) would "
+                f"have an empty grid; use an img_size of at least {max(h, ph)}x{max(w, pw)}."
+            )
+        return (h // ph, w // pw)
+
+    @property
+    def window_size(self) -> tuple[Size, ...]:
+        """The window ``(wh, ww)`` each stage uses at ``img_size`` (clipped to grids smaller than it)."""
+        return tuple(stage.window_size for stage in self.layers)
+
+    def stage_grids(self, img_size=None) -> tuple[Size, ...]:
+        """The token grid of every stage for ``img_size`` (default: the model's)."""
+        grid = self.grid_size if img_size is None else self._patch_grid_of(to_size(img_size, "img_size"))
+        return tuple(_stage_grid(grid, i) for i in range(self.num_layers))
+
+    def _patch_grid_of(self, size: Size) -> Size:
+        (h, w), (ph, pw) = size, self.patch_size
+        return (h // ph, w // pw)
+
+    def _describe_stages(self, img_size: Size) -> str:
+        parts = [
+            f"stage {i}: grid {g[0]}x{g[1]}, window {s.window_size[0]}x{s.window_size[1]}"
+            for i, (g, s) in enumerate(zip(self.stage_grids(img_size), self.layers))
+        ]
+        return "; ".join(parts)
+
+    def _check_input(self, x: torch.Tensor) -> None:
+        """Raise ``InputSizeError`` for an image this model cannot take."""
+        if x.dim() != 4:
+            raise InputSizeError(
+                f"{type(self).__name__} takes images (B, C, H, W), got a tensor of shape {tuple(x.shape)}; "
+                "add a batch dimension with x.unsqueeze(0)."
+            )
+        _, c, h, w = x.shape
+        if c != self.in_chans:
+            raise InputSizeError(
+                f"expected {self.in_chans} input channels, got {c} (input shape {tuple(x.shape)}); "
+                f"pass in_chans={c} to create_model, or give the model {self.in_chans}-channel images."
+            )
+        ph, pw = self.patch_size
+        if h < ph or w < pw:
+            raise InputSizeError(
+                f"input {h}x{w} is smaller than one patch ({ph}x{pw}): stage 0 (patch embedding) would have "
+                f"an empty grid; pass an input of at least {max(h, ph)}x{max(w, pw)}."
+            )
+        if self.dynamic_img_size:
+            if h % ph or w % pw:
+                fit = (_ceil_div(h, ph) * ph, _ceil_div(w, pw) * pw)
+                raise InputSizeError(
+                    f"input {h}x{w} is not a multiple of the patch size {ph}x{pw}: stage 0 (patch embedding) "
+                    f"would drop pixels; pad or resize it to {fit[0]}x{fit[1]} (or {h // ph * ph}x{w // pw * pw})."
+                )
+        elif (h, w) != self.img_size:
+            ih, iw = self.img_size
+            raise InputSizeError(
+                f"input {h}x{w} does not match this static model's img_size {ih}x{iw} "
+                f"({self._describe_stages(self.img_size)}); call model.set_input_size(img_size=({h}, {w})) "
+                "first, or build the model with dynamic_img_size=True to take any size per forward."
+            )
+
+    def set_input_size(
+        self,
+        img_size=None,
+        window_size=None,
+        window_ratio: int | Sequence[int] | None = None,
+        always_partition: bool | None = None,
+    ) -> None:
+        """Change the nominal input size and/or the windows, as timm's ``set_input_size``.
+
+        ``window_size``: an int or ``(wh, ww)`` for all stages, or one per stage. Without it (and
+        without ``window_ratio``, which divides the patch grid to give each stage's window), each
+        stage's window scales with the patch grid so its window-to-grid ratio is kept, as in timm:
+        ``set_input_size(img_size=(448, 224))`` on a 224, window-7 model gives windows ``(14, 7)``; pass
+        ``window_size=7`` to keep the windows. Explicit windows become the reference for later
+        calls. A v1 window change resamples every relative-position-bias table bicubically; a v2 one
+        rebuilds the coordinate tables. A stage whose grid is smaller than its window uses the grid.
+        """
+        num_stages = self.num_layers
+        explicit = _stage_windows(window_size, num_stages) if window_size is not None else None
+        ratios = None
+        if explicit is None and window_ratio is not None:
+            ratios = _stage_values(window_ratio, num_stages, "window_ratio")
+            bad = [r for r in ratios if isinstance(r, bool) or not isinstance(r, int) or r < 1]
+            if bad:
+                raise InputSizeError(f"window_ratio must hold positive ints, got {window_ratio!r}.")
+        new_img = self.img_size if img_size is None else to_size(img_size, "img_size")
+        old_img, self.img_size = self.img_size, new_img
+        try:
+            grid = self.grid_size
+        except InputSizeError:
+            self.img_size = old_img
+            raise
+
+        if explicit is not None:
+            windows = explicit
+        elif ratios is not None:
+            windows = tuple((max(1, grid[0] // r), max(1, grid[1] // r)) for r in ratios)
+        else:
+            windows = tuple(
+                (max(1, w[0] * grid[0] // self._ref_grid[0]), max(1, w[1] * grid[1] // self._ref_grid[1]))
+                for w in self._ref_windows
+            )
+        if explicit is not None or ratios is not None:
+            self._ref_windows, self._ref_grid = windows, grid
+        if always_partition is not None:
+            self.always_partition = always_partition
+        for i, stage in enumerate(self.layers):
+            stage.set_input_size(_stage_grid(grid, i), windows[i], always_partition)
+        self.model_config.update(
+            img_size=_jsonable(self.img_size),
+            window_size=_jsonable(windows),
+            always_partition=self.always_partition,
+        )
+
+    # ---- forward -------------------------------------------------------------------------------
+
+    def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
+        """Replace the classifier with one for ``num_classes`` (0: none), optionally a new pooling."""
+        pool = self.global_pool if global_pool is None else global_pool
+        device = self.norm.weight.device
+        self.head = ClassifierHead(self.num_features, num_classes, pool, self.head.drop.p).to(device)
+        self.head_hidden_size = self.head.num_features
+        self.num_classes, self.global_pool = num_classes, pool
+        self.model_config.update(num_classes=num_classes, global_pool=pool)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, C, H, W)`` -> normalised last-stage features ``(B, h, w, C')`` (NHWC, like timm)."""
+        self._check_input(x)
+        return self.norm(self.layers(self.patch_embed(x)))
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        """``(B, h, w, C')`` -> logits ``(B, num_classes)``, or pooled features if ``pre_logits``."""
+        return self.head(x, pre_logits=pre_logits)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x))
+
+    def _take_indices(self, indices) -> list[int]:
+        n = self.num_layers
+        if indices is None:
+            return list(range(n))
+        if isinstance(indices, int):
+            if not 0 < indices <= n:
+                raise InputSizeError(f"indices={indices} asks for the last {indices} of {n} stages; pass 1..{n}.")
+            return list(range(n - indices, n))
+        out = []
+        for i in indices:
+            j = i + n if i < 0 else i
+            if not 0 <= j < n:
+                raise InputSizeError(f"stage index {i} is out of range for {n} stages; pass -{n}..{n - 1}.")
+            out.append(j)
+        return sorted(out)
+
+    def forward_intermediates(
+        self,
+        x: torch.Tensor,
+        indices: int | Sequence[int] | None = None,
+        norm: bool = False,
+        stop_early: bool = False,
+        output_fmt: str = "NCHW",
+        intermediates_only: bool = False,
+    ):
+        """Per-stage feature maps, each ``(B, C_i, h_i, w_i)`` (NCHW) or ``(B, h_i, w_i, C_i)`` (NHWC).
+
+        ``indices``: the last n stages (int), the given stages (sequence), or all (None). ``norm``
+        applies the final norm to the last stage's map. Returns the maps, or ``(final features
+        NHWC, maps)`` unless ``intermediates_only``.
+        """
+        if output_fmt not in ("NCHW", "NHWC"):
+            raise InputSizeError(f"output_fmt must be 'NCHW' or 'NHWC', got {output_fmt!r}.")
+        take = self._take_indices(indices)
+        self._check_input(x)
+        last = self.num_layers - 1
+        stages = self.layers[: max(take) + 1] if stop_early else self.layers
+        x = self.patch_embed(x)
+        maps = []
+        for i, stage in enumerate(stages):
+            x = stage(x)
+            if i in take:
+                y = self.norm(x) if norm and i == last else x
+                maps.append(y.permute(0, 3, 1, 2).contiguous() if output_fmt == "NCHW" else y)
+        if intermediates_only:
+            return maps
+        if len(stages) == self.num_layers:
+            x = self.norm(x)
+        return x, maps
+
+
+def _common_config(**kwargs: Any) -> dict[str, Any]:
+    return {k: _jsonable(v) for k, v in kwargs.items()}
+
+
+class SwinTransformer(_SwinBase):
+    """Swin Transformer v1 (Liu et al. 2021) for any ``(H, W)``; timm's constructor and state dict.
+
+    ``img_size`` int or ``(H, W)``; ``window_size`` int, ``(wh, ww)`` or one per stage;
+    ``strict_img_size=False`` or ``dynamic_img_size=True`` accept any input size per forward (a
+    multiple of the patch size). Features are NHWC.
+    """
+
+    def __init__(
+        self,
+        img_size=224,
+        patch_size=4,
+        in_chans: int = 3,
+        num_classes: int = 1000,
+        global_pool: str = "avg",
+        embed_dim: int | Sequence[int] = 96,
+        depths: Sequence[int] = (2, 2, 6, 2),
+        num_heads: Sequence[int] = (3, 6, 12, 24),
+        head_dim: int | Sequence[int | None] | None = None,
+        window_size=7,
+        always_partition: bool = False,
+        strict_img_size: bool = True,
+        dynamic_img_size: bool = False,
+        mlp_ratio: float | Sequence[float] = 4.0,
+        qkv_bias: bool = True,
+        drop_rate: float = 0.0,
+        proj_drop_rate: float = 0.0,
+        attn_drop_rate: float = 0.0,
+        drop_path_rate: float = 0.1,
+    ):
+        super().__init__()
+        self.model_config = _common_config(
+            img_size=img_size, patch_size=patch_size, in_chans=in_chans, num_classes=num_classes,
+            global_pool=global_pool, embed_dim=embed_dim, depths=depths, num_heads=num_heads,
+            head_dim=head_dim, window_size=window_size, always_partition=always_partition,
+            strict_img_size=strict_img_size, dynamic_img_size=dynamic_img_size, mlp_ratio=mlp_ratio,
+            qkv_bias=qkv_bias, drop_rate=drop_rate, proj_drop_rate=proj_drop_rate,
+            attn_drop_rate=attn_drop_rate, drop_path_rate=drop_path_rate,
+        )  # fmt: skip
+        head_dims = _stage_values(head_dim, len(depths), "head_dim")
+        self._build(
+            img_size=img_size, patch_size=patch_size, in_chans=in_chans, num_classes=num_classes,
+            global_pool=global_pool, embed_dim=embed_dim, depths=depths, num_heads=num_heads,
+            window_size=window_size, always_partition=always_partition, strict_img_size=strict_img_size,
+            dynamic_img_size=dynamic_img_size, mlp_ratio=mlp_ratio, qkv_bias=qkv_bias, drop_rate=drop_rate,
+            proj_drop_rate=proj_drop_rate, attn_drop_rate=attn_drop_rate, drop_path_rate=drop_path_rate,
+            extra_block_kwargs=[dict(head_dim=d) for d in head_dims],
+        )  # fmt: skip
+        self._init_weights()
+
+    def _init_weights(self) -> None:
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
+                nn.init.trunc_normal_(m.weight, std=0.02)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+
+
+class SwinTransformerV2(_SwinBase):
+    """Swin Transformer v2 (Liu et al. 2022) for any ``(H, W)``; timm's constructor and state dict.
+
+    Cosine window attention with a learned logit scale, a continuous position bias MLP over
+    log-spaced coordinates (``pretrained_window_sizes`` sets their scale), and residual post-norm.
+    """
+
+    _v2 = True
+
+    def __init__(
+        self,
+        img_size=224,
+        patch_size=4,
+        in_chans: int = 3,
+        num_classes: int = 1000,
+        global_pool: str = "avg",
+        embed_dim: int | Sequence[int] = 96,
+        depths: Sequence[int] = (2, 2, 6, 2),
+        num_heads: Sequence[int] = (3, 6, 12, 24),
+        window_size=7,
+        always_partition: bool = False,
+        strict_img_size: bool = True,
+        dynamic_img_size: bool = False,
+        mlp_ratio: float = 4.0,
+        qkv_bias: bool = True,
+        drop_rate: float = 0.0,
+        proj_drop_rate: float = 0.0,
+        attn_drop_rate: float = 0.0,
+        drop_path_rate: float = 0.1,
+        act_layer: str = "gelu",
+        pretrained_window_sizes=(0, 0, 0, 0),
+    ):
+        super().__init__()
+        if act_layer not in _ACT_LAYERS:
+            raise InputSizeError(f"act_layer must be one of {sorted(_ACT_LAYERS)}, got {act_layer!r}.")
+        self.model_config = _common_config(
+            img_size=img_size, patch_size=patch_size, in_chans=in_chans, num_classes=num_classes,
+            global_pool=global_pool, embed_dim=embed_dim, depths=depths, num_heads=num_heads,
+            window_size=window_size, always_partition=always_partition, strict_img_size=strict_img_size,
+            dynamic_img_size=dynamic_img_size, mlp_ratio=mlp_ratio, qkv_bias=qkv_bias, drop_rate=drop_rate,
+            proj_drop_rate=proj_drop_rate, attn_drop_rate=attn_drop_rate, drop_path_rate=drop_path_rate,
+            act_layer=act_layer, pretrained_window_sizes=pretrained_window_sizes,
+        )  # fmt: skip
+        pretrained = pretrained_window_sizes
+        if isinstance(pretrained, (list, tuple)) and len(pretrained) > len(depths):
+            pretrained = pretrained[: len(depths)]  # timm's default lists four stages; extra entries unused
+        pretrained = _stage_values(pretrained, len(depths), "pretrained_window_sizes")
+        pretrained = [(0, 0) if p in (0, None) else to_size(p, "pretrained_window_sizes") for p in pretrained]
+        self._build(
+            img_size=img_size, patch_size=patch_size, in_chans=in_chans, num_classes=num_classes,
+            global_pool=global_pool, embed_dim=embed_dim, depths=depths, num_heads=num_heads,
+            window_size=window_size, always_partition=always_partition, strict_img_size=strict_img_size,
+            dynamic_img_size=dynamic_img_size, mlp_ratio=mlp_ratio, qkv_bias=qkv_bias, drop_rate=drop_rate,
+            proj_drop_rate=proj_drop_rate, attn_drop_rate=attn_drop_rate, drop_path_rate=drop_path_rate,
+            extra_block_kwargs=[
+                dict(act_layer=_ACT_LAYERS[act_layer], pretrained_window_size=p) for p in pretrained
+            ],
+        )  # fmt: skip
+        self._init_weights()
+
+    def _init_weights(self) -> None:
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
+                nn.init.trunc_normal_(m.weight, std=0.02)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+        for block in self.modules():
+            if isinstance(block, SwinBlock):  # residual post-norm starts as identity branches, as in timm
+                for n in (block.norm1, block.norm2):
+                    nn.init.zeros_(n.weight)
+                    nn.init.zeros_(n.bias)
+
+
+# --------------------------------------------------------------------------------------------------
+# Registry: timm's names and configs
+# --------------------------------------------------------------------------------------------------
+
+_T = dict(embed_dim=96, depths=(2, 2, 6, 2), num_heads=(3, 6, 12, 24))
+_S = dict(embed_dim=96, depths=(2, 2, 18, 2), num_heads=(3, 6, 12, 24))
+_B = dict(embed_dim=128, depths=(2, 2, 18, 2), num_heads=(4, 8, 16, 32))
+
+register_model("swin_tiny_patch4_window7_224", SwinTransformer, img_size=224, patch_size=4, window_size=7, **_T)
+register_model("swin_small_patch4_window7_224", SwinTransformer, img_size=224, patch_size=4, window_size=7, **_S)
+register_model("swin_base_patch4_window7_224", SwinTransformer, img_size=224, patch_size=4, window_size=7, **_B)
+register_model("swin_base_patch4_window12_384", SwinTransformer, img_size=384, patch_size=4, window_size=12, **_B)
+register_model("swinv2_tiny_window8_256", SwinTransformerV2, img_size=256, window_size=8, **_T)
+register_model("swinv2_small_window8_256", SwinTransformerV2, img_size=256, window_size=8, **_S)
+register_model("swinv2_tiny_window16_256", SwinTransformerV2, img_size=256, window_size=16, **_T)
