@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import numbers
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 
@@ -25,6 +26,8 @@ __all__ = [
     "smoothness",
     "grid_score",
     "rank_grids",
+    "GridEvidence",
+    "grid_evidence",
 ]
 
 Size = tuple[int, int]
@@ -169,3 +172,54 @@ def rank_grids(table: torch.Tensor, num_prefix_tokens: int = 0) -> list[tuple[Si
     n = table.shape[-2] - num_prefix_tokens
     scored = [(g, grid_score(table, g, num_prefix_tokens)) for g in factorizations(n) if min(g) >= 2]
     return sorted(scored, key=lambda gs: -gs[1])
+
+
+# Content evidence thresholds (grid_score units). A table is "structured" when its best grid scores
+# at least STRUCTURED_MIN and 4 noise levels; a candidate is contradicted when a structured table's
+# best grid beats it by more than CONTRADICTION_MARGIN; a content choice needs DECISIVE_MARGIN.
+STRUCTURED_MIN = 0.25
+CONTRADICTION_MARGIN = 0.02
+DECISIVE_MARGIN = 0.05
+
+
+@dataclass(frozen=True)
+class GridEvidence:
+    """What a flat table's content says about its grid (see ``grid_evidence``)."""
+
+    ranked: list[tuple[Size, float]]  # every factorisation with both sides >= 2, best grid_score first
+    noise: float  # the score's noise level for unstructured rows of this width and count
+
+    @property
+    def structured(self) -> bool:
+        """True when the best grid's score is well above what random rows would reach."""
+        return bool(self.ranked) and self.ranked[0][1] >= max(STRUCTURED_MIN, 4 * self.noise)
+
+    def score(self, grid: Size) -> float:
+        return dict(self.ranked).get(tuple(grid), float("nan"))
+
+    def contradicts(self, grid: Size) -> bool:
+        """True when the content clearly prefers another grid to ``grid``."""
+        if not self.structured or min(grid) < 2:
+            return False
+        return self.score(grid) < self.ranked[0][1] - CONTRADICTION_MARGIN
+
+    def decisive(self) -> Size | None:
+        """The best grid when it wins clearly on a structured table, else None."""
+        if not self.structured:
+            return None
+        if len(self.ranked) == 1 or self.ranked[0][1] - self.ranked[1][1] >= DECISIVE_MARGIN:
+            return self.ranked[0][0]
+        return None
+
+
+def grid_evidence(table: torch.Tensor, num_prefix_tokens: int = 0) -> GridEvidence:
+    """Rank a flat table's factorisations by ``grid_score`` and estimate the score's noise level.
+
+    The noise level is that of the row-wrap term for independent random rows:
+    ``1 / sqrt(C * (h - 1))`` for the best grid's ``h`` rows and ``C`` channels.
+    """
+    ranked = rank_grids(table, num_prefix_tokens)
+    if not ranked:
+        return GridEvidence([], float("nan"))
+    h = ranked[0][0][0]
+    return GridEvidence(ranked, 1.0 / math.sqrt(table.shape[-1] * (h - 1)))

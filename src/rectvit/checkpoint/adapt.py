@@ -1,0 +1,269 @@
+"""Adapting a converted (rectvit-layout) state dict to a target model, one small function per step.
+
+Steps, in order: resolve the grid of a flat position table (``resolve_grid``, DESIGN invariant 2);
+resample position tables to the model's grid; PI-resize the patch kernel; adapt input channels;
+resample Swin v1 relative-position-bias tables to the model's windows; handle a classifier of
+another size; check every remaining key. Each step records what it did in the ``LoadReport``.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from ..errors import AmbiguousGridError, CheckpointError, InputSizeError
+from ..grid import Size, factorizations, grid_evidence, to_size
+from ..resample import resample_grid, resample_patch_embed
+
+__all__ = [
+    "LoadReport",
+    "resolve_grid",
+    "adapt_pos_embed",
+    "adapt_patch_embed",
+    "adapt_input_conv",
+    "adapt_relative_position_bias",
+    "adapt_classifier",
+    "check_keys",
+    "check_finite",
+]
+
+HEAD_PREFIXES = ("head.", "head_dist.")
+
+
+@dataclass
+class LoadReport:
+    """What a load did: the source layout, each adapted tensor (from -> to, method), and the grid basis."""
+
+    layout: str
+    source_grid: Size | None = None
+    grid_basis: str | None = None
+    rows: list[tuple[str, tuple, tuple, str, str]] = field(default_factory=list)  # key, from, to, method, basis
+    dropped: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    def add(self, key: str, old: tuple, new: tuple, method: str, basis: str = "") -> None:
+        self.rows.append((key, tuple(old), tuple(new), method, basis))
+
+    def __str__(self) -> str:
+        head = f"layout: {self.layout}"
+        if self.source_grid is not None:
+            head += f"; source grid {self.source_grid[0]}x{self.source_grid[1]} ({self.grid_basis})"
+        lines = [head]
+        if self.rows:
+            table = [("tensor", "from -> to", "method", "grid basis")]
+            table += [(k, f"{_shape(a)} -> {_shape(b)}", m, g or "-") for k, a, b, m, g in self.rows]
+            widths = [max(len(r[i]) for r in table) for i in range(4)]
+            lines += ["  " + "  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in table]
+        else:
+            lines.append("  every tensor loaded as stored")
+        lines += [f"  dropped: {k}" for k in self.dropped]
+        lines += [f"  left at init (missing): {k}" for k in self.missing]
+        lines += [f"  warning: {w}" for w in self.warnings]
+        return "\n".join(lines)
+
+
+def _shape(s: tuple) -> str:
+    return "(" + ", ".join(map(str, s)) + ")"
+
+
+def _grid_list(grids: list[Size]) -> str:
+    return ", ".join(f"{h}x{w}" for h, w in grids)
+
+
+def resolve_grid(
+    flat: torch.Tensor,
+    num_prefix_tokens: int,
+    *,
+    source_grid=None,
+    recorded: Size | None = None,
+    candidates: list[tuple[Size, str]] = (),
+    name: str = "pos_embed",
+) -> tuple[Size, str]:
+    """The ``(h, w)`` of a flat ``(1, P + h*w, C)`` table and the basis it was chosen on.
+
+    In DESIGN's order: an explicit ``source_grid``; the grid the file or its config ``recorded``;
+    each of ``candidates`` (``(grid, "target model grid")``, ``(grid, "architecture default grid")``)
+    whose count fits, unless the table's content contradicts it; a decisive content-based choice.
+    Otherwise ``AmbiguousGridError`` listing the candidate grids.
+    """
+    n = flat.shape[1] - num_prefix_tokens
+    if n <= 0:
+        raise CheckpointError(
+            f"{name}: a flat table {tuple(flat.shape)} has no grid rows after {num_prefix_tokens} prefix rows."
+        )
+    if source_grid is not None:
+        grid = to_size(source_grid, "source_grid")
+        if grid[0] * grid[1] != n:
+            raise InputSizeError(
+                f"source_grid {grid[0]}x{grid[1]} has {grid[0] * grid[1]} positions, {name} has {n}; "
+                f"grids with {n} positions: {_grid_list(factorizations(n))}."
+            )
+        return grid, "source_grid argument"
+    if recorded is not None and recorded[0] * recorded[1] == n:
+        return tuple(recorded), "grid recorded in the checkpoint"
+    evidence = grid_evidence(flat, num_prefix_tokens)
+    rejected = []
+    for grid, basis in candidates:
+        if grid[0] * grid[1] != n:
+            continue
+        if evidence.contradicts(grid):
+            rejected.append(grid)
+            continue
+        return tuple(grid), basis + (" (content agrees)" if evidence.structured else " (content uninformative)")
+    choice = evidence.decisive()
+    if choice is not None:
+        return choice, f"content (smoothest grid, score {evidence.ranked[0][1]:.2f})"
+    ranked = evidence.ranked or [(g, float("nan")) for g in factorizations(n)]
+    listing = ", ".join(f"{h}x{w} ({s:.2f})" for (h, w), s in ranked[:8])
+    why = f"the content contradicts {_grid_list(rejected)}; " if rejected else ""
+    raise AmbiguousGridError(
+        f"{name} is flat ({n} positions after {num_prefix_tokens} prefix rows) and nothing records its grid; "
+        f"{why}no grid is clearly supported. Candidate grids (smoothness score): {listing}. "
+        f"Pass source_grid=(h, w) (CLI: --source-grid HxW) with the grid it was trained on.",
+        candidates=[g for g, _ in ranked],
+    )
+
+
+def adapt_pos_embed(sd: dict[str, torch.Tensor], model: nn.Module, report: LoadReport) -> None:
+    """Resample a ``(1, h, w, C)`` ``pos_embed`` to the model's table grid (bicubic, antialiased)."""
+    table, own = sd.get("pos_embed"), getattr(model, "pos_embed", None)
+    if not isinstance(table, torch.Tensor) or not isinstance(own, torch.Tensor) or table.dim() != 4:
+        return
+    grid = (int(own.shape[1]), int(own.shape[2]))
+    if tuple(table.shape[1:3]) != grid:
+        sd["pos_embed"] = resample_grid(table, grid)
+        report.add("pos_embed", table.shape, sd["pos_embed"].shape, "resample_grid bicubic", report.grid_basis or "")
+
+
+def adapt_patch_embed(sd: dict[str, torch.Tensor], model: nn.Module, report: LoadReport) -> None:
+    """PI-resize the patch kernel to the model's patch size, then adapt its input channels."""
+    key = "patch_embed.proj.weight"
+    weight, own = sd.get(key), model.state_dict().get(key)
+    if weight is None or own is None or weight.dim() != 4:
+        return
+    if weight.shape[2:] != own.shape[2:]:
+        new = resample_patch_embed(weight, tuple(own.shape[2:]))
+        report.add(key, weight.shape, new.shape, "resample_patch_embed (FlexiViT pseudo-inverse)")
+        weight = new
+    if weight.shape[1] != own.shape[1]:
+        new = adapt_input_conv(weight, int(own.shape[1]))
+        how = "summed to 1 channel" if own.shape[1] == 1 else "channels repeated and rescaled"
+        report.add(key, weight.shape, new.shape, f"input channels: {how}")
+        weight = new
+    sd[key] = weight
+
+
+def adapt_input_conv(weight: torch.Tensor, in_chans: int) -> torch.Tensor:
+    """A ``(O, I, kh, kw)`` kernel for ``in_chans`` inputs: summed for 1, repeated and scaled by ``I / in_chans`` else.
+
+    Both keep the response to an input whose channels are all equal.
+    """
+    old = weight.shape[1]
+    if in_chans == old:
+        return weight
+    dtype = weight.dtype
+    w = weight.float()
+    if in_chans == 1:
+        w = w.sum(dim=1, keepdim=True)
+    else:
+        w = w.repeat(1, math.ceil(in_chans / old), 1, 1)[:, :in_chans] * (old / in_chans)
+    return w.to(dtype)
+
+
+def adapt_relative_position_bias(sd: dict[str, torch.Tensor], model: nn.Module, report: LoadReport) -> None:
+    """Resample Swin v1 ``relative_position_bias_table`` ``((2wh-1)(2ww-1), heads)`` to the model's windows."""
+    own = model.state_dict()
+    for key, table in list(sd.items()):
+        if not key.endswith("relative_position_bias_table") or key not in own or table.shape == own[key].shape:
+            continue
+        module = model.get_submodule(key.rsplit(".", 1)[0])
+        new_win = tuple(getattr(module, "window_size", ()))
+        old_win = _window_of(table.shape[0], new_win)
+        if len(new_win) != 2 or old_win is None or table.shape[1] != own[key].shape[1]:
+            continue  # left to check_keys, which names both shapes
+        grid = resample_grid(
+            table.reshape(1, 2 * old_win[0] - 1, 2 * old_win[1] - 1, -1), (2 * new_win[0] - 1, 2 * new_win[1] - 1)
+        )
+        sd[key] = grid.reshape(-1, table.shape[1])
+        report.add(
+            key,
+            table.shape,
+            sd[key].shape,
+            f"resample_grid bicubic, window {old_win[0]}x{old_win[1]} -> {new_win[0]}x{new_win[1]}",
+        )
+
+
+def _window_of(rows: int, like: tuple) -> Size | None:
+    """The window ``(wh, ww)`` with ``(2wh-1)(2ww-1) == rows``: square if possible, else nearest the model's aspect."""
+    side = math.isqrt(rows)
+    if side * side == rows and side % 2 == 1:
+        return ((side + 1) // 2, (side + 1) // 2)
+    fits = [
+        ((a + 1) // 2, (rows // a + 1) // 2) for a in range(1, rows + 1, 2) if rows % a == 0 and (rows // a) % 2 == 1
+    ]
+    if len(like) == 2:
+        fits.sort(key=lambda w: abs(w[0] / w[1] - like[0] / like[1]))
+    return fits[0] if fits else None
+
+
+def adapt_classifier(sd: dict[str, torch.Tensor], model: nn.Module, strict: bool, report: LoadReport) -> None:
+    """A classifier of another size: a ``CheckpointError`` under ``strict``, else dropped (model keeps its init)."""
+    own = model.state_dict()
+    bad = [k for k in sd if k.startswith(HEAD_PREFIXES) and k in own and sd[k].shape != own[k].shape]
+    absent = [k for k in sd if k.startswith(HEAD_PREFIXES) and k not in own]
+    if not bad and not absent:
+        return
+    if strict:
+        shapes = "; ".join(f"{k}: checkpoint {_shape(sd[k].shape)}, model {_shape(own[k].shape)}" for k in bad)
+        shapes += "".join(f"; {k}: checkpoint {_shape(sd[k].shape)}, model has none" for k in absent)
+        raise CheckpointError(
+            f"the classifier does not fit the model ({shapes}); pass strict=False to load everything else and "
+            "keep the model's freshly initialised classifier, or build the model with the checkpoint's num_classes."
+        )
+    for k in bad + absent:
+        report.add(
+            k, sd.pop(k).shape, own[k].shape if k in own else (), "dropped: classifier of another size (strict=False)"
+        )
+        report.dropped.append(k)
+
+
+def check_keys(sd: dict[str, torch.Tensor], model: nn.Module, report: LoadReport) -> None:
+    """Every remaining key must exist in the model with the same shape, and every model key must be given."""
+    own = model.state_dict()
+    missing = [k for k in own if k not in sd and not k.startswith(HEAD_PREFIXES)]
+    head_missing = [k for k in own if k not in sd and k.startswith(HEAD_PREFIXES)]
+    unexpected = [k for k in sd if k not in own]
+    misshapen = [k for k in sd if k in own and sd[k].shape != own[k].shape]
+    if missing or unexpected or misshapen:
+        parts = []
+        if missing:
+            parts.append(f"missing from the checkpoint: {missing[:12]}")
+        if unexpected:
+            parts.append(f"not in the model: {unexpected[:12]}")
+        if misshapen:
+            parts.append(
+                "shapes differ: "
+                + "; ".join(
+                    f"{k}: checkpoint {_shape(sd[k].shape)}, model {_shape(own[k].shape)}" for k in misshapen[:12]
+                )
+            )
+        raise CheckpointError(
+            "the checkpoint does not fit the model: " + " | ".join(parts) + ". Build the model with the "
+            "checkpoint's architecture (rectvit inspect CKPT shows it), or convert the checkpoint first."
+        )
+    report.missing.extend(head_missing)
+
+
+def check_finite(sd: dict[str, torch.Tensor], report: LoadReport) -> None:
+    """Report (and warn about) tensors holding NaN or Inf; they load as they are."""
+    for key, value in sd.items():
+        if value.is_floating_point() and not torch.isfinite(value).all():
+            bad = int((~torch.isfinite(value)).sum())
+            msg = f"{key} holds {bad} NaN/Inf value(s) of {value.numel()}"
+            report.warnings.append(msg)
+            warnings.warn(f"rectvit: {msg}", stacklevel=3)

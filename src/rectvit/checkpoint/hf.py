@@ -1,0 +1,169 @@
+"""Hugging Face ViT / DeiT / AST state dicts -> timm's ViT layout, and model configs from HF config.json.
+
+Both HF key schemes are read: the saved one (``encoder.layer.N.attention.attention.query``, what
+``save_pretrained`` writes and the hub holds) and transformers 5's in-memory one
+(``layers.N.attention.q_proj``). The flat position table keeps its HF form ``(1, P + h*w, C)``;
+``hf_grid`` says which grid the config records for it.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import torch
+
+from ..errors import CheckpointError
+from ..grid import Size, patch_grid, to_size
+
+__all__ = ["is_hf_layout", "hf_family", "hf_to_timm", "hf_model_kwargs", "hf_grid", "HF_BACKBONES"]
+
+HF_BACKBONES = {"vit": "vit.", "deit": "deit.", "ast": "audio_spectrogram_transformer."}
+
+# (pattern on the key after the backbone prefix, timm name); \1 is the block index.
+_BLOCK_RULES = [
+    (r"(?:encoder\.layer|layers)\.(\d+)\.layernorm_before\.(weight|bias)", r"blocks.\1.norm1.\2"),
+    (r"(?:encoder\.layer|layers)\.(\d+)\.layernorm_after\.(weight|bias)", r"blocks.\1.norm2.\2"),
+    (r"encoder\.layer\.(\d+)\.attention\.output\.dense\.(weight|bias)", r"blocks.\1.attn.proj.\2"),
+    (r"layers\.(\d+)\.attention\.o_proj\.(weight|bias)", r"blocks.\1.attn.proj.\2"),
+    (r"encoder\.layer\.(\d+)\.intermediate\.dense\.(weight|bias)", r"blocks.\1.mlp.fc1.\2"),
+    (r"encoder\.layer\.(\d+)\.output\.dense\.(weight|bias)", r"blocks.\1.mlp.fc2.\2"),
+    (r"layers\.(\d+)\.mlp\.(fc1|fc2)\.(weight|bias)", r"blocks.\1.mlp.\2.\3"),
+    (r"embeddings\.cls_token", "cls_token"),
+    (r"embeddings\.distillation_token", "dist_token"),
+    (r"embeddings\.position_embeddings", "pos_embed"),
+    (r"embeddings\.patch_embeddings\.projection\.(weight|bias)", r"patch_embed.proj.\1"),
+    (r"layernorm\.(weight|bias)", r"norm.\1"),
+]
+_QKV = re.compile(
+    r"(?:encoder\.layer\.(\d+)\.attention\.attention\.(query|key|value)|layers\.(\d+)\.attention\.(q|k|v)_proj)"
+    r"\.(weight|bias)"
+)
+_HEAD_RULES = {
+    "classifier.weight": "head.weight",
+    "classifier.bias": "head.bias",
+    "cls_classifier.weight": "head.weight",
+    "cls_classifier.bias": "head.bias",
+    "distillation_classifier.weight": "head_dist.weight",
+    "distillation_classifier.bias": "head_dist.bias",
+    "classifier.layernorm.weight": "fc_norm.weight",
+    "classifier.layernorm.bias": "fc_norm.bias",
+    "classifier.dense.weight": "head.weight",
+    "classifier.dense.bias": "head.bias",
+}
+_IGNORED = re.compile(r"(^|\.)pooler\.dense\.(weight|bias)$")
+
+
+def is_hf_layout(state_dict: dict[str, torch.Tensor]) -> bool:
+    return any(k.endswith("embeddings.position_embeddings") for k in state_dict)
+
+
+def hf_family(state_dict: dict[str, torch.Tensor], config: dict[str, Any] | None = None) -> str:
+    """``"vit"``, ``"deit"`` or ``"ast"``, from the config's ``model_type`` or the key prefixes."""
+    model_type = (config or {}).get("model_type")
+    if model_type in ("vit", "deit"):
+        return model_type
+    if model_type == "audio-spectrogram-transformer":
+        return "ast"
+    if model_type:
+        raise CheckpointError(
+            f"HF model_type {model_type!r} is not supported; rectvit reads 'vit', 'deit' and "
+            "'audio-spectrogram-transformer' checkpoints."
+        )
+    for family, prefix in HF_BACKBONES.items():
+        if any(k.startswith(prefix) for k in state_dict):
+            return family
+    return "deit" if any(k.endswith("distillation_token") for k in state_dict) else "vit"
+
+
+def hf_to_timm(state_dict: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], list[str]]:
+    """Rename an HF ViT/DeiT/AST state dict to timm's ViT keys (q, k, v fused into ``qkv``).
+
+    Returns the converted dict and the HF keys that have no timm counterpart and were dropped
+    (ViTModel's pooler). Unknown keys are a ``CheckpointError``.
+    """
+    out: dict[str, torch.Tensor] = {}
+    dropped: list[str] = []
+    qkv: dict[tuple[str, str], dict[str, torch.Tensor]] = {}
+    unknown: list[str] = []
+    for key, value in state_dict.items():
+        if _IGNORED.search(key):
+            dropped.append(key)
+            continue
+        if key in _HEAD_RULES:
+            out[_HEAD_RULES[key]] = value
+            continue
+        body = key
+        for prefix in HF_BACKBONES.values():
+            if body.startswith(prefix):
+                body = body[len(prefix) :]
+                break
+        m = _QKV.fullmatch(body)
+        if m:
+            idx = m.group(1) or m.group(3)
+            part = (m.group(2) or m.group(4))[0]  # q / k / v
+            qkv.setdefault((idx, m.group(5)), {})[part] = value
+            continue
+        for pattern, repl in _BLOCK_RULES:
+            if re.fullmatch(pattern, body):
+                out[re.sub(pattern, repl, body)] = value
+                break
+        else:
+            unknown.append(key)
+    if unknown:
+        raise CheckpointError(f"unrecognised keys in an HF ViT/DeiT/AST checkpoint: {unknown[:8]}.")
+    for (idx, kind), parts in qkv.items():
+        if set(parts) != {"q", "k", "v"}:
+            raise CheckpointError(
+                f"HF block {idx}: attention {kind} needs query, key and value; found {sorted(parts)}."
+            )
+        out[f"blocks.{idx}.attn.qkv.{kind}"] = torch.cat([parts["q"], parts["k"], parts["v"]], dim=0)
+    return out, dropped
+
+
+def _hf_patch_and_stride(family: str, config: dict[str, Any]) -> tuple[Size, Size]:
+    patch = to_size(config.get("patch_size", 16), "patch_size")
+    if family == "ast":
+        return patch, (int(config.get("frequency_stride", 10)), int(config.get("time_stride", 10)))
+    return patch, patch
+
+
+def hf_img_size(family: str, config: dict[str, Any]) -> Size:
+    if family == "ast":
+        return (int(config.get("num_mel_bins", 128)), int(config.get("max_length", 1024)))
+    return to_size(config.get("image_size", 224), "image_size")
+
+
+def hf_grid(family: str, config: dict[str, Any]) -> Size:
+    """The position grid an HF config records (image size, patch size and strides)."""
+    patch, stride = _hf_patch_and_stride(family, config)
+    return patch_grid(hf_img_size(family, config), patch, stride)
+
+
+def hf_model_kwargs(family: str, config: dict[str, Any], state_dict: dict[str, torch.Tensor]) -> dict[str, Any]:
+    """rectvit ``VisionTransformer`` keyword arguments for the model an HF config describes."""
+    act = config.get("hidden_act", "gelu")
+    if act != "gelu":
+        raise CheckpointError(f"HF hidden_act {act!r} is not supported; rectvit's ViT uses exact 'gelu'.")
+    hidden = int(config["hidden_size"])
+    patch, stride = _hf_patch_and_stride(family, config)
+    num_classes = int(state_dict["head.weight"].shape[0]) if "head.weight" in state_dict else 0
+    kwargs: dict[str, Any] = dict(
+        img_size=hf_img_size(family, config),
+        patch_size=patch,
+        in_chans=1 if family == "ast" else int(config.get("num_channels", 3)),
+        embed_dim=hidden,
+        depth=int(config["num_hidden_layers"]),
+        num_heads=int(config["num_attention_heads"]),
+        mlp_ratio=int(config["intermediate_size"]) / hidden,
+        qkv_bias=bool(config.get("qkv_bias", True)),
+        norm_eps=float(config.get("layer_norm_eps", 1e-12)),
+        num_classes=num_classes,
+    )
+    if stride != patch:
+        kwargs["patch_stride"] = stride
+    if family == "ast":
+        kwargs.update(distilled=True, global_pool="cls_dist", fc_norm=True)
+    elif family == "deit" and "dist_token" in state_dict:
+        kwargs.update(distilled=True)
+    return kwargs
