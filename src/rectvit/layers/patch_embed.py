@@ -54,29 +54,32 @@ class PatchEmbed(nn.Module):
 
     def feat_size(self, img_size) -> Size:
         """The ``(h, w)`` grid this embedding makes of an input of ``img_size`` (after any padding)."""
+        return self._grid_of(img_size, self.patch_size, self.patch_stride)
+
+    def _grid_of(self, img_size, patch: Size, stride: Size) -> Size:
         if self.dynamic_img_pad:
-            img_size = padded_size(img_size, self.patch_size, self.patch_stride)
-        return patch_grid(img_size, self.patch_size, self.patch_stride)
+            img_size = padded_size(img_size, patch, stride)
+        return patch_grid(img_size, patch, stride)
 
     def set_input_size(self, img_size=None, patch_size=None, patch_stride=None) -> None:
         """Change the nominal input size and/or the patch size (kernel PI-resized, FlexiViT style).
 
         The stride follows a new patch size unless it was given explicitly at construction or here.
+        Every size is checked before anything changes, so a bad call leaves the module as it was.
         """
-        if patch_size is not None:
-            new_patch = to_size(patch_size, "patch_size")
-            if new_patch != self.patch_size:
-                self._resize_kernel(new_patch)
-            self.patch_size = new_patch
-            if self.stride_follows_patch and patch_stride is None:
-                self.patch_stride = new_patch
+        new_patch = self.patch_size if patch_size is None else to_size(patch_size, "patch_size")
+        follows = self.stride_follows_patch and patch_stride is None
         if patch_stride is not None:
-            self.patch_stride = to_size(patch_stride, "patch_stride")
-            self.stride_follows_patch = False
-        self.proj.stride = self.patch_stride
-        if img_size is not None:
-            self.img_size = to_size(img_size, "img_size")
-        self.grid_size = self.feat_size(self.img_size)
+            new_stride = to_size(patch_stride, "patch_stride")
+        else:
+            new_stride = new_patch if follows else self.patch_stride
+        new_img = self.img_size if img_size is None else to_size(img_size, "img_size")
+        new_grid = self._grid_of(new_img, new_patch, new_stride)
+        if new_patch != self.patch_size:
+            self._resize_kernel(new_patch)
+        self.patch_size, self.patch_stride, self.stride_follows_patch = new_patch, new_stride, follows
+        self.proj.stride = new_stride
+        self.img_size, self.grid_size = new_img, new_grid
 
     def _resize_kernel(self, new_patch: Size) -> None:
         old = self.proj
@@ -105,12 +108,14 @@ class PatchEmbed(nn.Module):
                 f"expected {self.in_chans} input channel(s), got {c} (input shape {tuple(x.shape)}); "
                 f"build the model with in_chans={c} or convert the input."
             )
-        if self.strict_img_size and (h, w) != self.img_size:
-            raise InputSizeError(
-                f"this model takes {self.img_size[0]}x{self.img_size[1]} inputs, got {h}x{w}; call "
-                f"model.set_input_size(img_size=({h}, {w})) or build it with dynamic_img_size=True "
-                "to accept other sizes."
-            )
+        if self.strict_img_size:
+            if (h, w) != self.img_size:
+                raise InputSizeError(
+                    f"this model takes {self.img_size[0]}x{self.img_size[1]} inputs, got {h}x{w}; call "
+                    f"model.set_input_size(img_size=({h}, {w})) or build it with dynamic_img_size=True "
+                    "to accept other sizes."
+                )
+            return  # the nominal size defines the grid, as its convolution covers it
         if self.dynamic_img_pad:
             return
         ph, pw = self.patch_size

@@ -188,7 +188,7 @@ class VisionTransformer(nn.Module):
         self.pos_drop = nn.Dropout(pos_drop_rate)
         self.norm_pre = nn.LayerNorm(embed_dim, eps=norm_eps) if pre_norm else nn.Identity()
 
-        dpr = torch.linspace(0, drop_path_rate, depth).tolist() if depth else []
+        dpr = [drop_path_rate * i / max(depth - 1, 1) for i in range(depth)]  # stochastic depth decay
         self.blocks = nn.Sequential(
             *[
                 Block(
@@ -212,7 +212,7 @@ class VisionTransformer(nn.Module):
         self.head_norm = nn.LayerNorm(embed_dim, eps=norm_eps) if head_norm else nn.Identity()
         self.head_drop = nn.Dropout(drop_rate)
         self.head = self._make_head(num_classes)
-        self.head_dist = self._make_head(num_classes) if distilled else None
+        self.head_dist = self._make_head(num_classes) if self._two_heads else None
         self.init_weights()
 
     # ----------------------------------------------------------------------------------------------
@@ -226,6 +226,11 @@ class VisionTransformer(nn.Module):
 
     def _make_head(self, num_classes: int) -> nn.Module:
         return nn.Linear(self.embed_dim, num_classes) if num_classes > 0 else nn.Identity()
+
+    @property
+    def _two_heads(self) -> bool:
+        """DeiT's distilled head: ``head`` on the class token and ``head_dist`` on the distillation token."""
+        return self.distilled and self.global_pool == "token"
 
     @property
     def num_pos_prefix_tokens(self) -> int:
@@ -390,7 +395,7 @@ class VisionTransformer(nn.Module):
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False):
         """``(B, P + N, C) -> (B, num_classes)`` (``(B, C)`` with ``pre_logits``)."""
-        if self.distilled and self.global_pool == "token":
+        if self._two_heads:
             return self._distilled_head(x, pre_logits)
         x = self.pool(x)
         x = self.head_norm(self.fc_norm(x))
@@ -461,8 +466,7 @@ class VisionTransformer(nn.Module):
         self.model_config["num_classes"] = num_classes
         device = next(self.parameters()).device
         self.head = self._make_head(num_classes).to(device).train(self.training)
-        if self.distilled:
-            self.head_dist = self._make_head(num_classes).to(device).train(self.training)
+        self.head_dist = self._make_head(num_classes).to(device).train(self.training) if self._two_heads else None
         for head in (self.head, self.head_dist):
             if isinstance(head, nn.Linear):
                 nn.init.trunc_normal_(head.weight, std=0.02)

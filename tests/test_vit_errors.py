@@ -1,0 +1,114 @@
+"""Bad inputs to the ViT family: each a RectViTError subclass whose message names expected and given values."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import rectvit
+from rectvit.errors import InputSizeError, RectViTError
+from rectvit.layers import PatchEmbed
+
+SMALL = dict(depth=1, embed_dim=32, num_heads=2)
+
+
+def _vit(**kw):
+    return rectvit.create_model("vit_small_patch16_224", **{**SMALL, **kw}).eval()
+
+
+def test_wrong_channel_count():
+    model = _vit(img_size=(64, 32))
+    with pytest.raises(InputSizeError, match=r"expected 3 input channel\(s\), got 1.*in_chans=1"):
+        model(torch.randn(2, 1, 64, 32))
+
+
+def test_not_an_image_batch():
+    with pytest.raises(InputSizeError, match=r"\(B, 3, H, W\).*3-d tensor of shape \(3, 64, 32\).*unsqueeze"):
+        _vit(img_size=(64, 32))(torch.randn(3, 64, 32))
+
+
+def test_wrong_size_in_static_mode_says_how_to_allow_it():
+    model = _vit(img_size=(64, 32))
+    with pytest.raises(InputSizeError) as e:
+        model(torch.randn(1, 3, 32, 64))
+    msg = str(e.value)
+    assert "64x32" in msg and "32x64" in msg
+    assert "set_input_size(img_size=(32, 64))" in msg and "dynamic_img_size=True" in msg
+    with pytest.raises(InputSizeError, match="64x32"):  # forward_intermediates goes through the same check
+        model.forward_intermediates(torch.randn(1, 3, 32, 64))
+
+
+def test_non_multiple_size_without_padding():
+    model = _vit(img_size=(64, 32), dynamic_img_size=True)
+    with pytest.raises(InputSizeError) as e:
+        model(torch.randn(1, 3, 70, 32))
+    msg = str(e.value)
+    assert "70x32" in msg and "16x16" in msg and "64x32" in msg and "80x32" in msg and "dynamic_img_pad=True" in msg
+    padded = _vit(img_size=(64, 32), dynamic_img_size=True, dynamic_img_pad=True)
+    assert padded(torch.randn(1, 3, 70, 32)).shape == (1, 1000)
+
+
+def test_image_smaller_than_one_patch():
+    model = _vit(img_size=(64, 32), dynamic_img_size=True)
+    with pytest.raises(InputSizeError, match=r"input 8x32 is smaller than one patch \(16x16\).*at least 16x32"):
+        model(torch.randn(1, 3, 8, 32))
+    with pytest.raises(InputSizeError, match=r"img_size 8x8 is smaller than one patch \(16x16\)"):
+        _vit(img_size=8)
+    with pytest.raises(InputSizeError, match="smaller than one patch"):
+        _vit(img_size=(64, 32)).set_input_size(img_size=(64, 8))
+
+
+@pytest.mark.parametrize("bad", [0, -16, (64, 0), (-1, 32)])
+def test_zero_or_negative_sizes(bad):
+    with pytest.raises(InputSizeError, match="must be positive"):
+        _vit(img_size=bad)
+    with pytest.raises(InputSizeError, match="must be positive"):
+        _vit(img_size=(64, 32)).set_input_size(img_size=bad)
+    with pytest.raises(InputSizeError, match="must be positive"):
+        _vit(img_size=(64, 32)).set_input_size(patch_size=bad)
+    with pytest.raises(InputSizeError, match="must be positive"):
+        PatchEmbed(img_size=64, patch_size=bad)
+
+
+def test_failed_set_input_size_leaves_the_model_usable():
+    model = _vit(img_size=(64, 32))
+    with pytest.raises(InputSizeError):
+        model.set_input_size(img_size=(0, 32))
+    with pytest.raises(InputSizeError, match="smaller than one patch"):
+        model.set_input_size(img_size=(64, 8), patch_size=(8, 32))
+    assert model.patch_size == (16, 16) and model.patch_embed.proj.weight.shape[-2:] == (16, 16)
+    assert model.img_size == (64, 32) and model.grid_size == (4, 2)
+    assert model(torch.randn(1, 3, 64, 32)).shape == (1, 1000)
+
+
+@pytest.mark.parametrize(
+    "kw,match",
+    [
+        (dict(class_token=False), "global_pool='token' reads the class token, but class_token=False"),
+        (dict(global_pool="mean"), "global_pool must be one of .* got 'mean'"),
+        (dict(pos_embed="rope"), "pos_embed must be one of .* got 'rope'"),
+        (dict(distilled=True, reg_tokens=4), "no register tokens, got reg_tokens=4"),
+        (dict(distilled=True, global_pool="avg"), "got 'avg'"),
+        (dict(num_heads=5), "embed_dim 32 must be divisible by num_heads 5"),
+        (dict(pos_embed="sincos", embed_dim=30, num_heads=2), "divisible by 4, got 30"),
+    ],
+)
+def test_bad_options(kw, match):
+    with pytest.raises(RectViTError, match=match):
+        _vit(img_size=(64, 32), **kw)
+
+
+def test_bad_intermediate_requests():
+    model = _vit(img_size=(64, 32), depth=2)
+    x = torch.randn(1, 3, 64, 32)
+    with pytest.raises(RectViTError, match="indices=3 .* 1 to 2"):
+        model.forward_intermediates(x, indices=3)
+    with pytest.raises(RectViTError, match="block index 5 is out of range .* depth 2"):
+        model.forward_intermediates(x, indices=[5])
+    with pytest.raises(RectViTError, match="output_fmt must be 'NCHW' or 'NLC', got 'NHWC'"):
+        model.forward_intermediates(x, output_fmt="NHWC")
+
+
+def test_unknown_keyword_is_a_rectvit_error():
+    with pytest.raises(RectViTError, match="bad keyword"):
+        rectvit.create_model("vit_small_patch16_224", not_a_kwarg=1)
