@@ -11,7 +11,7 @@ import torch.nn.functional as F
 import rectvit
 from conftest import randomize_
 from rectvit.errors import InputSizeError
-from rectvit.models.swin import SwinTransformer, SwinTransformerV2
+from rectvit.models.swin import SwinTransformer, SwinTransformerV2, resample_relative_bias_table
 
 timm = pytest.importorskip("timm")
 from timm.models.swin_transformer import SwinTransformer as TimmSwin  # noqa: E402
@@ -263,3 +263,25 @@ def test_errors_name_the_values():
     assert m.img_size == (224, 224) and m.window_size == ((7, 7), (7, 7))  # failed calls changed nothing
     with pytest.raises(InputSizeError, match=r"window_size must be positive"):
         SwinTransformerV2(img_size=64, window_size=-1, depths=(1,), num_heads=(1,), embed_dim=8)
+
+
+def test_relative_bias_table_resampler():
+    table = torch.randn(13 * 13, 3)
+    assert resample_relative_bias_table(table, 7, 7) is table
+    out = resample_relative_bias_table(table, 7, (4, 9))
+    expected = F.interpolate(table.T.reshape(1, 3, 13, 13), size=(7, 17), mode="bicubic", align_corners=False)
+    assert maxdiff(out, expected.reshape(3, -1).T) <= 1e-6
+    with pytest.raises(InputSizeError, match=r"window 8x8.*\(15\*15=225, heads\), got \(169, 3\)"):
+        resample_relative_bias_table(table, 8, 7)
+
+
+def test_v1_stage_grid_smaller_than_window_clips_and_resamples():
+    m = SwinTransformer(img_size=(224, 224), **SMALL).eval()
+    table = m.layers[1].blocks[0].attn.relative_position_bias_table.detach().clone()
+    m.set_input_size(img_size=(48, 224), window_size=7)  # stage 1 grid 6x28: window (6, 7), no shift along H
+    assert m.window_size == ((7, 7), (6, 7)) and m.layers[1].blocks[1].shift_size == (0, 3)
+    new = m.layers[1].blocks[0].attn.relative_position_bias_table.detach()
+    expected = F.interpolate(table.T.reshape(1, 4, 13, 13), size=(11, 13), mode="bicubic", align_corners=False)
+    assert maxdiff(new, expected.reshape(4, -1).T) <= 1e-6
+    with torch.no_grad():
+        assert torch.isfinite(m(torch.randn(1, 3, 48, 224))).all()

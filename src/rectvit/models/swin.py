@@ -31,7 +31,7 @@ from ..layers import DropPath, Mlp
 from ..resample import resample_grid
 from .registry import register_model
 
-__all__ = ["SwinTransformer", "SwinTransformerV2"]
+__all__ = ["SwinTransformer", "SwinTransformerV2", "resample_relative_bias_table"]
 
 _ACT_LAYERS: dict[str, type[nn.Module]] = {"gelu": nn.GELU, "relu": nn.ReLU, "silu": nn.SiLU}
 _POOL_TYPES = ("", "avg", "max", "avgmax", "catavgmax")
@@ -178,6 +178,29 @@ def relative_position_index(window: Size) -> torch.Tensor:
     return dy * (2 * ww - 1) + dx
 
 
+def resample_relative_bias_table(table: torch.Tensor, old_window, new_window) -> torch.Tensor:
+    """Resample a Swin v1 relative-position-bias table ``((2wh-1) * (2ww-1), heads)`` to a new window.
+
+    The flat table is viewed as its 2-D grid ``(1, 2wh-1, 2ww-1, heads)`` and resized bicubically
+    (without antialiasing, as the Swin paper's code does) with :func:`rectvit.resample.resample_grid`.
+    Returns ``((2wh'-1) * (2ww'-1), heads)``; the same window returns ``table`` itself.
+    """
+    old_window = to_size(old_window, "old_window")
+    new_window = to_size(new_window, "new_window")
+    old_grid = (2 * old_window[0] - 1, 2 * old_window[1] - 1)
+    if table.dim() != 2 or table.shape[0] != old_grid[0] * old_grid[1]:
+        raise InputSizeError(
+            f"a relative-position-bias table for window {old_window[0]}x{old_window[1]} has shape "
+            f"({old_grid[0]}*{old_grid[1]}={old_grid[0] * old_grid[1]}, heads), got {tuple(table.shape)}; "
+            "pass the window the table was trained with as old_window."
+        )
+    if old_window == new_window:
+        return table
+    new_grid = (2 * new_window[0] - 1, 2 * new_window[1] - 1)
+    grid = table.reshape(1, old_grid[0], old_grid[1], table.shape[1])
+    return resample_grid(grid, new_grid, interpolation="bicubic", antialias=False).reshape(-1, table.shape[1])
+
+
 def log_spaced_coords(window: Size, pretrained_window: Size = (0, 0)) -> torch.Tensor:
     """Swin v2's ``(1, 2wh-1, 2ww-1, 2)`` relative coordinates, log-spaced into about [-1, 1].
 
@@ -259,13 +282,10 @@ class WindowAttention(nn.Module):
         """Resample the table's 2-D grid bicubically to the new window's and rebuild the index."""
         if window_size == self.window_size:
             return
-        new_grid = (2 * window_size[0] - 1, 2 * window_size[1] - 1)
-        with torch.no_grad():
-            table = resample_grid(self.bias_grid(), new_grid, interpolation="bicubic", antialias=False)
         old = self.relative_position_bias_table
-        self.relative_position_bias_table = nn.Parameter(
-            table.reshape(-1, self.num_heads).clone(), requires_grad=old.requires_grad
-        )
+        with torch.no_grad():
+            table = resample_relative_bias_table(old, self.window_size, window_size)
+        self.relative_position_bias_table = nn.Parameter(table.clone(), requires_grad=old.requires_grad)
         self.window_size = window_size
         index = relative_position_index(window_size).to(self.relative_position_index.device)
         self.register_buffer("relative_position_index", index, persistent=False)
