@@ -472,3 +472,22 @@ def test_rectvit_layout_round_trip():
     x = torch.randn(1, 3, 64, 32)
     with torch.no_grad():
         assert torch.equal(ours(x), other(x))
+
+
+def test_dynamic_after_set_input_size_matches_timm():
+    theirs, ours = make_pair("vit_base_patch16_reg4_gap_256", img_size=(64, 128), dynamic_img_size=True, **SMALL)
+    theirs.set_input_size(img_size=(160, 48))
+    ours.set_input_size(img_size=(160, 48))
+    assert ours.grid_size == (10, 3)
+    for size in [(160, 48), (32, 224)]:
+        assert_same(theirs, ours, torch.randn(2, 3, *size))
+
+
+@pytest.mark.parametrize("name", ["deit_small_distilled_patch16_224", "vit_medium_patch16_gap_256"])
+def test_pre_logits_match_timm(name):
+    theirs, ours = make_pair(name, img_size=(48, 112), **SMALL)
+    x = torch.randn(2, 3, 48, 112)
+    with torch.no_grad():
+        t = theirs.forward_head(theirs.forward_features(x), pre_logits=True)
+        o = ours.forward_head(ours.forward_features(x), pre_logits=True)
+    assert o.shape == (2, 64) and _max_diff(t, o) <= TOL
