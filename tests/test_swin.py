@@ -11,7 +11,8 @@ import torch.nn.functional as F
 import rectvit
 from conftest import randomize_
 from rectvit.errors import InputSizeError
-from rectvit.models.swin import SwinTransformer, SwinTransformerV2, resample_relative_bias_table
+from rectvit.models.swin import SwinTransformer, SwinTransformerV2
+from rectvit.resample import resample_relative_bias_table
 
 timm = pytest.importorskip("timm")
 from timm.models.swin_transformer import SwinTransformer as TimmSwin  # noqa: E402

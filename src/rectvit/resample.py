@@ -15,7 +15,14 @@ import torch.nn.functional as F
 from .errors import InputSizeError, RectViTError
 from .grid import Size, to_size
 
-__all__ = ["resample_grid", "resample_abs_pos_embed", "resample_patch_embed", "sincos_2d", "INTERPOLATIONS"]
+__all__ = [
+    "resample_grid",
+    "resample_abs_pos_embed",
+    "resample_patch_embed",
+    "resample_relative_bias_table",
+    "sincos_2d",
+    "INTERPOLATIONS",
+]
 
 INTERPOLATIONS = ("nearest", "bilinear", "bicubic", "area")
 
@@ -125,6 +132,29 @@ def resample_patch_embed(
     flat = weight.reshape(-1, old_size[0] * old_size[1]).double()
     out = (flat @ pinv.T).reshape(weight.shape[0], weight.shape[1], *new_size)
     return out.to(weight.dtype)
+
+
+def resample_relative_bias_table(table: torch.Tensor, old_window, new_window) -> torch.Tensor:
+    """Resample a Swin v1 relative-position-bias table ``((2wh-1) * (2ww-1), heads)`` to a new window.
+
+    The flat table is viewed as its 2-D grid ``(1, 2wh-1, 2ww-1, heads)`` and resized bicubically
+    (without antialiasing, as the Swin paper's code does) with :func:`rectvit.resample.resample_grid`.
+    Returns ``((2wh'-1) * (2ww'-1), heads)``; the same window returns ``table`` itself.
+    """
+    old_window = to_size(old_window, "old_window")
+    new_window = to_size(new_window, "new_window")
+    old_grid = (2 * old_window[0] - 1, 2 * old_window[1] - 1)
+    if table.dim() != 2 or table.shape[0] != old_grid[0] * old_grid[1]:
+        raise InputSizeError(
+            f"a relative-position-bias table for window {old_window[0]}x{old_window[1]} has shape "
+            f"({old_grid[0]}*{old_grid[1]}={old_grid[0] * old_grid[1]}, heads), got {tuple(table.shape)}; "
+            "pass the window the table was trained with as old_window."
+        )
+    if old_window == new_window:
+        return table
+    new_grid = (2 * new_window[0] - 1, 2 * new_window[1] - 1)
+    grid = table.reshape(1, old_grid[0], old_grid[1], table.shape[1])
+    return resample_grid(grid, new_grid, interpolation="bicubic", antialias=False).reshape(-1, table.shape[1])
 
 
 def sincos_2d(grid_size, dim: int, temperature: float = 10000.0) -> torch.Tensor:

@@ -28,10 +28,10 @@ from torch import nn
 from ..errors import InputSizeError
 from ..grid import Size, to_size
 from ..layers import DropPath, Mlp
-from ..resample import resample_grid
+from ..resample import resample_relative_bias_table
 from .registry import register_model
 
-__all__ = ["SwinTransformer", "SwinTransformerV2", "resample_relative_bias_table"]
+__all__ = ["SwinTransformer", "SwinTransformerV2"]
 
 _ACT_LAYERS: dict[str, type[nn.Module]] = {"gelu": nn.GELU, "relu": nn.ReLU, "silu": nn.SiLU}
 _POOL_TYPES = ("", "avg", "max", "avgmax", "catavgmax")
@@ -176,29 +176,6 @@ def relative_position_index(window: Size) -> torch.Tensor:
     dy = ys[:, None] - ys[None, :] + (wh - 1)  # 0 .. 2wh-2
     dx = xs[:, None] - xs[None, :] + (ww - 1)  # 0 .. 2ww-2
     return dy * (2 * ww - 1) + dx
-
-
-def resample_relative_bias_table(table: torch.Tensor, old_window, new_window) -> torch.Tensor:
-    """Resample a Swin v1 relative-position-bias table ``((2wh-1) * (2ww-1), heads)`` to a new window.
-
-    The flat table is viewed as its 2-D grid ``(1, 2wh-1, 2ww-1, heads)`` and resized bicubically
-    (without antialiasing, as the Swin paper's code does) with :func:`rectvit.resample.resample_grid`.
-    Returns ``((2wh'-1) * (2ww'-1), heads)``; the same window returns ``table`` itself.
-    """
-    old_window = to_size(old_window, "old_window")
-    new_window = to_size(new_window, "new_window")
-    old_grid = (2 * old_window[0] - 1, 2 * old_window[1] - 1)
-    if table.dim() != 2 or table.shape[0] != old_grid[0] * old_grid[1]:
-        raise InputSizeError(
-            f"a relative-position-bias table for window {old_window[0]}x{old_window[1]} has shape "
-            f"({old_grid[0]}*{old_grid[1]}={old_grid[0] * old_grid[1]}, heads), got {tuple(table.shape)}; "
-            "pass the window the table was trained with as old_window."
-        )
-    if old_window == new_window:
-        return table
-    new_grid = (2 * new_window[0] - 1, 2 * new_window[1] - 1)
-    grid = table.reshape(1, old_grid[0], old_grid[1], table.shape[1])
-    return resample_grid(grid, new_grid, interpolation="bicubic", antialias=False).reshape(-1, table.shape[1])
 
 
 def log_spaced_coords(window: Size, pretrained_window: Size = (0, 0)) -> torch.Tensor:
