@@ -1,6 +1,6 @@
 """rectvit: vision transformers whose input shape is a free choice, without losing the position grid."""
 
-from .checkpoint import load_checkpoint
+from .checkpoint import LoadReport, load_checkpoint, load_model, save_checkpoint
 from .errors import AmbiguousGridError, CheckpointError, InputSizeError, RectViTError
 from .grid import factorizations, patch_grid, smoothness, to_size
 from .models import create_model, list_models
@@ -26,4 +26,7 @@ __all__ = [
     "list_models",
     "load_checkpoint",
     "forward_variable",
+    "load_model",
+    "save_checkpoint",
+    "LoadReport",
 ]

@@ -1,109 +1,106 @@
-"""Checkpoint loading: read -> convert layout -> adapt shapes to the target model -> load.
+"""Checkpoints that never lose their grid: read -> convert layout -> adapt shapes to the model -> load.
 
-Only the ViT timm layout is converted so far; the checkpoint issue grows this into the full pipeline.
+Public API: ``load_checkpoint``, ``save_checkpoint``, ``load_model`` and ``LoadReport``. Layouts read:
+rectvit (our ``.safetensors`` with metadata; tables stored 2-D), timm (flat ``pos_embed``), and
+Hugging Face ViT / DeiT / AST (state dicts or ``save_pretrained`` folders).
 """
 
 from __future__ import annotations
 
+import importlib
+import json
 import os
-from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from ..errors import CheckpointError
-from ..grid import Size
-from ..resample import resample_grid
-from .timm import timm_vit_to_rectvit
+from ..errors import CheckpointError, RectViTError
+from .adapt import (
+    LoadReport,
+    adapt_classifier,
+    adapt_patch_embed,
+    adapt_pos_embed,
+    adapt_relative_position_bias,
+    check_finite,
+    check_keys,
+)
+from .hf import hf_family, hf_grid, hf_model_kwargs, hf_to_timm, is_hf_layout
+from .io import RawCheckpoint, read_checkpoint, unwrap_state_dict, write_safetensors
+from .timm import flat_pos_embed_to_grid, is_flat_pos_embed
 
-__all__ = ["load_checkpoint", "read_state_dict", "LoadReport"]
+__all__ = ["load_checkpoint", "save_checkpoint", "load_model", "LoadReport", "read_checkpoint", "FORMAT_VERSION"]
 
-
-@dataclass
-class LoadReport:
-    """What a load did: the source layout, the position grid and its basis, and every adapted tensor."""
-
-    layout: str
-    source_grid: Size | None = None
-    grid_basis: str | None = None
-    adapted: list[tuple[str, tuple, tuple, str]] = field(default_factory=list)  # key, from, to, method
-    dropped: list[str] = field(default_factory=list)
-    missing: list[str] = field(default_factory=list)
-
-    def __str__(self) -> str:
-        lines = [f"layout: {self.layout}"]
-        if self.source_grid is not None:
-            lines.append(f"source grid: {self.source_grid[0]}x{self.source_grid[1]} ({self.grid_basis})")
-        lines += [f"  {k}: {tuple(a)} -> {tuple(b)} ({m})" for k, a, b, m in self.adapted]
-        lines += [f"  dropped: {k}" for k in self.dropped]
-        lines += [f"  missing: {k}" for k in self.missing]
-        return "\n".join(lines)
+FORMAT_VERSION = "1"
 
 
-def _unwrap(obj: Any) -> dict[str, torch.Tensor]:
-    """A plain ``{key: tensor}`` dict from a training checkpoint (``state_dict``/``model`` wrappers, ``module.``)."""
-    for key in ("state_dict", "model", "module"):
-        if isinstance(obj, dict) and isinstance(obj.get(key), dict):
-            obj = obj[key]
-    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise CheckpointError(f"expected a state dict of tensors, got {type(obj).__name__}.")
-    if obj and all(k.startswith("module.") for k in obj):
-        obj = {k[len("module.") :]: v for k, v in obj.items()}
-    return dict(obj)
+def _as_raw(source: Any) -> RawCheckpoint:
+    if isinstance(source, RawCheckpoint):
+        return source
+    if isinstance(source, dict):
+        return RawCheckpoint(unwrap_state_dict(source, "state dict"))
+    if isinstance(source, (str, os.PathLike)):
+        return read_checkpoint(source)
+    raise CheckpointError(f"expected a checkpoint path, an HF folder or a state dict, got {type(source).__name__}.")
 
 
-def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """Read ``.safetensors`` natively, anything else with ``torch.load(weights_only=True)`` (never runs code)."""
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise CheckpointError(f"checkpoint file not found: {path!r}.")
+def _recorded_config(raw: RawCheckpoint) -> dict[str, Any] | None:
+    if "rectvit_format_version" not in raw.metadata:
+        return None
     try:
-        if path.endswith(".safetensors"):
-            from safetensors.torch import load_file
-
-            return load_file(path)
-        return _unwrap(torch.load(path, map_location="cpu", weights_only=True))
-    except CheckpointError:
-        raise
-    except Exception as e:  # corrupt file, refused pickle, ...
-        raise CheckpointError(f"cannot read checkpoint {path!r}: {type(e).__name__}: {e}") from None
+        return json.loads(raw.metadata.get("config", "{}"))
+    except json.JSONDecodeError as e:
+        raise CheckpointError(f"{raw.path}: rectvit metadata 'config' is not valid JSON ({e}).") from None
 
 
-def _adapt_pos_grid(sd: dict[str, torch.Tensor], model: nn.Module, report: LoadReport) -> None:
-    """Resample a ``(1, h, w, C)`` ``pos_embed`` to the model's table grid."""
+def _convert(raw: RawCheckpoint, model: nn.Module, source_grid) -> tuple[dict[str, torch.Tensor], LoadReport]:
+    """Detect the layout, convert to rectvit's, and record the source grid of the position table."""
+    sd = dict(raw.state_dict)
+    recorded = None
+    if _recorded_config(raw) is not None:
+        layout = "rectvit"
+    elif raw.config is not None or is_hf_layout(sd):
+        family = hf_family(sd, raw.config)
+        layout = f"hf-{family}"
+        sd, dropped = hf_to_timm(sd)
+        recorded = hf_grid(family, raw.config) if raw.config else None
+    else:
+        layout = "timm" if is_flat_pos_embed(sd) else "rectvit"
+        dropped = []
+    report = LoadReport(layout=layout)
+    if layout.startswith("hf-"):
+        report.dropped.extend(dropped)
     table = sd.get("pos_embed")
-    target = getattr(model, "pos_embed", None)
-    if not isinstance(table, torch.Tensor) or table.dim() != 4 or not isinstance(target, nn.Parameter):
-        return
-    new_grid = (int(target.shape[1]), int(target.shape[2]))
-    if tuple(table.shape[1:3]) != new_grid:
-        sd["pos_embed"] = resample_grid(table, new_grid)
-        report.adapted.append(("pos_embed", tuple(table.shape), tuple(sd["pos_embed"].shape), "resample_grid bicubic"))
+    if is_flat_pos_embed(sd):
+        flat_pos_embed_to_grid(sd, model, report, source_grid, recorded)
+    elif isinstance(table, torch.Tensor) and table.dim() == 4:
+        report.source_grid = (int(table.shape[1]), int(table.shape[2]))
+        report.grid_basis = "stored 2-D table"
+    return sd, report
 
 
-def _check_keys(sd: dict[str, torch.Tensor], model: nn.Module, strict: bool, report: LoadReport) -> None:
-    """Raise ``CheckpointError`` for missing, unexpected or misshapen keys (or drop/report them if not strict)."""
-    own = model.state_dict()
-    missing = [k for k in own if k not in sd]
-    unexpected = [k for k in sd if k not in own]
-    misshapen = [k for k in sd if k in own and tuple(sd[k].shape) != tuple(own[k].shape)]
-    if strict and (missing or unexpected or misshapen):
-        parts = []
-        if missing:
-            parts.append(f"missing keys: {missing}")
-        if unexpected:
-            parts.append(f"unexpected keys: {unexpected}")
-        if misshapen:
-            shapes = [f"{k}: checkpoint {tuple(sd[k].shape)} vs model {tuple(own[k].shape)}" for k in misshapen]
-            parts.append("misshapen keys: " + "; ".join(shapes))
-        raise CheckpointError(
-            "checkpoint does not fit the model (" + "; ".join(parts) + "); pass strict=False to load the rest."
-        )
-    for k in unexpected + misshapen:
-        sd.pop(k)
-    report.dropped = unexpected + misshapen
-    report.missing = missing
+def _drop_derived(sd: dict[str, torch.Tensor], model: nn.Module, report: LoadReport) -> None:
+    """Drop buffers the model derives itself (e.g. Swin's relative_position_index, attn_mask)."""
+    derived = {name for name, _ in model.named_buffers()} - set(model.state_dict())
+    for key in [k for k in sd if k in derived]:
+        del sd[key]
+        report.dropped.append(key)
+
+
+def _load_raw(model: nn.Module, raw: RawCheckpoint, source_grid, strict: bool) -> LoadReport:
+    sd, report = _convert(raw, model, source_grid)
+    check_finite(sd, report)
+    adapt_pos_embed(sd, model, report)
+    adapt_patch_embed(sd, model, report)
+    adapt_relative_position_bias(sd, model, report)
+    adapt_classifier(sd, model, strict, report)
+    _drop_derived(sd, model, report)
+    check_keys(sd, model, strict, report)
+    model.load_state_dict(sd, strict=False)
+    if raw.path is not None:
+        model._rectvit_source = str(raw.path)
+    return report
 
 
 def load_checkpoint(
@@ -113,25 +110,83 @@ def load_checkpoint(
     source_grid=None,
     strict: bool = True,
 ) -> LoadReport:
-    """Load a state dict or checkpoint file into ``model``, converting timm's layout and adapting the grid.
+    """Load ``source`` (a path, an HF folder or a state dict) into ``model``, adapting it; return a ``LoadReport``.
 
-    ``source_grid=(h, w)`` names the grid of a flat (timm) position table when it differs from the
-    model's. Returns a ``LoadReport``.
+    The layout (rectvit, timm, HF ViT/DeiT/AST) is detected and converted; a flat position table's
+    grid is resolved as DESIGN invariant 2 says (``source_grid=(h, w)`` first); tables, patch kernel,
+    input channels and Swin bias tables are adapted to the model. ``strict=False`` drops a
+    classifier of another size instead of raising.
     """
-    sd = _unwrap(source) if isinstance(source, dict) else read_state_dict(source)
-    report = LoadReport(layout="rectvit")
-    table = sd.get("pos_embed")
-    if isinstance(table, torch.Tensor) and table.dim() == 3:
-        report.layout = "timm"
-        sd, report.source_grid, report.grid_basis = timm_vit_to_rectvit(
-            sd,
-            num_prefix_rows=getattr(model, "num_pos_prefix_tokens", 0),
-            target_grid=model.grid_size,
-            source_grid=source_grid,
+    return _load_raw(model, _as_raw(source), source_grid, strict)
+
+
+def save_checkpoint(model: nn.Module, path: str | os.PathLike) -> Path:
+    """Write ``model`` as rectvit ``.safetensors``: tables 2-D, metadata with format version, arch and config.
+
+    Atomic (temporary file, then rename); refuses to overwrite the file the model was loaded from.
+    """
+    config = getattr(model, "model_config", None)
+    if config is None:
+        raise CheckpointError(
+            f"{type(model).__name__} has no model_config; save_checkpoint writes rectvit models "
+            "(rectvit.create_model / load_model)."
         )
-    elif isinstance(table, torch.Tensor) and table.dim() == 4:
-        report.source_grid, report.grid_basis = (int(table.shape[1]), int(table.shape[2])), "stored 2-D table"
-    _adapt_pos_grid(sd, model, report)
-    _check_keys(sd, model, strict, report)
-    model.load_state_dict(sd, strict=strict)
-    return report
+    cls = type(model)
+    metadata = {
+        "format": "pt",
+        "rectvit_format_version": FORMAT_VERSION,
+        "arch": getattr(model, "arch_name", "") or "",
+        "model_class": f"{cls.__module__}.{cls.__qualname__}",
+        "config": json.dumps(config),
+    }
+    return write_safetensors(model.state_dict(), path, metadata, protect=getattr(model, "_rectvit_source", None))
+
+
+def _model_class(name: str) -> type[nn.Module]:
+    """A rectvit model class by its dotted name; only classes under ``rectvit.models`` are accepted."""
+    module_name, _, cls_name = name.rpartition(".")
+    if not module_name.startswith("rectvit.models."):
+        raise CheckpointError(f"model_class {name!r} is not a rectvit model class; refusing to import it.")
+    try:
+        cls = getattr(importlib.import_module(module_name), cls_name)
+    except (ImportError, AttributeError):
+        raise CheckpointError(f"model_class {name!r} does not exist in this rectvit version.") from None
+    if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
+        raise CheckpointError(f"model_class {name!r} is not a model class.")
+    return cls
+
+
+def _build(cls: type[nn.Module], config: dict[str, Any], overrides: dict[str, Any], what: str) -> nn.Module:
+    try:
+        return cls(**{**config, **overrides})
+    except TypeError as e:
+        raise RectViTError(f"{what}: cannot apply overrides {sorted(overrides)}: {e}") from None
+
+
+def load_model(path: str | os.PathLike, *, source_grid=None, **overrides: Any) -> nn.Module:
+    """The model a checkpoint describes (our metadata, or an HF folder's config.json), ``overrides`` applied.
+
+    Weights are adapted to the overrides (``img_size``, ``patch_size``, ``in_chans``...); a new
+    ``num_classes`` leaves the classifier freshly initialised (reported). The report is on
+    ``model.load_report``.
+    """
+    raw = read_checkpoint(path)
+    config = _recorded_config(raw)
+    if config is not None:
+        cls = _model_class(raw.metadata.get("model_class", ""))
+        model = _build(cls, config, overrides, str(path))
+        model.arch_name = raw.metadata.get("arch", "")
+    elif raw.config is not None:
+        from ..models.vit import VisionTransformer
+
+        family = hf_family(raw.state_dict, raw.config)
+        converted, _ = hf_to_timm(raw.state_dict)
+        model = _build(VisionTransformer, hf_model_kwargs(family, raw.config, converted), overrides, str(path))
+        model.arch_name = f"hf-{family}"
+    else:
+        raise CheckpointError(
+            f"{path}: holds no rectvit metadata or HF config.json, so it does not say which model it is; "
+            "use rectvit.create_model(NAME, checkpoint_path=...) with the architecture's name."
+        )
+    model.load_report = _load_raw(model, raw, source_grid, strict="num_classes" not in overrides)
+    return model

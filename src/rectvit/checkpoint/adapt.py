@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from ..errors import AmbiguousGridError, CheckpointError, InputSizeError
+from ..errors import AmbiguousGridError, CheckpointError
 from ..grid import Size, factorizations, grid_evidence, to_size
-from ..resample import resample_grid, resample_patch_embed
+from ..resample import resample_grid, resample_patch_embed, resample_relative_bias_table
 
 __all__ = [
     "LoadReport",
@@ -68,7 +68,7 @@ class LoadReport:
 
 
 def _shape(s: tuple) -> str:
-    return "(" + ", ".join(map(str, s)) + ")"
+    return str(tuple(int(d) for d in s))
 
 
 def _grid_list(grids: list[Size]) -> str:
@@ -99,7 +99,7 @@ def resolve_grid(
     if source_grid is not None:
         grid = to_size(source_grid, "source_grid")
         if grid[0] * grid[1] != n:
-            raise InputSizeError(
+            raise CheckpointError(
                 f"source_grid {grid[0]}x{grid[1]} has {grid[0] * grid[1]} positions, {name} has {n}; "
                 f"grids with {n} positions: {_grid_list(factorizations(n))}."
             )
@@ -159,9 +159,11 @@ def adapt_patch_embed(sd: dict[str, torch.Tensor], model: nn.Module, report: Loa
 
 
 def adapt_input_conv(weight: torch.Tensor, in_chans: int) -> torch.Tensor:
-    """A ``(O, I, kh, kw)`` kernel for ``in_chans`` inputs: summed for 1, repeated and scaled by ``I / in_chans`` else.
+    """A ``(O, I, kh, kw)`` kernel for ``in_chans`` inputs, as timm's ``adapt_input_conv``.
 
-    Both keep the response to an input whose channels are all equal.
+    One channel: the sum over input channels. More: the channels repeated up to ``in_chans`` and
+    scaled by ``I / in_chans``. Both keep the response to an input whose channels are all equal when
+    ``in_chans`` is 1 or a multiple of ``I``.
     """
     old = weight.shape[1]
     if in_chans == old:
@@ -186,16 +188,9 @@ def adapt_relative_position_bias(sd: dict[str, torch.Tensor], model: nn.Module, 
         old_win = _window_of(table.shape[0], new_win)
         if len(new_win) != 2 or old_win is None or table.shape[1] != own[key].shape[1]:
             continue  # left to check_keys, which names both shapes
-        grid = resample_grid(
-            table.reshape(1, 2 * old_win[0] - 1, 2 * old_win[1] - 1, -1), (2 * new_win[0] - 1, 2 * new_win[1] - 1)
-        )
-        sd[key] = grid.reshape(-1, table.shape[1])
-        report.add(
-            key,
-            table.shape,
-            sd[key].shape,
-            f"resample_grid bicubic, window {old_win[0]}x{old_win[1]} -> {new_win[0]}x{new_win[1]}",
-        )
+        sd[key] = resample_relative_bias_table(table, old_win, new_win)
+        method = f"resample_relative_bias_table, window {old_win[0]}x{old_win[1]} -> {new_win[0]}x{new_win[1]}"
+        report.add(key, table.shape, sd[key].shape, method)
 
 
 def _window_of(rows: int, like: tuple) -> Size | None:
@@ -232,11 +227,14 @@ def adapt_classifier(sd: dict[str, torch.Tensor], model: nn.Module, strict: bool
         report.dropped.append(k)
 
 
-def check_keys(sd: dict[str, torch.Tensor], model: nn.Module, report: LoadReport) -> None:
-    """Every remaining key must exist in the model with the same shape, and every model key must be given."""
+def check_keys(sd: dict[str, torch.Tensor], model: nn.Module, strict: bool, report: LoadReport) -> None:
+    """Every remaining key must exist in the model with the same shape, and every model key must be given.
+
+    A checkpoint without a classifier (e.g. a backbone) leaves the model's head at its init when not
+    ``strict`` (reported); every other gap is a ``CheckpointError`` naming the keys and shapes.
+    """
     own = model.state_dict()
-    missing = [k for k in own if k not in sd and not k.startswith(HEAD_PREFIXES)]
-    head_missing = [k for k in own if k not in sd and k.startswith(HEAD_PREFIXES)]
+    missing = [k for k in own if k not in sd and (strict or not k.startswith(HEAD_PREFIXES))]
     unexpected = [k for k in sd if k not in own]
     misshapen = [k for k in sd if k in own and sd[k].shape != own[k].shape]
     if missing or unexpected or misshapen:
@@ -246,17 +244,13 @@ def check_keys(sd: dict[str, torch.Tensor], model: nn.Module, report: LoadReport
         if unexpected:
             parts.append(f"not in the model: {unexpected[:12]}")
         if misshapen:
-            parts.append(
-                "shapes differ: "
-                + "; ".join(
-                    f"{k}: checkpoint {_shape(sd[k].shape)}, model {_shape(own[k].shape)}" for k in misshapen[:12]
-                )
-            )
+            shapes = [f"{k}: checkpoint {_shape(sd[k].shape)}, model {_shape(own[k].shape)}" for k in misshapen[:12]]
+            parts.append("shapes differ: " + "; ".join(shapes))
         raise CheckpointError(
             "the checkpoint does not fit the model: " + " | ".join(parts) + ". Build the model with the "
             "checkpoint's architecture (rectvit inspect CKPT shows it), or convert the checkpoint first."
         )
-    report.missing.extend(head_missing)
+    report.missing.extend(k for k in own if k not in sd)
 
 
 def check_finite(sd: dict[str, torch.Tensor], report: LoadReport) -> None:

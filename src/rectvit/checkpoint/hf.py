@@ -46,8 +46,8 @@ _HEAD_RULES = {
     "cls_classifier.bias": "head.bias",
     "distillation_classifier.weight": "head_dist.weight",
     "distillation_classifier.bias": "head_dist.bias",
-    "classifier.layernorm.weight": "fc_norm.weight",
-    "classifier.layernorm.bias": "fc_norm.bias",
+    "classifier.layernorm.weight": "head_norm.weight",
+    "classifier.layernorm.bias": "head_norm.bias",
     "classifier.dense.weight": "head.weight",
     "classifier.dense.bias": "head.bias",
 }
@@ -163,7 +163,7 @@ def hf_model_kwargs(family: str, config: dict[str, Any], state_dict: dict[str, t
     if stride != patch:
         kwargs["patch_stride"] = stride
     if family == "ast":
-        kwargs.update(distilled=True, global_pool="cls_dist", fc_norm=True)
+        kwargs.update(distilled=True, global_pool="token_dist", head_norm=True)
     elif family == "deit" and "dist_token" in state_dict:
         kwargs.update(distilled=True)
     return kwargs

@@ -1,0 +1,310 @@
+"""Checkpoints that never lose their grid: native format, timm layout, grid resolution, faults, adaptation."""
+
+import json
+import math
+import os
+import pickle
+
+import pytest
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+import rectvit
+from conftest import randomize_
+from rectvit import AmbiguousGridError, CheckpointError
+from rectvit.resample import resample_grid, resample_patch_embed
+
+timm = pytest.importorskip("timm", reason="timm is the oracle; `make test` installs it")
+
+SMALL = dict(embed_dim=64, depth=2, num_heads=4)
+
+
+def trained_like(h: int, w: int, dim: int = 64, seed: int = 0, noise: float = 0.05) -> torch.Tensor:
+    """A smooth ``(1, h, w, dim)`` table like a trained one: low-frequency functions of (row, col)."""
+    g = torch.Generator().manual_seed(seed)
+    fy, fx = torch.rand(2, dim, generator=g) * 2 + 0.3
+    phase = torch.rand(2, dim, generator=g) * 6.28
+    y = torch.arange(h).float()[:, None, None] / h
+    x = torch.arange(w).float()[None, :, None] / w
+    t = torch.sin(math.pi * (fy * y + fx * x) + phase[0]) + torch.sin(
+        math.pi * 1.7 * fy.flip(0) * y + phase[1]
+    ) * torch.cos(math.pi * 1.3 * fx.flip(0) * x)
+    return (t + noise * torch.randn(t.shape, generator=g)).unsqueeze(0)
+
+
+def timm_state(grid, prefix_rows=1, dim=64, seed=0, **model_kwargs):
+    """A timm ViT state dict whose flat pos_embed holds a trained-like table on ``grid``."""
+    img = (grid[0] * 16, grid[1] * 16)
+    m = timm.create_model(
+        "vit_small_patch16_224", pretrained=False, img_size=img, num_classes=10, **SMALL, **model_kwargs
+    )
+    sd = randomize_(m, seed).state_dict()
+    table = trained_like(*grid, dim=dim, seed=seed)
+    sd["pos_embed"] = torch.cat([sd["pos_embed"][:, :prefix_rows], table.reshape(1, -1, dim)], dim=1)
+    return sd, table
+
+
+def ours(img_size, **kw):
+    return rectvit.create_model("vit_small_patch16_224", img_size=img_size, **{"num_classes": 10, **SMALL, **kw})
+
+
+# ---- native format ----
+
+
+def test_save_load_roundtrip_keeps_grid_config_and_outputs(tmp_path):
+    model = randomize_(ours((256, 64))).eval()
+    path = rectvit.save_checkpoint(model, tmp_path / "m.safetensors")
+    with safe_open(str(path), "pt") as f:
+        meta = f.metadata()
+        assert tuple(f.get_tensor("pos_embed").shape) == (1, 16, 4, 64)  # stored 2-D
+    assert meta["rectvit_format_version"] == "1" and meta["arch"] == "vit_small_patch16_224"
+    assert json.loads(meta["config"])["img_size"] == [256, 64]
+    again = rectvit.load_model(path).eval()
+    assert again.grid_size == (16, 4) and type(again) is type(model)
+    x = torch.randn(2, 3, 256, 64)
+    torch.testing.assert_close(again(x), model(x), atol=0, rtol=0)
+    assert "every tensor loaded as stored" in str(again.load_report)
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary file left
+
+
+def test_load_model_override_resamples_on_the_recorded_grid(tmp_path):
+    model = randomize_(ours((256, 64)))
+    with torch.no_grad():
+        model.pos_embed.copy_(trained_like(16, 4))
+    path = rectvit.save_checkpoint(model, tmp_path / "m.safetensors")
+    small = rectvit.load_model(path, img_size=(128, 128))  # 8x8: the same 64 positions, another grid
+    assert small.grid_size == (8, 8)
+    torch.testing.assert_close(small.pos_embed.data, resample_grid(model.pos_embed.data, (8, 8)), atol=0, rtol=0)
+    assert "grid recorded" in small.load_report.grid_basis or "stored 2-D" in small.load_report.grid_basis
+    assert any(r[0] == "pos_embed" for r in small.load_report.rows)
+
+
+def test_save_refuses_to_overwrite_its_source_and_writes_atomically(tmp_path):
+    path = rectvit.save_checkpoint(randomize_(ours(64)), tmp_path / "m.safetensors")
+    model = rectvit.load_model(path)
+    before = path.read_bytes()
+    with pytest.raises(CheckpointError, match="refusing to overwrite"):
+        rectvit.save_checkpoint(model, path)
+    assert path.read_bytes() == before
+    rectvit.save_checkpoint(model, tmp_path / "other.safetensors")
+
+
+def test_create_model_checkpoint_path_goes_through_load_checkpoint(tmp_path):
+    ref = randomize_(timm.create_model("vit_small_patch16_224", img_size=(224, 96), num_classes=10, **SMALL)).eval()
+    torch.save({"state_dict": ref.state_dict(), "epoch": 3}, tmp_path / "ckpt.pth")
+    model = ours((224, 96), checkpoint_path=str(tmp_path / "ckpt.pth")).eval()
+    x = torch.randn(2, 3, 224, 96)
+    torch.testing.assert_close(model(x), ref(x), atol=1e-5, rtol=0)
+    assert model.load_report.layout == "timm" and model.load_report.source_grid == (14, 6)
+
+
+# ---- grid resolution (DESIGN invariant 2) ----
+
+
+def test_equal_count_16x4_never_loads_as_8x8():
+    sd, table = timm_state((16, 4))
+    model = ours(128)  # 8x8 grid: same 64 positions
+    try:
+        report = rectvit.load_checkpoint(model, sd)
+    except AmbiguousGridError as e:
+        assert (16, 4) in e.candidates and "source_grid" in str(e)
+        return
+    assert report.source_grid == (16, 4)
+    assert not torch.equal(model.pos_embed.data, table.reshape(1, 8, 8, -1))
+    torch.testing.assert_close(model.pos_embed.data, resample_grid(table, (8, 8)), atol=1e-6, rtol=0)
+
+
+def test_28x7_into_a_224_model_is_not_read_as_14x14():
+    sd, table = timm_state((28, 7))
+    model = ours(224)
+    try:
+        report = rectvit.load_checkpoint(model, sd)
+    except AmbiguousGridError as e:
+        assert (28, 7) in e.candidates
+        return
+    assert report.source_grid == (28, 7)
+    torch.testing.assert_close(model.pos_embed.data, resample_grid(table, (14, 14)), atol=1e-6, rtol=0)
+
+
+def test_source_grid_gives_exactly_resample_grid_of_the_true_table():
+    sd, table = timm_state((16, 4))
+    model = ours(128)
+    report = rectvit.load_checkpoint(model, sd, source_grid=(16, 4))
+    assert report.grid_basis == "source_grid argument"
+    torch.testing.assert_close(model.pos_embed.data, resample_grid(table, (8, 8)), atol=0, rtol=0)
+    with pytest.raises(CheckpointError, match=r"source_grid 8x9 has 72 positions.*has 64.*16x4"):
+        rectvit.load_checkpoint(ours(128), sd, source_grid=(8, 9))
+
+
+def test_target_grid_accepted_when_the_content_agrees():
+    sd, table = timm_state((16, 4))
+    model = ours((256, 64))
+    report = rectvit.load_checkpoint(model, sd)
+    assert report.source_grid == (16, 4) and "target model grid" in report.grid_basis
+    torch.testing.assert_close(model.pos_embed.data, table, atol=0, rtol=0)
+
+
+def test_random_table_of_the_target_count_loads_on_the_target_grid():
+    # An untrained (random) table says nothing about its grid: the target grid stands.
+    ref = randomize_(timm.create_model("vit_small_patch16_224", img_size=128, num_classes=10, **SMALL))
+    model = ours(128)
+    report = rectvit.load_checkpoint(model, ref.state_dict())
+    assert report.source_grid == (8, 8) and "uninformative" in report.grid_basis
+
+
+def test_architecture_default_grid_is_a_candidate():
+    # A 14x14 (vit_*_224 default) table loaded into a model built at 256x64: the default grid decides.
+    sd, table = timm_state((14, 14))
+    model = ours((256, 64))
+    report = rectvit.load_checkpoint(model, sd)
+    assert report.source_grid == (14, 14) and "default" in report.grid_basis
+    torch.testing.assert_close(model.pos_embed.data, resample_grid(table, (16, 4)), atol=1e-6, rtol=0)
+
+
+def test_unrecorded_unmatched_unstructured_table_raises_with_candidates():
+    ref = randomize_(timm.create_model("vit_small_patch16_224", img_size=(96, 160), num_classes=10, **SMALL))
+    model = ours(128)  # 8x8; the table has 6x10 = 60 positions; the default 14x14 has 196
+    with pytest.raises(AmbiguousGridError) as info:
+        rectvit.load_checkpoint(model, ref.state_dict())
+    assert (6, 10) in info.value.candidates and (10, 6) in info.value.candidates
+    assert "source_grid=(h, w)" in str(info.value) and "60 positions" in str(info.value)
+
+
+def test_own_format_needs_no_argument(tmp_path):
+    src = ours((256, 64))
+    with torch.no_grad():
+        src.pos_embed.copy_(trained_like(16, 4))
+    path = rectvit.save_checkpoint(src, tmp_path / "rect.safetensors")
+    model = ours(128)
+    report = rectvit.load_checkpoint(model, path)
+    assert report.layout == "rectvit" and report.source_grid == (16, 4)
+    torch.testing.assert_close(model.pos_embed.data, resample_grid(src.pos_embed.data, (8, 8)), atol=0, rtol=0)
+
+
+# ---- adaptation ----
+
+
+def test_patch_size_change_pi_resizes_the_kernel():
+    ref = randomize_(timm.create_model("vit_small_patch16_224", img_size=128, num_classes=10, **SMALL))
+    model = rectvit.create_model("vit_small_patch16_224", img_size=64, patch_size=8, num_classes=10, **SMALL)
+    report = rectvit.load_checkpoint(model, ref.state_dict())
+    expect = resample_patch_embed(ref.patch_embed.proj.weight.data, (8, 8))
+    torch.testing.assert_close(model.patch_embed.proj.weight.data, expect, atol=0, rtol=0)
+    assert any("resample_patch_embed" in r[3] for r in report.rows)
+
+
+@pytest.mark.parametrize("in_chans", [1, 2, 5, 6])
+def test_input_channels_adapted_as_timm_adapt_input_conv(in_chans):
+    from timm.models import adapt_input_conv
+
+    ref = randomize_(timm.create_model("vit_small_patch16_224", img_size=64, num_classes=10, **SMALL)).eval()
+    model = ours(64, in_chans=in_chans).eval()
+    report = rectvit.load_checkpoint(model, ref.state_dict())
+    w = ref.patch_embed.proj.weight.data
+    torch.testing.assert_close(model.patch_embed.proj.weight.data, adapt_input_conv(in_chans, w), atol=1e-7, rtol=0)
+    assert any("input channels" in r[3] for r in report.rows)
+    if in_chans in (1, 6):  # sum / exact repeats keep the response to an input whose channels are all equal
+        x = torch.randn(2, 1, 64, 64)
+        same, theirs = model(x.expand(-1, in_chans, -1, -1)), ref(x.expand(-1, 3, -1, -1))
+        torch.testing.assert_close(same, theirs, atol=1e-5, rtol=0)
+
+
+def test_classifier_of_another_size_strict_and_not():
+    ref = randomize_(timm.create_model("vit_small_patch16_224", img_size=64, num_classes=10, **SMALL))
+    with pytest.raises(CheckpointError, match=r"head.weight: checkpoint \(10, 64\), model \(7, 64\).*strict=False"):
+        rectvit.load_checkpoint(ours(64, num_classes=7), ref.state_dict())
+    model = rectvit.create_model("vit_small_patch16_224", img_size=64, num_classes=7, **SMALL)
+    head_before = model.head.weight.clone()
+    report = rectvit.load_checkpoint(model, ref.state_dict(), strict=False)
+    assert set(report.dropped) == {"head.weight", "head.bias"} and "head.weight" in str(report)
+    assert torch.equal(model.head.weight, head_before)
+    torch.testing.assert_close(model.blocks[0].attn.qkv.weight.data, ref.blocks[0].attn.qkv.weight.data)
+
+
+def test_missing_unexpected_misshapen_keys_name_keys_and_shapes():
+    sd = randomize_(timm.create_model("vit_small_patch16_224", img_size=64, num_classes=10, **SMALL)).state_dict()
+    bad = dict(sd)
+    del bad["blocks.1.mlp.fc1.weight"]
+    with pytest.raises(CheckpointError, match=r"missing from the checkpoint: \['blocks.1.mlp.fc1.weight'\]"):
+        rectvit.load_checkpoint(ours(64), bad)
+    bad = dict(sd, extra_thing=torch.zeros(3))
+    with pytest.raises(CheckpointError, match=r"not in the model: \['extra_thing'\]"):
+        rectvit.load_checkpoint(ours(64), bad)
+    bad = dict(sd)
+    bad["blocks.0.mlp.fc1.weight"] = torch.zeros(100, 64)
+    with pytest.raises(CheckpointError, match=r"blocks.0.mlp.fc1.weight: checkpoint \(100, 64\), model \(256, 64\)"):
+        rectvit.load_checkpoint(ours(64), bad)
+
+
+@pytest.mark.parametrize("wrap", ["state_dict", "model", "module", "module_prefix"])
+def test_wrappers_are_unwrapped(wrap, tmp_path):
+    ref = randomize_(timm.create_model("vit_small_patch16_224", img_size=64, num_classes=10, **SMALL)).eval()
+    sd = ref.state_dict()
+    obj = {f"module.{k}": v for k, v in sd.items()} if wrap == "module_prefix" else {wrap: sd, "epoch": 1}
+    torch.save(obj, tmp_path / "w.pth")
+    model = ours(64).eval()
+    rectvit.load_checkpoint(model, tmp_path / "w.pth")
+    x = torch.randn(1, 3, 64, 64)
+    torch.testing.assert_close(model(x), ref(x), atol=1e-5, rtol=0)
+
+
+def test_report_prints_a_table():
+    sd, _ = timm_state((16, 4))
+    report = rectvit.load_checkpoint(ours(128), sd, source_grid=(16, 4))
+    text = str(report)
+    assert "tensor" in text and "from -> to" in text and "grid basis" in text
+    assert "(1, 16, 4, 64) -> (1, 8, 8, 64)" in text and "source_grid argument" in text
+
+
+# ---- security and faults ----
+
+
+class _Evil:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_pickle_that_would_run_code_is_refused_and_does_not_run(tmp_path):
+    marker = tmp_path / "pwned"
+    path = tmp_path / "evil.pth"
+    with open(path, "wb") as f:
+        pickle.dump({"state_dict": {"w": _Evil(marker)}}, f)
+    torch.save({"w": _Evil(marker)}, tmp_path / "evil_zip.pt")
+    assert not marker.exists()
+    for p in (path, tmp_path / "evil_zip.pt"):
+        with pytest.raises(CheckpointError, match="refused.*weights_only=True"):
+            rectvit.load_checkpoint(ours(64), p)
+    assert not marker.exists()
+
+
+def test_truncated_and_corrupt_files_are_checkpoint_errors(tmp_path):
+    sd = randomize_(ours(64)).state_dict()
+    good = tmp_path / "good.safetensors"
+    save_file({k: v.contiguous() for k, v in sd.items()}, str(good))
+    trunc = tmp_path / "trunc.safetensors"
+    trunc.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    torch.save(sd, tmp_path / "good.pth")
+    trunc_pth = tmp_path / "trunc.pth"
+    trunc_pth.write_bytes((tmp_path / "good.pth").read_bytes()[:1000])
+    garbage = tmp_path / "garbage.safetensors"
+    garbage.write_bytes(b"\x00\x01not a checkpoint at all" * 10)
+    for p in (trunc, trunc_pth, garbage):
+        with pytest.raises(CheckpointError, match="truncated or corrupt"):
+            rectvit.load_checkpoint(ours(64), p)
+    with pytest.raises(CheckpointError, match="no such file"):
+        rectvit.load_checkpoint(ours(64), tmp_path / "absent.safetensors")
+    with pytest.raises(CheckpointError, match="unknown checkpoint suffix '.txt'"):
+        (tmp_path / "x.txt").write_text("hi")
+        rectvit.load_checkpoint(ours(64), tmp_path / "x.txt")
+
+
+def test_nan_in_a_table_is_reported():
+    sd = randomize_(timm.create_model("vit_small_patch16_224", img_size=64, num_classes=10, **SMALL)).state_dict()
+    sd["pos_embed"][0, 3, 5] = float("nan")
+    with pytest.warns(UserWarning, match="pos_embed holds 1 NaN/Inf"):
+        report = rectvit.load_checkpoint(ours(64), sd)
+    assert report.warnings and "NaN/Inf" in str(report)
