@@ -123,10 +123,14 @@ class StdConv2d(nn.Conv2d):
         self.eps = eps
 
     def standardized_weight(self) -> torch.Tensor:
-        """``(O, I, kh, kw)`` weight with each filter's mean removed and divided by ``sqrt(var + eps)``."""
-        flat = self.weight.reshape(self.out_channels, -1)
-        var, mean = torch.var_mean(flat, dim=1, unbiased=False, keepdim=True)
-        return ((flat - mean) * torch.rsqrt(var + self.eps)).reshape_as(self.weight)
+        """``(O, I, kh, kw)`` weight with each filter's mean removed and divided by ``sqrt(var + eps)``.
+
+        Computed as a batch norm over a ``(1, O, I*kh*kw)`` view (one "channel" per filter, biased
+        variance): the same kernel timm uses, so the result is bit-identical to its ``StdConv2d``.
+        """
+        filters = self.weight.reshape(1, self.out_channels, -1)
+        standardized = F.batch_norm(filters, None, None, training=True, momentum=0.0, eps=self.eps)
+        return standardized.reshape_as(self.weight)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.dynamic_pad:
