@@ -1,11 +1,65 @@
-"""Command line: ``rectvit demo | inspect | adapt | plot | bench``. Errors are one line on stderr, exit 2."""
+"""Command line: ``rectvit inspect | adapt | plot | demo | bench``.
+
+Errors are one clear line on stderr and exit status 2, never a traceback.
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from .errors import RectViTError
+
+
+def _size(text: str):
+    from .grid import to_size
+
+    try:
+        return to_size(text, "size")
+    except RectViTError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _cmd_inspect(args: argparse.Namespace) -> int:
+    from .checkpoint.inspect import _dumps, inspect_checkpoint
+
+    info = inspect_checkpoint(args.checkpoint, source_grid=args.source_grid)
+    print(_dumps(info) if args.json else info)
+    return 0
+
+
+def _cmd_adapt(args: argparse.Namespace) -> int:
+    from .checkpoint import load_checkpoint, load_model, save_checkpoint
+    from .models import create_model
+
+    src, out = os.path.abspath(args.checkpoint), os.path.abspath(args.output)
+    if src == out or (os.path.exists(out) and os.path.samefile(src, out)):
+        raise RectViTError(f"-o {args.output} is the input checkpoint; adapt never overwrites its input.")
+    overrides = {"img_size": args.img_size}
+    for key in ("patch_size", "window_size", "num_classes", "in_chans"):
+        if getattr(args, key) is not None:
+            overrides[key] = getattr(args, key)
+    model = create_model(args.model, **overrides)
+    report = load_checkpoint(model, args.checkpoint, source_grid=args.source_grid, strict=args.num_classes is None)
+    model._rectvit_source = src
+    save_checkpoint(model, args.output)
+    load_model(args.output)  # the written file reloads on its own, with no arguments
+    print(report)
+    size = f"{args.img_size[0]}x{args.img_size[1]}"
+    print(f"wrote {args.output} ({args.model} at {size}); it reloads with rectvit.load_model")
+    return 0
+
+
+def _cmd_plot(args: argparse.Namespace) -> int:
+    from .checkpoint.inspect import grid_table, inspect_checkpoint
+    from .viz import plot_position_similarity
+
+    info = inspect_checkpoint(args.checkpoint, source_grid=args.source_grid)
+    table = grid_table(info)
+    path = plot_position_similarity([(os.path.basename(args.checkpoint.rstrip("/")), table)], args.output)
+    print(f"wrote {path}: position similarity on the {table.shape[1]}x{table.shape[2]} grid")
+    return 0
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -14,17 +68,54 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(args)
 
 
+def _cmd_bench(args: argparse.Namespace) -> int:
+    try:
+        from bench.__main__ import main as bench_main
+    except ImportError:
+        raise RectViTError("the benchmarks live in the repository's bench/ folder: run `make bench` there.") from None
+    return int(bench_main(args.bench_args) or 0)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="rectvit",
         description="Vision transformers whose input shape is a free choice, without losing the position grid.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    demo = sub.add_parser("demo", help="show why the position grid matters, end to end, offline")
+
+    p = sub.add_parser("inspect", help="describe a checkpoint: layout, position tables and their grids")
+    p.add_argument("checkpoint", help=".safetensors / .pth / .bin file or a Hugging Face folder")
+    p.add_argument("--source-grid", type=_size, metavar="HxW", help="the grid of a flat table, if you know it")
+    p.add_argument("--json", action="store_true", help="print JSON instead of text")
+    p.set_defaults(func=_cmd_inspect)
+
+    p = sub.add_parser("adapt", help="adapt a checkpoint to a model and input size; write rectvit .safetensors")
+    p.add_argument("checkpoint", help=".safetensors / .pth / .bin file or a Hugging Face folder")
+    p.add_argument("--model", required=True, help="architecture name (rectvit.list_models())")
+    p.add_argument("--img-size", required=True, type=_size, metavar="HxW", help="target input size")
+    p.add_argument("--patch-size", type=_size, metavar="PxQ", help="target patch size (ViT)")
+    p.add_argument("--window-size", type=_size, metavar="HxW", help="target window size (Swin)")
+    p.add_argument("--source-grid", type=_size, metavar="HxW", help="the grid of the checkpoint's flat table")
+    p.add_argument("--num-classes", type=int, help="a new classifier size (the old classifier is dropped)")
+    p.add_argument("--in-chans", type=int, help="input channels (the patch kernel is adapted)")
+    p.add_argument("-o", "--output", required=True, help="output .safetensors (never the input)")
+    p.set_defaults(func=_cmd_adapt)
+
+    p = sub.add_parser("plot", help="draw position similarity on a checkpoint's real grid (needs matplotlib)")
+    p.add_argument("checkpoint", help=".safetensors / .pth / .bin file or a Hugging Face folder")
+    p.add_argument("-o", "--output", required=True, help="output PNG")
+    p.add_argument("--source-grid", type=_size, metavar="HxW", help="the grid of a flat table, if you know it")
+    p.set_defaults(func=_cmd_plot)
+
+    p = sub.add_parser("demo", help="show why the position grid matters, end to end, offline")
     from .demo import add_demo_arguments
 
-    add_demo_arguments(demo)
-    demo.set_defaults(func=_cmd_demo)
+    add_demo_arguments(p)
+    p.set_defaults(func=_cmd_demo)
+
+    p = sub.add_parser("bench", help="run the benchmarks (from a repository checkout; see make bench)")
+    p.add_argument("bench_args", nargs=argparse.REMAINDER, help="arguments for python -m bench")
+    p.set_defaults(func=_cmd_bench)
     return parser
 
 
@@ -39,8 +130,8 @@ def main(argv: list[str] | None = None) -> int:
     except RectViTError as e:
         print(f"rectvit {args.command}: error: {e}", file=sys.stderr)
         return 2
-    except (FileNotFoundError, IsADirectoryError, PermissionError) as e:
-        print(f"rectvit {args.command}: error: {e}", file=sys.stderr)
+    except OSError as e:
+        print(f"rectvit {args.command}: error: {e.strerror or e}: {e.filename or ''}".rstrip(": "), file=sys.stderr)
         return 2
 
 

@@ -94,8 +94,9 @@ def _load_raw(model: nn.Module, raw: RawCheckpoint, source_grid, strict: bool) -
     adapt_pos_embed(sd, model, report)
     adapt_patch_embed(sd, model, report)
     adapt_relative_position_bias(sd, model, report)
-    adapt_classifier(sd, model, strict, report)
     _drop_derived(sd, model, report)
+    check_keys(sd, model, strict, report, heads=False)
+    adapt_classifier(sd, model, strict, report)
     check_keys(sd, model, strict, report)
     model.load_state_dict(sd, strict=False)
     if raw.path is not None:

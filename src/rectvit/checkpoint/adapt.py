@@ -227,16 +227,22 @@ def adapt_classifier(sd: dict[str, torch.Tensor], model: nn.Module, strict: bool
         report.dropped.append(k)
 
 
-def check_keys(sd: dict[str, torch.Tensor], model: nn.Module, strict: bool, report: LoadReport) -> None:
+def check_keys(
+    sd: dict[str, torch.Tensor], model: nn.Module, strict: bool, report: LoadReport, heads: bool = True
+) -> None:
     """Every remaining key must exist in the model with the same shape, and every model key must be given.
 
     A checkpoint without a classifier (e.g. a backbone) leaves the model's head at its init when not
     ``strict`` (reported); every other gap is a ``CheckpointError`` naming the keys and shapes.
+    ``heads=False`` checks everything but the classifier (so body mismatches are named first).
     """
     own = model.state_dict()
-    missing = [k for k in own if k not in sd and (strict or not k.startswith(HEAD_PREFIXES))]
-    unexpected = [k for k in sd if k not in own]
-    misshapen = [k for k in sd if k in own and sd[k].shape != own[k].shape]
+    considered = [k for k in own if heads or not k.startswith(HEAD_PREFIXES)]
+    missing = [k for k in considered if k not in sd and (strict or not k.startswith(HEAD_PREFIXES))]
+    unexpected = [k for k in sd if k not in own and (heads or not k.startswith(HEAD_PREFIXES))]
+    misshapen = [
+        k for k in sd if k in own and sd[k].shape != own[k].shape and (heads or not k.startswith(HEAD_PREFIXES))
+    ]
     if missing or unexpected or misshapen:
         parts = []
         if missing:
@@ -250,7 +256,8 @@ def check_keys(sd: dict[str, torch.Tensor], model: nn.Module, strict: bool, repo
             "the checkpoint does not fit the model: " + " | ".join(parts) + ". Build the model with the "
             "checkpoint's architecture (rectvit inspect CKPT shows it), or convert the checkpoint first."
         )
-    report.missing.extend(k for k in own if k not in sd)
+    if heads:
+        report.missing.extend(k for k in own if k not in sd)
 
 
 def check_finite(sd: dict[str, torch.Tensor], report: LoadReport) -> None:
