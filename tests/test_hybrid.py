@@ -234,3 +234,31 @@ def test_bad_inputs_raise_clear_errors():
     with pytest.raises(InputSizeError):
         ours.set_input_size(img_size=(0, 64))
     assert ours.grid_size == before and ours.img_size == (256, 128)
+
+
+def test_load_timm_224_checkpoint_into_rectangular_model():
+    """A timm checkpoint's flat 7x7 table, loaded into a (256, 128) model, is timm's own resample of it."""
+    from timm.layers import resample_abs_pos_embed
+
+    source = randomize_(timm.create_model("vit_small_r26_s32_224", **SMALL)).eval()
+    ours = rectvit.create_model("vit_small_r26_s32_224", img_size=(256, 128), **SMALL).eval()
+    report = rectvit.load_checkpoint(ours, source.state_dict())
+    assert "7x7" in str(report)
+    ref = timm.create_model("vit_small_r26_s32_224", img_size=(256, 128), **SMALL).eval()
+    state = source.state_dict()
+    state["pos_embed"] = resample_abs_pos_embed(state["pos_embed"], (8, 4), old_size=(7, 7), num_prefix_tokens=1)
+    ref.load_state_dict(state)
+    assert_same(ref, ours, torch.randn(2, 3, 256, 128))
+
+
+def test_save_and_load_model_round_trip(tmp_path):
+    ours = randomize_(rectvit.create_model("vit_tiny_r_s16_p8_224", img_size=(256, 128), **SMALL)).eval()
+    path = tmp_path / "hybrid.safetensors"
+    rectvit.save_checkpoint(ours, path)
+    loaded = rectvit.load_model(path).eval()
+    assert isinstance(loaded, HybridVisionTransformer) and loaded.grid_size == (8, 4)
+    x = torch.randn(1, 3, 256, 128)
+    with torch.no_grad():
+        assert torch.equal(loaded(x), ours(x))
+    moved = rectvit.load_model(path, img_size=(128, 256))
+    assert moved.grid_size == (4, 8)
