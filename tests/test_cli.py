@@ -1,0 +1,109 @@
+"""The command line: inspect, adapt, plot; errors are one line on stderr and exit 2, never a traceback."""
+
+import struct
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import rectvit
+from conftest import randomize_
+from rectvit.cli import main
+from rectvit.resample import resample_grid
+from test_checkpoint import SMALL, timm_state, trained_like
+
+timm = pytest.importorskip("timm", reason="timm is the oracle; `make test` installs it")
+
+
+@pytest.fixture
+def flat_16x4(tmp_path):
+    sd, table = timm_state((16, 4))
+    path = tmp_path / "t164.pth"
+    torch.save({"state_dict": sd}, path)
+    return path, table
+
+
+def test_inspect_flat_table_lists_candidates(flat_16x4, capsys):
+    path, _ = flat_16x4
+    assert main(["inspect", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "layout: timm" in out and "prefix tokens: class 1" in out and "patch kernel: (64, 3, 16, 16)" in out
+    assert "grid 16x4" in out and "8x8:" in out and "4x16:" in out  # the choice and its alternatives
+    assert f"parameters: {sum(v.numel() for v in torch.load(path)['state_dict'].values()):,}" in out
+
+
+def test_inspect_unstructured_table_says_to_pass_source_grid(tmp_path, capsys):
+    ref = randomize_(timm.create_model("vit_small_patch16_224", img_size=(96, 160), num_classes=3, **SMALL))
+    torch.save(ref.state_dict(), tmp_path / "r.pth")
+    assert main(["inspect", str(tmp_path / "r.pth")]) == 0
+    out = capsys.readouterr().out
+    assert "grid unknown" in out and "--source-grid" in out and "6x10" in out
+    assert main(["inspect", str(tmp_path / "r.pth"), "--source-grid", "6x10"]) == 0
+    assert "grid 6x10 (source_grid argument)" in capsys.readouterr().out
+
+
+def test_adapt_writes_our_format_and_prints_the_report(flat_16x4, tmp_path, capsys):
+    path, table = flat_16x4
+    out = tmp_path / "out.safetensors"
+    argv = ["adapt", str(path), "--model", "vit_small_patch16_224", "--img-size", "128x128", "-o", str(out)]
+    # --model builds the registered architecture; this checkpoint is a reduced one -> a clear error, no file
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "shapes differ" in err and not out.exists()
+
+
+def test_adapt_real_architecture(tmp_path, capsys):
+    ref = randomize_(timm.create_model("vit_tiny_patch16_224", img_size=(256, 64), num_classes=10))
+    with torch.no_grad():
+        ref.pos_embed[:, 1:] = trained_like(16, 4, dim=192).reshape(1, 64, 192)
+    src = tmp_path / "tiny.pth"
+    torch.save(ref.state_dict(), src)
+    out = tmp_path / "tiny_128.safetensors"
+    argv = ["adapt", str(src), "--model", "vit_tiny_patch16_224", "--img-size", "128x128", "--num-classes", "10"]
+    assert main([*argv, "--source-grid", "16x4", "-o", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "(1, 16, 4, 192) -> (1, 8, 8, 192)" in printed and "source_grid argument" in printed and str(out) in printed
+    model = rectvit.load_model(out)
+    expect = resample_grid(ref.pos_embed.data[:, 1:].reshape(1, 16, 4, 192), (8, 8))
+    torch.testing.assert_close(model.pos_embed.data, expect, atol=0, rtol=0)
+    # adapt never overwrites its input
+    before = out.read_bytes()
+    assert main(["adapt", str(out), "--model", "vit_tiny_patch16_224", "--img-size", "64x64", "-o", str(out)]) == 2
+    assert "never overwrites its input" in capsys.readouterr().err and out.read_bytes() == before
+
+
+def test_plot_draws_the_real_grid(flat_16x4, tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    path, _ = flat_16x4
+    png = tmp_path / "pos.png"
+    assert main(["plot", str(path), "-o", str(png)]) == 0
+    assert "16x4 grid" in capsys.readouterr().out
+    head = png.read_bytes()[:24]
+    assert head[:8] == b"\x89PNG\r\n\x1a\n"
+    width, height = struct.unpack(">II", head[16:24])
+    assert width > 200 and height > 200
+
+
+@pytest.mark.parametrize(
+    "argv,needle",
+    [
+        (["inspect", "/no/such/file.pth"], "no such file"),
+        (["plot", "/no/such.safetensors", "-o", "x.png"], "no such file"),
+        (
+            ["adapt", "/no/such.pth", "--model", "vit_tiny_patch16_224", "--img-size", "0x4", "-o", "o.safetensors"],
+            "positive",
+        ),
+        (
+            ["adapt", "/no/such.pth", "--model", "nope", "--img-size", "64", "-o", "o.safetensors"],
+            "unknown model 'nope'",
+        ),
+    ],
+)
+def test_errors_are_one_line_without_traceback(argv, needle, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    proc = subprocess.run([sys.executable, "-m", "rectvit", *argv], capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr and needle in proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert [ln for ln in lines if "error:" in ln] == lines[-1:]  # one error line (argparse prints usage above it)

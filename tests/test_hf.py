@@ -1,0 +1,126 @@
+"""Hugging Face importers: save_pretrained folder -> rectvit.load_model -> the same outputs (HF is the oracle)."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import rectvit
+from conftest import randomize_
+
+transformers = pytest.importorskip("transformers", reason="HF transformers is the oracle; `make test` installs it")
+
+TOL = 1e-5
+SMALL = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128)
+
+
+def _save(model, tmp_path):
+    model.eval()
+    model.save_pretrained(tmp_path)
+    return tmp_path
+
+
+@pytest.mark.parametrize("image_size", [64, (96, 48), (32, 128)])
+def test_vit_for_image_classification(tmp_path, image_size):
+    cfg = transformers.ViTConfig(image_size=image_size, patch_size=16, num_labels=5, **SMALL)
+    hf = randomize_(transformers.ViTForImageClassification(cfg), seed=1).eval()
+    model = rectvit.load_model(_save(hf, tmp_path)).eval()
+    h, w = (image_size, image_size) if isinstance(image_size, int) else image_size
+    assert model.grid_size == (h // 16, w // 16) and model.load_report.layout == "hf-vit"
+    assert "recorded" in model.load_report.grid_basis
+    x = torch.randn(2, 3, h, w)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), hf(pixel_values=x).logits, atol=TOL, rtol=0)
+
+
+def test_vit_model_backbone_and_pooler_dropped(tmp_path):
+    cfg = transformers.ViTConfig(image_size=(64, 32), patch_size=16, **SMALL)
+    hf = randomize_(transformers.ViTModel(cfg), seed=2).eval()
+    model = rectvit.load_model(_save(hf, tmp_path)).eval()
+    assert model.num_classes == 0 and any("pooler" in k for k in model.load_report.dropped)
+    x = torch.randn(2, 3, 64, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(model.forward_features(x), hf(pixel_values=x).last_hidden_state, atol=TOL, rtol=0)
+
+
+def test_vit_state_dict_in_memory_into_a_rectangular_model():
+    cfg = transformers.ViTConfig(image_size=(64, 32), patch_size=16, num_labels=5, **SMALL)
+    hf = randomize_(transformers.ViTForImageClassification(cfg), seed=3).eval()
+    model = rectvit.create_model(
+        "vit_base_patch16_224",
+        img_size=(64, 32),
+        num_classes=5,
+        embed_dim=64,
+        depth=2,
+        num_heads=4,
+        mlp_ratio=2,
+        norm_eps=1e-12,
+    ).eval()
+    report = rectvit.load_checkpoint(model, hf.state_dict())  # transformers 5's in-memory key names
+    assert report.layout == "hf-vit"
+    x = torch.randn(1, 3, 64, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), hf(pixel_values=x).logits, atol=TOL, rtol=0)
+
+
+def test_deit_distilled_with_teacher(tmp_path):
+    cfg = transformers.DeiTConfig(image_size=(48, 80), patch_size=16, num_labels=7, **SMALL)
+    hf = randomize_(transformers.DeiTForImageClassificationWithTeacher(cfg), seed=4).eval()
+    model = rectvit.load_model(_save(hf, tmp_path)).eval()
+    assert model.distilled and model.grid_size == (3, 5) and model.load_report.layout == "hf-deit"
+    x = torch.randn(2, 3, 48, 80)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), hf(pixel_values=x).logits, atol=TOL, rtol=0)
+
+
+def _ast(mel: int, frames: int, seed: int = 5):
+    cfg = transformers.ASTConfig(num_mel_bins=mel, max_length=frames, num_labels=6, **SMALL)
+    return randomize_(transformers.ASTForAudioClassification(cfg), seed=seed).eval()
+
+
+def test_ast_at_its_own_length(tmp_path):
+    hf = _ast(48, 120)
+    model = rectvit.load_model(_save(hf, tmp_path)).eval()
+    assert model.grid_size == ((48 - 16) // 10 + 1, (120 - 16) // 10 + 1) == (4, 11)
+    assert model.load_report.layout == "hf-ast"
+    spec = torch.randn(2, 120, 48)  # HF: (B, frames, mel)
+    with torch.no_grad():
+        ours = model(spec.transpose(1, 2).unsqueeze(1))  # rectvit: (B, 1, mel, frames), frequency is the height
+        torch.testing.assert_close(ours, hf(spec).logits, atol=TOL, rtol=0)
+
+
+def test_ast_at_half_the_frames_equals_hf_with_the_table_resampled_on_its_true_grid(tmp_path):
+    hf = _ast(48, 120)
+    folder = _save(hf, tmp_path / "native")
+    short = _ast(48, 60, seed=6)
+    short.load_state_dict({k: v for k, v in hf.state_dict().items() if "position_embeddings" not in k}, strict=False)
+    native = hf.audio_spectrogram_transformer.embeddings.position_embeddings.data  # (1, 2 + 4*11, C)
+    grid = native[:, 2:].reshape(1, 4, 11, -1).permute(0, 3, 1, 2)  # the true rectangular grid
+    new = F.interpolate(grid, size=(4, 5), mode="bicubic", align_corners=False, antialias=True)
+    table = torch.cat([native[:, :2], new.permute(0, 2, 3, 1).reshape(1, 20, -1)], dim=1)
+    short.audio_spectrogram_transformer.embeddings.position_embeddings.data.copy_(table)
+
+    model = rectvit.load_model(folder, img_size=(48, 60)).eval()
+    assert model.grid_size == (4, 5)
+    spec = torch.randn(2, 60, 48)
+    with torch.no_grad():
+        torch.testing.assert_close(model(spec.transpose(1, 2).unsqueeze(1)), short(spec).logits, atol=TOL, rtol=0)
+
+
+def test_ast_any_frames_in_dynamic_mode(tmp_path):
+    hf = _ast(48, 120)
+    model = rectvit.load_model(_save(hf, tmp_path), dynamic_img_size=True).eval()
+    with torch.no_grad():
+        for frames in (37, 120, 333):
+            out = model(torch.randn(1, 1, 48, frames))
+            assert out.shape == (1, 6) and torch.isfinite(out).all()
+
+
+def test_hf_folder_errors(tmp_path):
+    (tmp_path / "config.json").write_text('{"model_type": "bert", "hidden_size": 8}')
+    torch.save({"x": torch.zeros(1)}, tmp_path / "pytorch_model.bin")
+    with pytest.raises(rectvit.CheckpointError, match="model_type 'bert' is not supported"):
+        rectvit.load_model(tmp_path)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(rectvit.CheckpointError, match="config.json"):
+        rectvit.load_model(empty)
