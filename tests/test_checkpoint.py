@@ -308,3 +308,36 @@ def test_nan_in_a_table_is_reported():
     with pytest.warns(UserWarning, match="pos_embed holds 1 NaN/Inf"):
         report = rectvit.load_checkpoint(ours(64), sd)
     assert report.warnings and "NaN/Inf" in str(report)
+
+
+# ---- Swin through the same path ----
+
+SWIN_SMALL = dict(embed_dim=32, depths=(2, 2), num_heads=(2, 4), num_classes=5)
+
+
+def test_swin_timm_state_dict_loads_with_parity():
+    ref = randomize_(timm.create_model("swin_tiny_patch4_window7_224", img_size=(224, 112), **SWIN_SMALL)).eval()
+    model = rectvit.create_model("swin_tiny_patch4_window7_224", img_size=(224, 112), **SWIN_SMALL).eval()
+    report = rectvit.load_checkpoint(model, ref.state_dict())
+    assert report.layout.startswith("timm/rectvit") and report.source_grid is None
+    x = torch.randn(2, 3, 224, 112)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), ref(x), atol=1e-5, rtol=0)
+
+
+def test_swin_window_change_resamples_every_bias_table(tmp_path):
+    from rectvit.resample import resample_relative_bias_table
+
+    ref = randomize_(timm.create_model("swin_tiny_patch4_window7_224", **SWIN_SMALL)).eval()
+    sd = ref.state_dict()
+    torch.save(sd, tmp_path / "swin.pth")
+    model = rectvit.create_model(
+        "swin_tiny_patch4_window7_224", img_size=(448, 224), window_size=(14, 7), **SWIN_SMALL
+    ).eval()
+    report = rectvit.load_checkpoint(model, tmp_path / "swin.pth")
+    keys = [k for k in sd if k.endswith("relative_position_bias_table")]
+    assert keys and all(any(r[0] == k for r in report.rows) for k in keys)
+    for k in keys:
+        torch.testing.assert_close(model.state_dict()[k], resample_relative_bias_table(sd[k], 7, (14, 7)))
+    with torch.no_grad():
+        assert torch.isfinite(model(torch.randn(1, 3, 448, 224))).all()

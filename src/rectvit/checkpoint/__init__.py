@@ -66,7 +66,13 @@ def _convert(raw: RawCheckpoint, model: nn.Module, source_grid) -> tuple[dict[st
         sd, dropped = hf_to_timm(sd)
         recorded = hf_grid(family, raw.config) if raw.config else None
     else:
-        layout = "timm" if is_flat_pos_embed(sd) else "rectvit"
+        table = sd.get("pos_embed")
+        if is_flat_pos_embed(sd):
+            layout = "timm"
+        elif isinstance(table, torch.Tensor) and table.dim() == 4:
+            layout = "rectvit"
+        else:
+            layout = "timm/rectvit (no absolute position table; the layouts agree)"
         dropped = []
     report = LoadReport(layout=layout)
     if layout.startswith("hf-"):
