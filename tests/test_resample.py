@@ -220,3 +220,14 @@ def test_bad_table_shapes_and_modes():
         resample_grid(torch.randn(1, 4, 4, 2), (8, 8), interpolation="cubic")
     with pytest.raises(InputSizeError, match=r"divisible by 4, got 30"):
         sincos_2d((4, 4), 30)
+
+
+@pytest.mark.parametrize("mode", ["bilinear", "bicubic"])
+def test_width_one_columns_resample_like_rows(mode):
+    # torch's antialiased kernels mishandle a (h, 1) -> (h', 1) resize; ours must equal the row case.
+    col = torch.randn(1, 7, 1, 4)
+    row = col.transpose(1, 2)
+    out = resample_grid(col, (20, 1), interpolation=mode)
+    torch.testing.assert_close(out, resample_grid(row, (1, 20), interpolation=mode).transpose(1, 2))
+    ramp = torch.arange(7.0).reshape(1, 7, 1, 1)
+    assert resample_grid(ramp, (13, 1), interpolation=mode).flatten().diff().gt(0).all()  # increasing, not constant
