@@ -309,10 +309,11 @@ def run(
     the ``rectvit`` method reloads is written to a temporary folder and removed.
     """
     from .checkpoint import load_model
+    from .errors import CheckpointError
 
     t0 = time.perf_counter()
     out = Path(out)
-    n_eval = 192 if quick else 1024
+    n_eval = 192 if quick else 512
     eval_seed = 1_000_003 + seed  # never the training stream
     torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
     torch.manual_seed(seed)
@@ -331,7 +332,7 @@ def run(
     else:
         path = shipped_checkpoint()
         if not path.is_file():
-            raise FileNotFoundError(f"{path} is missing; run `rectvit demo --retrain` or scripts/train_demo_model.py")
+            raise CheckpointError(f"{path} is missing; run `rectvit demo --retrain` or scripts/train_demo_model.py")
         model = load_model(path).eval()
         source = f"shipped checkpoint {path.name} (scripts/train_demo_model.py, seed {TRAIN_SEED})"
     log(f"model: ViT patch {PATCH}, position grid {grid[0]}x{grid[1]} = {grid[0] * grid[1]} positions; {source}")
@@ -385,7 +386,7 @@ def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
     parser.description = (
         "Load a small ViT trained on a synthetic spectrogram task at 64x256 (grid 8x32), evaluate it at "
         "other rectangles with rectvit's adaptation, the square assumption peers fall back to, and no "
-        f"adaptation, print the accuracy table and write {PICTURE_NAME}. Offline; about a minute on 2 cores."
+        f"adaptation, print the accuracy table and write {PICTURE_NAME}. Offline; under a minute on 2 cores."
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of the fresh evaluation data (default 0)")
     parser.add_argument(
@@ -395,7 +396,8 @@ def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--retrain",
         action="store_true",
-        help="train the model in this run (as scripts/train_demo_model.py does) instead of loading the shipped one",
+        help="train the model in this run, as scripts/train_demo_model.py does, instead of loading the shipped one "
+        "(slow on CPU: tens of minutes)",
     )
 
 
