@@ -35,7 +35,7 @@ Options (`python -m bench --help`; with make: `BENCH_ARGS="..." make bench`):
 | `--quick` | smoke run: reduced depths, 2 timed runs, fewer rows, no compile (about a minute) |
 | `--runs N`, `--warmup N` | timed runs per row (default 5) and warm-up rounds (default 2) |
 | `--compile none\\|some\\|all` | `torch.compile` rows: none, vit_tiny only (default), or all (a) rows (slow) |
-| `--ast-depth N` | blocks of the AST model in (c) (default 12, the real config) |
+| `--ast-depth N` | blocks of the AST model in (c) (default 2 to keep the run short; 12 is the real config) |
 | `--spectrograms N` | inputs in (c) (default 24) |
 | `--only a,b,c,d,mem` | run only these sections |
 | `--threads N` | torch threads (default: torch's choice) |
@@ -51,7 +51,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--runs", type=int, default=None, help="timed runs per row (default 5; quick 2)")
     p.add_argument("--warmup", type=int, default=None, help="warm-up rounds (default 2; quick 1)")
     p.add_argument("--compile", choices=("none", "some", "all"), default="some", help="torch.compile rows")
-    p.add_argument("--ast-depth", type=int, default=12, help="AST blocks in section (c)")
+    p.add_argument("--ast-depth", type=int, default=2, help="AST blocks in section (c) (12: the real config)")
     p.add_argument("--spectrograms", type=int, default=24, help="inputs in section (c)")
     p.add_argument("--only", default="a,b,c,d,mem", help="comma-separated sections: a,b,c,d,mem")
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
