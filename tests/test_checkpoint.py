@@ -341,3 +341,125 @@ def test_swin_window_change_resamples_every_bias_table(tmp_path):
         torch.testing.assert_close(model.state_dict()[k], resample_relative_bias_table(sd[k], 7, (14, 7)))
     with torch.no_grad():
         assert torch.isfinite(model(torch.randn(1, 3, 448, 224))).all()
+
+
+# ---- strips (a side of 1), patch-size defaults, windows, review fixes ----
+
+
+def _strip_model(img_size):
+    return rectvit.create_model("vit_small_patch16_224", img_size=img_size, num_classes=10, **SMALL)
+
+
+def test_a_2d_table_is_not_loaded_into_a_strip_model_as_a_strip():
+    sd, table = timm_state((4, 8))
+    model = _strip_model((16, 512))  # grid 1x32: same 32 positions
+    report = rectvit.load_checkpoint(model, sd)
+    assert report.source_grid == (4, 8) and "content" in report.grid_basis
+    torch.testing.assert_close(model.pos_embed.data, resample_grid(table, (1, 32)), atol=1e-6, rtol=0)
+
+
+def test_a_strip_table_is_not_loaded_into_a_2d_model():
+    sd, table = timm_state((4, 8))
+    strip = trained_like(1, 32)
+    sd["pos_embed"] = torch.cat([sd["pos_embed"][:, :1], strip.reshape(1, 32, -1)], dim=1)
+    with pytest.raises(AmbiguousGridError, match="source_grid"):
+        rectvit.load_checkpoint(_strip_model((64, 128)), sd)  # 4x8 model: the table is one smooth line
+    model = _strip_model((16, 512))
+    assert rectvit.load_checkpoint(model, sd).source_grid == (1, 32)  # the strip model's own grid stands
+    torch.testing.assert_close(model.pos_embed.data, strip, atol=0, rtol=0)
+
+
+def test_two_row_table_on_its_own_grid_loads():
+    sd, table = timm_state((2, 16))
+    model = _strip_model((32, 256))
+    assert rectvit.load_checkpoint(model, sd).source_grid == (2, 16)
+
+
+def test_default_grid_uses_the_registered_patch_size():
+    # a random 224/16 table (14x14) into the same architecture built with patch 8: the default grid is 14x14
+    ref = randomize_(timm.create_model("vit_small_patch16_224", num_classes=10, **SMALL))
+    model = rectvit.create_model("vit_small_patch16_224", img_size=64, patch_size=8, num_classes=10, **SMALL)
+    report = rectvit.load_checkpoint(model, ref.state_dict())
+    assert report.source_grid == (14, 14) and "architecture default" in report.grid_basis
+
+
+def test_config_with_numpy_ints_saves_and_files_get_usual_permissions(tmp_path):
+    import numpy as np
+
+    model = rectvit.create_model("vit_small_patch16_224", img_size=(np.int64(64), np.int64(32)), **SMALL)
+    path = rectvit.save_checkpoint(model, tmp_path / "np.safetensors")
+    assert rectvit.load_model(path).img_size == (64, 32)
+    umask = os.umask(0)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_hybrid_input_channels_adapt_the_backbone_stem():
+    from timm.models import adapt_input_conv
+
+    kw = dict(img_size=(128, 64), num_classes=4, depth=1, embed_dim=64, num_heads=4)
+    ref = randomize_(timm.create_model("vit_tiny_r_s16_p8_224", **kw))
+    model = rectvit.create_model("vit_tiny_r_s16_p8_224", in_chans=1, **kw)
+    report = rectvit.load_checkpoint(model, ref.state_dict())
+    stem = [r[0] for r in report.rows if "input channels" in r[3]]
+    assert stem, str(report)
+    for key in stem:
+        torch.testing.assert_close(model.state_dict()[key], adapt_input_conv(1, ref.state_dict()[key]))
+
+
+SWIN_RECT = dict(embed_dim=32, depths=(2,), num_heads=(2,), num_classes=5)
+
+
+def test_swin_rectangular_window_recorded_in_our_files(tmp_path):
+    from rectvit.resample import resample_relative_bias_table
+
+    src = randomize_(
+        rectvit.create_model("swin_tiny_patch4_window7_224", img_size=(64, 192), window_size=(4, 12), **SWIN_RECT)
+    )
+    path = rectvit.save_checkpoint(src, tmp_path / "w.safetensors")
+    model = rectvit.load_model(path, window_size=(12, 4), img_size=(192, 64))  # same 161 rows, transposed window
+    key = "layers.0.blocks.0.attn.relative_position_bias_table"
+    torch.testing.assert_close(
+        model.state_dict()[key], resample_relative_bias_table(src.state_dict()[key], (4, 12), (12, 4))
+    )
+    assert any(r[0] == key and "recorded" in r[4] for r in model.load_report.rows)
+
+
+def test_swin_unrecorded_ambiguous_window_raises():
+    src = randomize_(
+        rectvit.create_model("swin_tiny_patch4_window7_224", img_size=(80, 208), window_size=(5, 13), **SWIN_RECT)
+    )
+    sd = src.state_dict()  # 9x25 = 225 rows, as a 8x8 window's 15x15 would be; a bare state dict records nothing
+    model = rectvit.create_model("swin_tiny_patch4_window7_224", img_size=(96, 96), window_size=6, **SWIN_RECT)
+    with pytest.raises(AmbiguousGridError, match="5x13.*8x8|8x8.*5x13"):
+        rectvit.load_checkpoint(model, sd)
+    same = rectvit.create_model("swin_tiny_patch4_window7_224", img_size=(80, 208), window_size=(5, 13), **SWIN_RECT)
+    rectvit.load_checkpoint(same, sd)  # the model's own window fits the rows: it stands
+
+
+def test_swin_v2_half_precision_window_change_and_head_reset_keep_state():
+    model = rectvit.create_model(
+        "swinv2_tiny_window8_256", img_size=(64, 64), window_size=8, **SWIN_RECT, drop_rate=0.5
+    )
+    model = model.eval().to(torch.bfloat16)
+    model.set_input_size(img_size=(64, 128), window_size=(8, 16))
+    with torch.no_grad():
+        assert model(torch.randn(1, 3, 64, 128, dtype=torch.bfloat16)).dtype == torch.bfloat16
+    model.reset_classifier(3)
+    assert not model.head.training and model.head.fc.weight.dtype == torch.bfloat16
+    x = torch.randn(1, 3, 64, 128, dtype=torch.bfloat16)
+    with torch.no_grad():
+        assert torch.equal(model(x), model(x))  # dropout stays off in eval after the reset
+
+
+def test_inspect_reads_no_embed_class_tables(tmp_path):
+    from rectvit.checkpoint.inspect import inspect_checkpoint
+
+    ref = randomize_(timm.create_model("deit3_small_patch16_224", img_size=(256, 64), **SMALL))
+    with torch.no_grad():
+        ref.pos_embed.copy_(trained_like(16, 4).reshape(1, 64, -1))
+    torch.save(ref.state_dict(), tmp_path / "d3.pth")
+    info = inspect_checkpoint(tmp_path / "d3.pth")
+    assert info.tables[0].prefix_rows == 0 and info.tables[0].grid == (16, 4)
+    info = inspect_checkpoint(tmp_path / "d3.pth", source_grid=(4, 16))
+    assert info.tables[0].grid == (4, 16) and info.tables[0].basis == "source_grid argument"

@@ -25,6 +25,7 @@ __all__ = [
     "axis_smoothness",
     "smoothness",
     "grid_score",
+    "wrap_similarity",
     "rank_grids",
     "GridEvidence",
     "grid_evidence",
@@ -159,12 +160,17 @@ def grid_score(table: torch.Tensor, grid, num_prefix_tokens: int = 0) -> float:
     narrower than the truth also looks smooth, but its "row wraps" fall inside true rows and stay
     similar, which this score subtracts. Grids with a side of 1 have no wraps and score ``nan``.
     """
+    wrap = wrap_similarity(table, grid, num_prefix_tokens)
+    return float("nan") if math.isnan(wrap) else smoothness(table, grid, num_prefix_tokens) - wrap
+
+
+def wrap_similarity(table: torch.Tensor, grid, num_prefix_tokens: int = 0) -> float:
+    """Mean cosine similarity (after centring) of each row's last position and the next row's first."""
     g = _grid_rows(table, grid, num_prefix_tokens)
     if min(g.shape[:2]) < 2:
         return float("nan")
     g = g - g.mean(dim=(0, 1), keepdim=True)
-    wrap = torch.nn.functional.cosine_similarity(g[:-1, -1], g[1:, 0], dim=-1, eps=1e-12).mean().item()
-    return smoothness(table, grid, num_prefix_tokens) - wrap
+    return torch.nn.functional.cosine_similarity(g[:-1, -1], g[1:, 0], dim=-1, eps=1e-12).mean().item()
 
 
 def rank_grids(table: torch.Tensor, num_prefix_tokens: int = 0) -> list[tuple[Size, float]]:
@@ -177,9 +183,12 @@ def rank_grids(table: torch.Tensor, num_prefix_tokens: int = 0) -> list[tuple[Si
 # Content evidence thresholds (grid_score units). A table is "structured" when its best grid scores
 # at least STRUCTURED_MIN and 4 noise levels; a candidate is contradicted when a structured table's
 # best grid beats it by more than CONTRADICTION_MARGIN; a content choice needs DECISIVE_MARGIN.
+# A strip candidate (1 x N) is contradicted by a structured 2-D table; a 2-D candidate by a table
+# whose rows form one smooth line with no row breaks.
 STRUCTURED_MIN = 0.25
 CONTRADICTION_MARGIN = 0.02
 DECISIVE_MARGIN = 0.05
+LINE_MIN = 0.5  # consecutive-row smoothness above which an unstructured table is read as a strip
 
 
 @dataclass(frozen=True)
@@ -188,23 +197,33 @@ class GridEvidence:
 
     ranked: list[tuple[Size, float]]  # every factorisation with both sides >= 2, best grid_score first
     noise: float  # the score's noise level for unstructured rows of this width and count
+    line: float = float("nan")  # smoothness of consecutive rows: a 1 x N (or N x 1) table's only axis
+    wraps: dict[Size, float] | None = None  # wrap_similarity of each ranked grid
 
     @property
     def structured(self) -> bool:
-        """True when the best grid's score is well above what random rows would reach."""
+        """True when the best 2-D grid's score is well above what random rows would reach."""
         return bool(self.ranked) and self.ranked[0][1] >= max(STRUCTURED_MIN, 4 * self.noise)
+
+    @property
+    def looks_1d(self) -> bool:
+        """True when consecutive rows are smooth but no 2-D grid fits: a strip, 1 x N or N x 1."""
+        return not self.structured and self.line >= LINE_MIN
 
     def score(self, grid: Size) -> float:
         return dict(self.ranked).get(tuple(grid), float("nan"))
 
     def contradicts(self, grid: Size) -> bool:
         """True when the content clearly prefers another grid to ``grid``."""
-        if not self.structured or min(grid) < 2:
-            return False
-        return self.score(grid) < self.ranked[0][1] - CONTRADICTION_MARGIN
+        if min(grid) < 2:
+            return self.structured  # a strip candidate, but a 2-D grid clearly fits
+        if self.looks_1d and (self.wraps or {}).get(tuple(grid), 1.0) >= LINE_MIN:
+            return True  # a 2-D candidate whose row ends run smoothly on: the table is one line
+        return self.structured and self.score(grid) < self.ranked[0][1] - CONTRADICTION_MARGIN
 
     def decisive(self) -> Size | None:
-        """The best grid when it wins clearly on a structured table, else None."""
+        """The best grid when it wins clearly on a structured table, else None (a strip's orientation
+        cannot be told from its content)."""
         if not self.structured:
             return None
         if len(self.ranked) == 1 or self.ranked[0][1] - self.ranked[1][1] >= DECISIVE_MARGIN:
@@ -216,10 +235,14 @@ def grid_evidence(table: torch.Tensor, num_prefix_tokens: int = 0) -> GridEviden
     """Rank a flat table's factorisations by ``grid_score`` and estimate the score's noise level.
 
     The noise level is that of the row-wrap term for independent random rows:
-    ``1 / sqrt(C * (h - 1))`` for the best grid's ``h`` rows and ``C`` channels.
+    ``1 / sqrt(C * (h - 1))`` for the best grid's ``h`` rows and ``C`` channels. ``line`` is the
+    smoothness of the rows read as one line (1 x N).
     """
+    n = table.shape[-2] - num_prefix_tokens
+    line = smoothness(table, (1, n), num_prefix_tokens) if n > 1 else float("nan")
     ranked = rank_grids(table, num_prefix_tokens)
     if not ranked:
-        return GridEvidence([], float("nan"))
+        return GridEvidence([], float("nan"), line)
     h = ranked[0][0][0]
-    return GridEvidence(ranked, 1.0 / math.sqrt(table.shape[-1] * (h - 1)))
+    wraps = {g: wrap_similarity(table, g, num_prefix_tokens) for g, _ in ranked}
+    return GridEvidence(ranked, 1.0 / math.sqrt(table.shape[-1] * (h - 1)), line, wraps)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 import json
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -17,12 +18,14 @@ import torch
 from torch import nn
 
 from ..errors import CheckpointError, RectViTError
+from ..grid import Size
 from .adapt import (
     LoadReport,
     adapt_classifier,
     adapt_patch_embed,
     adapt_pos_embed,
     adapt_relative_position_bias,
+    architecture_default,
     check_finite,
     check_keys,
 )
@@ -30,60 +33,73 @@ from .hf import hf_family, hf_grid, hf_model_kwargs, hf_to_timm, is_hf_layout
 from .io import RawCheckpoint, read_checkpoint, unwrap_state_dict, write_safetensors
 from .timm import flat_pos_embed_to_grid, is_flat_pos_embed
 
-__all__ = ["load_checkpoint", "save_checkpoint", "load_model", "LoadReport", "read_checkpoint", "FORMAT_VERSION"]
+__all__ = [
+    "load_checkpoint",
+    "save_checkpoint",
+    "load_model",
+    "LoadReport",
+    "read_checkpoint",
+    "convert",
+    "Converted",
+    "FORMAT_VERSION",
+]
 
 FORMAT_VERSION = "1"
 
 
-def _as_raw(source: Any) -> RawCheckpoint:
-    if isinstance(source, RawCheckpoint):
-        return source
-    if isinstance(source, dict):
-        return RawCheckpoint(unwrap_state_dict(source, "state dict"))
-    if isinstance(source, (str, os.PathLike)):
-        return read_checkpoint(source)
-    raise CheckpointError(f"expected a checkpoint path, an HF folder or a state dict, got {type(source).__name__}.")
+@dataclass
+class Converted:
+    """A checkpoint in timm/rectvit key names, with what it records about itself."""
+
+    layout: str
+    state_dict: dict[str, torch.Tensor]
+    recorded_grid: Size | None = None  # the position grid an HF config records
+    recorded_windows: dict[str, list[int]] = field(default_factory=dict)  # Swin bias-table windows (ours)
+    config: dict[str, Any] | None = None  # our metadata's model config
+    hf_family: str | None = None
+    dropped: list[str] = field(default_factory=list)
+    raw: RawCheckpoint | None = None
 
 
-def _recorded_config(raw: RawCheckpoint) -> dict[str, Any] | None:
-    if "rectvit_format_version" not in raw.metadata:
-        return None
+def _metadata_json(raw: RawCheckpoint, key: str, default: Any) -> Any:
     try:
-        return json.loads(raw.metadata.get("config", "{}"))
+        return json.loads(raw.metadata.get(key, json.dumps(default)))
     except json.JSONDecodeError as e:
-        raise CheckpointError(f"{raw.path}: rectvit metadata 'config' is not valid JSON ({e}).") from None
+        raise CheckpointError(f"{raw.path}: rectvit metadata {key!r} is not valid JSON ({e}).") from None
 
 
-def _convert(raw: RawCheckpoint, model: nn.Module, source_grid) -> tuple[dict[str, torch.Tensor], LoadReport]:
-    """Detect the layout, convert to rectvit's, and record the source grid of the position table."""
+def convert(raw: RawCheckpoint) -> Converted:
+    """Detect a checkpoint's layout and rename its keys to timm's (rectvit's) names."""
     sd = dict(raw.state_dict)
-    recorded = None
-    if _recorded_config(raw) is not None:
-        layout = "rectvit"
-    elif raw.config is not None or is_hf_layout(sd):
+    if "rectvit_format_version" in raw.metadata:
+        return Converted(
+            "rectvit",
+            sd,
+            recorded_windows=_metadata_json(raw, "relative_windows", {}),
+            config=_metadata_json(raw, "config", {}),
+            raw=raw,
+        )
+    if raw.config is not None or is_hf_layout(sd):
         family = hf_family(sd, raw.config)
-        layout = f"hf-{family}"
         sd, dropped = hf_to_timm(sd)
         recorded = hf_grid(family, raw.config) if raw.config else None
-    else:
-        table = sd.get("pos_embed")
-        if is_flat_pos_embed(sd):
-            layout = "timm"
-        elif isinstance(table, torch.Tensor) and table.dim() == 4:
-            layout = "rectvit"
-        else:
-            layout = "timm/rectvit (no absolute position table; the layouts agree)"
-        dropped = []
-    report = LoadReport(layout=layout)
-    if layout.startswith("hf-"):
-        report.dropped.extend(dropped)
+        return Converted(f"hf-{family}", sd, recorded, hf_family=family, dropped=dropped, raw=raw)
     table = sd.get("pos_embed")
     if is_flat_pos_embed(sd):
-        flat_pos_embed_to_grid(sd, model, report, source_grid, recorded)
+        layout = "timm"
     elif isinstance(table, torch.Tensor) and table.dim() == 4:
-        report.source_grid = (int(table.shape[1]), int(table.shape[2]))
-        report.grid_basis = "stored 2-D table"
-    return sd, report
+        layout = "rectvit"
+    else:
+        layout = "timm/rectvit (no absolute position table; the layouts agree)"
+    return Converted(layout, sd, raw=raw)
+
+
+def _as_converted(source: Any) -> Converted:
+    if isinstance(source, dict):
+        return convert(RawCheckpoint(unwrap_state_dict(source, "state dict")))
+    if isinstance(source, (str, os.PathLike)):
+        return convert(read_checkpoint(source))
+    raise CheckpointError(f"expected a checkpoint path, an HF folder or a state dict, got {type(source).__name__}.")
 
 
 def _drop_derived(sd: dict[str, torch.Tensor], model: nn.Module, report: LoadReport) -> None:
@@ -94,19 +110,26 @@ def _drop_derived(sd: dict[str, torch.Tensor], model: nn.Module, report: LoadRep
         report.dropped.append(key)
 
 
-def _load_raw(model: nn.Module, raw: RawCheckpoint, source_grid, strict: bool) -> LoadReport:
-    sd, report = _convert(raw, model, source_grid)
+def _load_converted(model: nn.Module, conv: Converted, source_grid, strict: bool) -> LoadReport:
+    sd = dict(conv.state_dict)
+    report = LoadReport(layout=conv.layout, dropped=list(conv.dropped))
+    table = sd.get("pos_embed")
+    default = architecture_default(model)
+    if is_flat_pos_embed(sd):
+        flat_pos_embed_to_grid(sd, model, report, source_grid, conv.recorded_grid, default)
+    elif isinstance(table, torch.Tensor) and table.dim() == 4:
+        report.source_grid, report.grid_basis = (int(table.shape[1]), int(table.shape[2])), "stored 2-D table"
     check_finite(sd, report)
     adapt_pos_embed(sd, model, report)
     adapt_patch_embed(sd, model, report)
-    adapt_relative_position_bias(sd, model, report)
+    adapt_relative_position_bias(sd, model, report, conv.recorded_windows, default)
     _drop_derived(sd, model, report)
     check_keys(sd, model, strict, report, heads=False)
     adapt_classifier(sd, model, strict, report)
     check_keys(sd, model, strict, report)
     model.load_state_dict(sd, strict=False)
-    if raw.path is not None:
-        model._rectvit_source = str(raw.path)
+    if conv.raw is not None and conv.raw.path is not None:
+        model._rectvit_source = str(conv.raw.path)
     return report
 
 
@@ -124,13 +147,23 @@ def load_checkpoint(
     input channels and Swin bias tables are adapted to the model. ``strict=False`` drops a
     classifier of another size instead of raising.
     """
-    return _load_raw(model, _as_raw(source), source_grid, strict)
+    return _load_converted(model, _as_converted(source), source_grid, strict)
+
+
+def _json_default(value: Any) -> Any:
+    """numpy / torch scalars and tuples in a config -> plain JSON values."""
+    if hasattr(value, "item") and callable(value.item):
+        return value.item()
+    if hasattr(value, "tolist") and callable(value.tolist):
+        return value.tolist()
+    raise TypeError(f"{type(value).__name__} in a model config is not JSON-serialisable")
 
 
 def save_checkpoint(model: nn.Module, path: str | os.PathLike) -> Path:
     """Write ``model`` as rectvit ``.safetensors``: tables 2-D, metadata with format version, arch and config.
 
-    Atomic (temporary file, then rename); refuses to overwrite the file the model was loaded from.
+    Swin bias tables' windows are recorded too. Atomic (temporary file, then rename); refuses to
+    overwrite the file the model was loaded from.
     """
     config = getattr(model, "model_config", None)
     if config is None:
@@ -138,13 +171,23 @@ def save_checkpoint(model: nn.Module, path: str | os.PathLike) -> Path:
             f"{type(model).__name__} has no model_config; save_checkpoint writes rectvit models "
             "(rectvit.create_model / load_model)."
         )
+    windows = {
+        f"{name}.relative_position_bias_table": [int(v) for v in module.window_size]
+        for name, module in model.named_modules()
+        if isinstance(getattr(module, "relative_position_bias_table", None), torch.Tensor)
+    }
     cls = type(model)
+    try:
+        config_json = json.dumps(config, default=_json_default)
+    except TypeError as e:
+        raise CheckpointError(f"cannot record the model config: {e}.") from None
     metadata = {
         "format": "pt",
         "rectvit_format_version": FORMAT_VERSION,
         "arch": getattr(model, "arch_name", "") or "",
         "model_class": f"{cls.__module__}.{cls.__qualname__}",
-        "config": json.dumps(config),
+        "config": config_json,
+        "relative_windows": json.dumps(windows),
     }
     return write_safetensors(model.state_dict(), path, metadata, protect=getattr(model, "_rectvit_source", None))
 
@@ -177,23 +220,21 @@ def load_model(path: str | os.PathLike, *, source_grid=None, **overrides: Any) -
     ``num_classes`` leaves the classifier freshly initialised (reported). The report is on
     ``model.load_report``.
     """
-    raw = read_checkpoint(path)
-    config = _recorded_config(raw)
-    if config is not None:
-        cls = _model_class(raw.metadata.get("model_class", ""))
-        model = _build(cls, config, overrides, str(path))
-        model.arch_name = raw.metadata.get("arch", "")
-    elif raw.config is not None:
+    conv = convert(read_checkpoint(path))
+    if conv.config is not None:
+        cls = _model_class(conv.raw.metadata.get("model_class", ""))
+        model = _build(cls, conv.config, overrides, str(path))
+        model.arch_name = conv.raw.metadata.get("arch", "")
+    elif conv.raw.config is not None:
         from ..models.vit import VisionTransformer
 
-        family = hf_family(raw.state_dict, raw.config)
-        converted, _ = hf_to_timm(raw.state_dict)
-        model = _build(VisionTransformer, hf_model_kwargs(family, raw.config, converted), overrides, str(path))
-        model.arch_name = f"hf-{family}"
+        kwargs = hf_model_kwargs(conv.hf_family, conv.raw.config, conv.state_dict)
+        model = _build(VisionTransformer, kwargs, overrides, str(path))
+        model.arch_name = f"hf-{conv.hf_family}"
     else:
         raise CheckpointError(
             f"{path}: holds no rectvit metadata or HF config.json, so it does not say which model it is; "
             "use rectvit.create_model(NAME, checkpoint_path=...) with the architecture's name."
         )
-    model.load_report = _load_raw(model, raw, source_grid, strict="num_classes" not in overrides)
+    model.load_report = _load_converted(model, conv, source_grid, strict="num_classes" not in overrides)
     return model

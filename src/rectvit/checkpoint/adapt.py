@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from ..errors import AmbiguousGridError, CheckpointError
+from ..errors import AmbiguousGridError, CheckpointError, RectViTError
 from ..grid import Size, factorizations, grid_evidence, to_size
 from ..resample import resample_grid, resample_patch_embed, resample_relative_bias_table
 
@@ -73,6 +73,32 @@ def _shape(s: tuple) -> str:
 
 def _grid_list(grids: list[Size]) -> str:
     return ", ".join(f"{h}x{w}" for h, w in grids)
+
+
+def architecture_default(model: nn.Module) -> nn.Module | None:
+    """The model's architecture at its registered defaults, built on the meta device (no memory).
+
+    The model's own config with the registry entry's ``img_size``, ``patch_size``/``patch_stride``
+    and ``window_size``: what a checkpoint of that architecture most likely holds. ``None`` for a
+    model that is not from the registry.
+    """
+    from ..models.registry import get_model_entry
+
+    name, config = getattr(model, "arch_name", None), getattr(model, "model_config", None)
+    if not name or config is None:
+        return None
+    try:
+        entry = get_model_entry(name)
+    except RectViTError:
+        return None
+    keys = ("img_size", "patch_size", "patch_stride", "window_size")
+    defaults = {k: entry.config[k] for k in keys if k in entry.config}
+    defaults.setdefault("img_size", 224)
+    try:
+        with torch.device("meta"):
+            return type(model)(**{**config, **defaults})
+    except (RectViTError, TypeError, RuntimeError, NotImplementedError):
+        return None
 
 
 def resolve_grid(
@@ -141,21 +167,21 @@ def adapt_pos_embed(sd: dict[str, torch.Tensor], model: nn.Module, report: LoadR
 
 
 def adapt_patch_embed(sd: dict[str, torch.Tensor], model: nn.Module, report: LoadReport) -> None:
-    """PI-resize the patch kernel to the model's patch size, then adapt its input channels."""
+    """PI-resize the patch kernel to the model's patch size; adapt the input convolution's channels."""
+    own = model.state_dict()
     key = "patch_embed.proj.weight"
-    weight, own = sd.get(key), model.state_dict().get(key)
-    if weight is None or own is None or weight.dim() != 4:
-        return
-    if weight.shape[2:] != own.shape[2:]:
-        new = resample_patch_embed(weight, tuple(own.shape[2:]))
-        report.add(key, weight.shape, new.shape, "resample_patch_embed (FlexiViT pseudo-inverse)")
-        weight = new
-    if weight.shape[1] != own.shape[1]:
-        new = adapt_input_conv(weight, int(own.shape[1]))
-        how = "summed to 1 channel" if own.shape[1] == 1 else "channels repeated and rescaled"
-        report.add(key, weight.shape, new.shape, f"input channels: {how}")
-        weight = new
-    sd[key] = weight
+    weight = sd.get(key)
+    if weight is not None and key in own and weight.dim() == 4 and weight.shape[2:] != own[key].shape[2:]:
+        sd[key] = resample_patch_embed(weight, tuple(own[key].shape[2:]))
+        report.add(key, weight.shape, sd[key].shape, "resample_patch_embed (FlexiViT pseudo-inverse)")
+    in_chans = getattr(model, "in_chans", None)
+    for key, weight in list(sd.items()):
+        mine = own.get(key)
+        is_input_conv = key.startswith("patch_embed.") and weight.dim() == 4 and mine is not None
+        if is_input_conv and mine.shape[1] == in_chans != weight.shape[1] and mine.shape[0] == weight.shape[0]:
+            sd[key] = adapt_input_conv(weight, in_chans)
+            how = "summed to 1 channel" if in_chans == 1 else "channels repeated and rescaled"
+            report.add(key, weight.shape, sd[key].shape, f"input channels: {how}")
 
 
 def adapt_input_conv(weight: torch.Tensor, in_chans: int) -> torch.Tensor:
@@ -177,33 +203,65 @@ def adapt_input_conv(weight: torch.Tensor, in_chans: int) -> torch.Tensor:
     return w.to(dtype)
 
 
-def adapt_relative_position_bias(sd: dict[str, torch.Tensor], model: nn.Module, report: LoadReport) -> None:
-    """Resample Swin v1 ``relative_position_bias_table`` ``((2wh-1)(2ww-1), heads)`` to the model's windows."""
+def adapt_relative_position_bias(
+    sd: dict[str, torch.Tensor],
+    model: nn.Module,
+    report: LoadReport,
+    recorded: dict[str, list[int]] | None = None,
+    default: nn.Module | None = None,
+) -> None:
+    """Resample Swin v1 ``relative_position_bias_table`` ``((2wh-1)(2ww-1), heads)`` to the model's windows.
+
+    A flat table does not know its window either (``(4, 12)`` and ``(12, 4)`` give the same count):
+    the window comes from ``recorded`` (our files record it), else the only window that fits, else
+    the model's own window or the architecture default's (``default``) unless the content
+    contradicts it; otherwise ``AmbiguousGridError``.
+    """
     own = model.state_dict()
     for key, table in list(sd.items()):
-        if not key.endswith("relative_position_bias_table") or key not in own or table.shape == own[key].shape:
+        if not key.endswith("relative_position_bias_table") or key not in own or table.dim() != 2:
             continue
-        module = model.get_submodule(key.rsplit(".", 1)[0])
-        new_win = tuple(getattr(module, "window_size", ()))
-        old_win = _window_of(table.shape[0], new_win)
-        if len(new_win) != 2 or old_win is None or table.shape[1] != own[key].shape[1]:
+        new_win = tuple(getattr(model.get_submodule(key.rsplit(".", 1)[0]), "window_size", ()))
+        if len(new_win) != 2 or table.shape[1] != own[key].shape[1]:
             continue  # left to check_keys, which names both shapes
-        sd[key] = resample_relative_bias_table(table, old_win, new_win)
-        method = f"resample_relative_bias_table, window {old_win[0]}x{old_win[1]} -> {new_win[0]}x{new_win[1]}"
-        report.add(key, table.shape, sd[key].shape, method)
+        candidates = [(new_win, "target model window")]
+        if default is not None and _has(default, key):
+            module = default.get_submodule(key.rsplit(".", 1)[0])
+            candidates.append((tuple(module.window_size), "architecture default window"))
+        old_win, basis = _table_window(key, table, candidates, (recorded or {}).get(key))
+        if old_win != new_win:
+            sd[key] = resample_relative_bias_table(table, old_win, new_win)
+            method = f"resample_relative_bias_table, window {old_win[0]}x{old_win[1]} -> {new_win[0]}x{new_win[1]}"
+            report.add(key, table.shape, sd[key].shape, method, basis)
 
 
-def _window_of(rows: int, like: tuple) -> Size | None:
-    """The window ``(wh, ww)`` with ``(2wh-1)(2ww-1) == rows``: square if possible, else nearest the model's aspect."""
-    side = math.isqrt(rows)
-    if side * side == rows and side % 2 == 1:
-        return ((side + 1) // 2, (side + 1) // 2)
-    fits = [
-        ((a + 1) // 2, (rows // a + 1) // 2) for a in range(1, rows + 1, 2) if rows % a == 0 and (rows // a) % 2 == 1
-    ]
-    if len(like) == 2:
-        fits.sort(key=lambda w: abs(w[0] / w[1] - like[0] / like[1]))
-    return fits[0] if fits else None
+def _has(model: nn.Module, key: str) -> bool:
+    try:
+        model.get_submodule(key.rsplit(".", 1)[0])
+        return True
+    except AttributeError:
+        return False
+
+
+def _table_window(key: str, table: torch.Tensor, candidates: list[tuple[Size, str]], recorded) -> tuple[Size, str]:
+    """The window ``(wh, ww)`` a bias table of ``(2wh-1)(2ww-1)`` rows was trained with, and the basis."""
+    rows = table.shape[0]
+    fits = [((a + 1) // 2, (rows // a + 1) // 2) for a in range(1, rows + 1, 2) if rows % a == 0 and (rows // a) % 2]
+    if recorded is not None and tuple(recorded) in fits:
+        return tuple(recorded), "window recorded in the checkpoint"
+    if len(fits) == 1:
+        return fits[0], "the only window with this many rows"
+    evidence = grid_evidence(table.reshape(1, rows, -1))
+    for window, basis in candidates:
+        if window in fits and not evidence.contradicts((2 * window[0] - 1, 2 * window[1] - 1)):
+            return window, basis
+    listing = ", ".join(f"{h}x{w}" for h, w in fits)
+    raise AmbiguousGridError(
+        f"{key} has {rows} rows, which windows {listing} all give, and nothing records which one it was "
+        f"trained with. Build the model with the checkpoint's window (create_model(..., window_size=(wh, ww))), "
+        "load it, then call set_input_size(window_size=...) to resample.",
+        candidates=[(2 * h - 1, 2 * w - 1) for h, w in fits],
+    )
 
 
 def adapt_classifier(sd: dict[str, torch.Tensor], model: nn.Module, strict: bool, report: LoadReport) -> None:

@@ -142,6 +142,13 @@ def hf_grid(family: str, config: dict[str, Any]) -> Size:
 
 def hf_model_kwargs(family: str, config: dict[str, Any], state_dict: dict[str, torch.Tensor]) -> dict[str, Any]:
     """rectvit ``VisionTransformer`` keyword arguments for the model an HF config describes."""
+    missing = [
+        k for k in ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size") if k not in config
+    ]
+    if missing:
+        raise CheckpointError(
+            f"HF config.json lacks {missing}; it does not describe a {family} model rectvit can build."
+        )
     act = config.get("hidden_act", "gelu")
     if act != "gelu":
         raise CheckpointError(f"HF hidden_act {act!r} is not supported; rectvit's ViT uses exact 'gelu'.")

@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import json
-import math
 import os
 from dataclasses import dataclass, field
 
 import torch
 
-from ..errors import AmbiguousGridError
-from ..grid import Size, factorizations, grid_evidence, smoothness
+from ..errors import AmbiguousGridError, CheckpointError, RectViTError
+from ..grid import Size, grid_evidence, smoothness
 from .adapt import resolve_grid
-from .hf import hf_family, hf_grid, hf_to_timm, is_hf_layout
 from .io import RawCheckpoint, read_checkpoint
-from .timm import is_flat_pos_embed
 
 __all__ = ["CheckpointInfo", "TableInfo", "inspect_checkpoint", "grid_table"]
 
@@ -38,7 +35,7 @@ class CheckpointInfo:
     prefix_tokens: dict[str, int]
     patch_kernel: tuple[int, ...] | None
     num_params: int
-    relative_bias_tables: list[tuple[str, tuple[int, ...]]]
+    relative_bias_tables: list[tuple[str, tuple[int, ...], list[Size], bool]]  # name, shape, windows, recorded
     state_dict: dict[str, torch.Tensor] = field(repr=False, default_factory=dict)  # timm-layout tensors
 
     def __str__(self) -> str:
@@ -62,9 +59,11 @@ class CheckpointInfo:
             if t.candidates:
                 lines.append("  candidate grids (grid score, smoothness; higher is smoother):")
                 lines += [f"    {g[0]}x{g[1]}: {s:.3f}, {m:.3f}" for g, s, m in t.candidates[:8]]
-        for name, shape in self.relative_bias_tables:
-            side = math.isqrt(shape[0])
-            win = f"window {(side + 1) // 2}x{(side + 1) // 2}" if side * side == shape[0] else "window unknown"
+        for name, shape, windows, recorded in self.relative_bias_tables:
+            if recorded:
+                win = f"window {windows[0][0]}x{windows[0][1]} (recorded)"
+            else:
+                win = "window not recorded; fits " + ", ".join(f"{h}x{w}" for h, w in windows)
             lines.append(f"relative bias table {name} {shape}: {win}")
         return "\n".join(lines)
 
@@ -86,29 +85,34 @@ def _arch(raw: RawCheckpoint) -> str:
     return "not recorded (pass --model to adapt)"
 
 
+def _windows(rows: int) -> list[Size]:
+    return [((a + 1) // 2, (rows // a + 1) // 2) for a in range(1, rows + 1, 2) if rows % a == 0 and (rows // a) % 2]
+
+
 def inspect_checkpoint(source: str | os.PathLike, source_grid=None) -> CheckpointInfo:
     """Read ``source`` and describe it; a flat table's grid is resolved only from records or decisive content."""
+    from . import convert
+
     raw = read_checkpoint(source)
-    sd = raw.state_dict
-    recorded = None
-    if "rectvit_format_version" in raw.metadata:
+    conv = convert(raw)
+    sd = conv.state_dict
+    layout = conv.layout
+    if layout == "rectvit" and "rectvit_format_version" in raw.metadata:
         layout = f"rectvit (format {raw.metadata['rectvit_format_version']})"
-    elif raw.config is not None or is_hf_layout(sd):
-        family = hf_family(sd, raw.config)
-        layout = f"hf-{family}"
-        sd, _ = hf_to_timm(sd)
-        recorded = hf_grid(family, raw.config) if raw.config else None
-    else:
-        layout = "timm" if is_flat_pos_embed(sd) else "rectvit or timm (no flat position table)"
     tokens = _prefix_tokens(sd)
     tables = []
     table = sd.get("pos_embed")
     if isinstance(table, torch.Tensor) and table.dim() == 4:
         tables.append(TableInfo("pos_embed", tuple(table.shape), 0, (table.shape[1], table.shape[2]), "stored 2-D"))
     elif isinstance(table, torch.Tensor) and table.dim() == 3:
-        tables.append(_flat_info(table, sum(tokens.values()), recorded, source_grid))
+        tables.append(_flat_info(table, sum(tokens.values()), conv.recorded_grid, source_grid))
     weight = sd.get("patch_embed.proj.weight")
-    rel = [(k, tuple(v.shape)) for k, v in sd.items() if k.endswith("relative_position_bias_table")]
+    rel = []
+    for key, value in sd.items():
+        if key.endswith("relative_position_bias_table") and value.dim() == 2:
+            recorded = conv.recorded_windows.get(key)
+            fits = [tuple(recorded)] if recorded else _windows(value.shape[0])
+            rel.append((key, tuple(value.shape), fits, bool(recorded)))
     return CheckpointInfo(
         path=str(source),
         layout=layout,
@@ -123,27 +127,40 @@ def inspect_checkpoint(source: str | os.PathLike, source_grid=None) -> Checkpoin
 
 
 def _flat_info(flat: torch.Tensor, tokens: int, recorded: Size | None, source_grid) -> TableInfo:
-    """The grid of a flat table; ``tokens`` prefix rows unless the count says they carry no position."""
+    """The grid of a flat table whose prefix tokens may or may not have position rows (``no_embed_class``).
+
+    Both readings are tried: the one a given or recorded grid fits, else the one whose content is
+    decisive, else the usual one (prefix rows present) with its candidates listed.
+    """
     n = flat.shape[1]
-    prefix = tokens
-    if recorded is not None and recorded[0] * recorded[1] == n:
-        prefix = 0  # no_embed_class: the table covers patch tokens only
-    elif tokens and not [g for g in factorizations(n - tokens) if min(g) >= 2] and n > 0:
-        prefix = 0
-    info = TableInfo("pos_embed", tuple(flat.shape), prefix)
-    evidence = grid_evidence(flat, prefix)
-    info.candidates = [(g, s, smoothness(flat, g, prefix)) for g, s in evidence.ranked]
-    try:
-        info.grid, info.basis = resolve_grid(flat, prefix, source_grid=source_grid, recorded=recorded)
-    except AmbiguousGridError:
-        info.basis = "not recorded and the content is not decisive; pass --source-grid HxW"
-    return info
+    readings = [p for p in dict.fromkeys((tokens, 0)) if n - p > 0]
+    wanted = source_grid if source_grid is not None else recorded
+    if wanted is not None:
+        from ..grid import to_size
+
+        h, w = to_size(wanted, "source_grid")
+        readings = [p for p in readings if n - p == h * w] or readings
+    infos = []
+    for prefix in readings:
+        info = TableInfo("pos_embed", tuple(flat.shape), prefix)
+        evidence = grid_evidence(flat, prefix)
+        info.candidates = [(g, s, smoothness(flat, g, prefix)) for g, s in evidence.ranked]
+        try:
+            info.grid, info.basis = resolve_grid(flat, prefix, source_grid=source_grid, recorded=recorded)
+        except AmbiguousGridError:
+            info.basis = "not recorded and the content is not decisive; pass --source-grid HxW"
+        except CheckpointError as e:
+            info.basis = str(e)
+        infos.append(info)
+    return next((i for i in infos if i.grid is not None), infos[0])
 
 
 def grid_table(info: CheckpointInfo) -> torch.Tensor:
     """The checkpoint's position table as ``(1, h, w, C)`` (raises if its grid is unknown)."""
     if not info.tables:
-        raise AmbiguousGridError(f"{info.path}: holds no absolute position table to draw.", candidates=[])
+        raise RectViTError(
+            f"{info.path}: holds no absolute position table to draw (Swin models have relative-position tables only)."
+        )
     t = info.tables[0]
     table = info.state_dict["pos_embed"]
     if table.dim() == 4:
@@ -178,7 +195,9 @@ def _dumps(info: CheckpointInfo) -> str:  # machine-readable form for `rectvit i
                 }
                 for t in info.tables
             ],
-            "relative_bias_tables": [{"name": n, "shape": s} for n, s in info.relative_bias_tables],
+            "relative_bias_tables": [
+                {"name": n, "shape": s, "windows": w, "recorded": r} for n, s, w, r in info.relative_bias_tables
+            ],
         },
         indent=2,
     )

@@ -116,7 +116,10 @@ def _read_hf_folder(path: Path) -> RawCheckpoint:
     if (path / "model.safetensors").is_file():
         state, metadata = _read_safetensors(path / "model.safetensors")
     elif index.is_file():
-        shards = sorted(set(json.loads(index.read_text()).get("weight_map", {}).values()))
+        try:
+            shards = sorted(set(json.loads(index.read_text()).get("weight_map", {}).values()))
+        except (json.JSONDecodeError, AttributeError) as e:
+            raise CheckpointError(f"{index}: not a valid shard index ({e}).") from None
         for shard in shards:
             part, _ = _read_safetensors(path / shard)
             state.update(part)
@@ -173,6 +176,9 @@ def write_safetensors(
     os.close(fd)
     try:
         save_file(tensors, tmp, metadata=dict(metadata or {}))
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a written checkpoint gets the usual permissions
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

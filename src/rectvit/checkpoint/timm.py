@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..errors import CheckpointError, RectViTError
+from ..errors import CheckpointError
 from ..grid import Size
 from .adapt import LoadReport, resolve_grid
 
@@ -24,26 +24,19 @@ def is_flat_pos_embed(state_dict: dict[str, torch.Tensor]) -> bool:
     return isinstance(table, torch.Tensor) and table.dim() == 3
 
 
-def _default_grid(model: nn.Module) -> Size | None:
-    """The grid of the model's architecture at its registered default image size."""
-    from ..models.registry import get_model_entry
-
-    name, feat_size = getattr(model, "arch_name", None), getattr(model, "feat_size", None)
-    if not name or feat_size is None:
-        return None
-    try:
-        return tuple(feat_size(get_model_entry(name).config.get("img_size", 224)))
-    except RectViTError:
-        return None
-
-
 def flat_pos_embed_to_grid(
-    sd: dict[str, torch.Tensor], model: nn.Module, report: LoadReport, source_grid=None, recorded: Size | None = None
+    sd: dict[str, torch.Tensor],
+    model: nn.Module,
+    report: LoadReport,
+    source_grid=None,
+    recorded: Size | None = None,
+    default: nn.Module | None = None,
 ) -> None:
     """Split a flat ``pos_embed`` ``(1, P + h*w, C)`` into ``prefix_pos_embed`` and a ``(1, h, w, C)`` table.
 
     ``P`` is the model's ``num_pos_prefix_tokens``. The grid comes from ``resolve_grid`` with the
-    model's own table grid and its architecture's default grid as candidates.
+    model's own table grid and the table grid of ``default`` (the architecture at its registered
+    defaults, see ``adapt.architecture_default``) as candidates.
     """
     flat = sd.pop("pos_embed")
     prefix = int(getattr(model, "num_pos_prefix_tokens", 0))
@@ -55,9 +48,9 @@ def flat_pos_embed_to_grid(
     own = getattr(model, "pos_embed", None)
     if isinstance(own, torch.Tensor) and own.dim() == 4:
         candidates.append(((int(own.shape[1]), int(own.shape[2])), "target model grid"))
-    default = _default_grid(model)
-    if default is not None:
-        candidates.append((default, "architecture default grid"))
+    table = getattr(default, "pos_embed", None)
+    if isinstance(table, torch.Tensor) and table.dim() == 4:
+        candidates.append(((int(table.shape[1]), int(table.shape[2])), "architecture default grid"))
     grid, basis = resolve_grid(flat, prefix, source_grid=source_grid, recorded=recorded, candidates=candidates)
     sd["pos_embed"] = flat[:, prefix:].reshape(1, grid[0], grid[1], flat.shape[-1])
     if prefix:

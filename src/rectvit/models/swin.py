@@ -310,8 +310,9 @@ class WindowAttentionV2(nn.Module):
         self._build_tables()
 
     def _build_tables(self) -> None:
-        coords = log_spaced_coords(self.window_size, self.pretrained_window_size)
-        self.register_buffer("relative_coords_table", coords.to(self.proj.weight.device), persistent=False)
+        weight = self.proj.weight
+        coords = log_spaced_coords(self.window_size, self.pretrained_window_size).to(weight.device, weight.dtype)
+        self.register_buffer("relative_coords_table", coords, persistent=False)
         index = relative_position_index(self.window_size).to(self.proj.weight.device)
         self.register_buffer("relative_position_index", index, persistent=False)
 
@@ -600,7 +601,8 @@ class _SwinBase(nn.Module):
         self._ref_grid: Size = grid
 
         self.patch_embed = PatchEmbed(self.patch_size, in_chans, dims[0])
-        rates = torch.linspace(0, drop_path_rate, sum(depths)).tolist()
+        total = sum(depths)
+        rates = [drop_path_rate * i / max(total - 1, 1) for i in range(total)]  # stochastic depth decay
         stages, start = [], 0
         self.feature_info = []
         for i in range(num_stages):
@@ -756,8 +758,11 @@ class _SwinBase(nn.Module):
     def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
         """Replace the classifier with one for ``num_classes`` (0: none), optionally a new pooling."""
         pool = self.global_pool if global_pool is None else global_pool
-        device = self.norm.weight.device
-        self.head = ClassifierHead(self.num_features, num_classes, pool, self.head.drop.p).to(device)
+        head = ClassifierHead(self.num_features, num_classes, pool, self.head.drop.p)
+        if isinstance(head.fc, nn.Linear):
+            nn.init.trunc_normal_(head.fc.weight, std=0.02)
+            nn.init.zeros_(head.fc.bias)
+        self.head = head.to(self.norm.weight.device, self.norm.weight.dtype).train(self.training)
         self.head_hidden_size = self.head.num_features
         self.num_classes, self.global_pool = num_classes, pool
         self.model_config.update(num_classes=num_classes, global_pool=pool)
