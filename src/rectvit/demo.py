@@ -34,6 +34,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from .errors import InputSizeError, RectViTError
+
 __all__ = [
     "TRAIN_SIZE",
     "PATCH",
@@ -108,7 +110,7 @@ def make_batch(n: int, size: tuple[int, int], generator: torch.Generator) -> tup
     eh, ew = EVENT
     bh, sw = h // BANDS, w // SEGMENTS
     if bh < eh or sw < ew:
-        raise ValueError(f"input {h}x{w} is too small: each band/segment cell must hold a {eh}x{ew} chirp")
+        raise InputSizeError(f"input {h}x{w} is too small: each band/segment cell must hold a {eh}x{ew} chirp")
     x = torch.randn(n, 1, h, w, generator=generator) * NOISE
     band = torch.randint(0, BANDS, (n,), generator=generator)
     seg = torch.randint(0, SEGMENTS, (n,), generator=generator)
@@ -189,7 +191,7 @@ def square_assumption_model(model: torch.nn.Module, img_size) -> torch.nn.Module
     n, c = table.shape[1] * table.shape[2], table.shape[3]
     side = math.isqrt(n)
     if side * side != n:
-        raise ValueError(f"the trained grid has {n} positions, not a perfect square")
+        raise RectViTError(f"the trained grid has {n} positions, not a perfect square")
     square = table.reshape(1, side, side, c)
     new = build_model(img_size)
     state = {k: v for k, v in model.state_dict().items()}

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import InputSizeError
+from ..errors import InputSizeError, RectViTError
 from ..grid import Size, to_size
 from ..layers import DropPath, Mlp
 from ..resample import resample_relative_bias_table
@@ -523,7 +523,7 @@ class ClassifierHead(nn.Module):
     def __init__(self, in_features: int, num_classes: int, pool_type: str = "avg", drop_rate: float = 0.0):
         super().__init__()
         if pool_type not in _POOL_TYPES:
-            raise InputSizeError(f"global_pool must be one of {_POOL_TYPES}, got {pool_type!r}.")
+            raise RectViTError(f"global_pool must be one of {_POOL_TYPES}, got {pool_type!r}.")
         self.in_features = in_features
         self.pool_type = pool_type
         self.drop = nn.Dropout(drop_rate)
@@ -579,7 +579,7 @@ class _SwinBase(nn.Module):
     ) -> None:
         num_stages = len(depths)
         if len(num_heads) != num_stages:
-            raise InputSizeError(f"num_heads needs one value per stage ({num_stages}), got {tuple(num_heads)}.")
+            raise RectViTError(f"num_heads needs one value per stage ({num_stages}), got {tuple(num_heads)}.")
         self.img_size: Size = to_size(img_size, "img_size")
         self.patch_size: Size = to_size(patch_size, "patch_size")
         self.in_chans = in_chans
@@ -785,13 +785,13 @@ class _SwinBase(nn.Module):
             return list(range(n))
         if isinstance(indices, int):
             if not 0 < indices <= n:
-                raise InputSizeError(f"indices={indices} asks for the last {indices} of {n} stages; pass 1..{n}.")
+                raise RectViTError(f"indices={indices} asks for the last {indices} of {n} stages; pass 1..{n}.")
             return list(range(n - indices, n))
         out = []
         for i in indices:
             j = i + n if i < 0 else i
             if not 0 <= j < n:
-                raise InputSizeError(f"stage index {i} is out of range for {n} stages; pass -{n}..{n - 1}.")
+                raise RectViTError(f"stage index {i} is out of range for {n} stages; pass -{n}..{n - 1}.")
             out.append(j)
         return sorted(out)
 
@@ -811,7 +811,7 @@ class _SwinBase(nn.Module):
         NHWC, maps)`` unless ``intermediates_only``.
         """
         if output_fmt not in ("NCHW", "NHWC"):
-            raise InputSizeError(f"output_fmt must be 'NCHW' or 'NHWC', got {output_fmt!r}.")
+            raise RectViTError(f"output_fmt must be 'NCHW' or 'NHWC', got {output_fmt!r}.")
         take = self._take_indices(indices)
         self._check_input(x)
         last = self.num_layers - 1
@@ -926,7 +926,7 @@ class SwinTransformerV2(_SwinBase):
     ):
         super().__init__()
         if act_layer not in _ACT_LAYERS:
-            raise InputSizeError(f"act_layer must be one of {sorted(_ACT_LAYERS)}, got {act_layer!r}.")
+            raise RectViTError(f"act_layer must be one of {sorted(_ACT_LAYERS)}, got {act_layer!r}.")
         self.model_config = _common_config(
             img_size=img_size, patch_size=patch_size, in_chans=in_chans, num_classes=num_classes,
             global_pool=global_pool, embed_dim=embed_dim, depths=depths, num_heads=num_heads,
