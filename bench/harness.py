@@ -36,13 +36,20 @@ class Settings:
 
 
 def time_alternating(
-    fns: dict[str, Callable[[], object]], warmup: int, runs: int, count_flops: bool = True
+    fns: dict[str, Callable[[], object]],
+    warmup: int,
+    runs: int,
+    count_flops: bool = True,
+    extra_seconds: float = 4.0,
+    max_runs_factor: int = 3,
 ) -> tuple[dict[str, list[float]], dict[str, int | None], dict[str, object]]:
     """Seconds per call of each function, measured in turn (A B A B ...) so machine noise hits all alike.
 
     Every call runs under ``torch.inference_mode``. ``warmup`` rounds (at least one) run first and are
     not timed; the first of them also counts each function's FLOPs (``count_flops``) and keeps its
-    output, returned for correctness checks. Returns ``(times, flops, outputs)``.
+    output, returned for correctness checks. After ``runs`` timed rounds, cheap functions get more
+    rounds (up to ``max_runs_factor * runs``) while the timed rounds took under ``extra_seconds``, so
+    short rows are less at the mercy of a burst of other work. Returns ``(times, flops, outputs)``.
     """
     times: dict[str, list[float]] = {k: [] for k in fns}
     flops: dict[str, int | None] = {k: None for k in fns}
@@ -58,11 +65,15 @@ def time_alternating(
         for _ in range(max(warmup, 1) - 1):
             for fn in fns.values():
                 fn()
-        for _ in range(runs):
+        spent, done = 0.0, 0
+        while done < runs or (done < max_runs_factor * runs and spent < extra_seconds):
             for k, fn in fns.items():
                 t0 = time.perf_counter()
                 fn()
-                times[k].append(time.perf_counter() - t0)
+                dt = time.perf_counter() - t0
+                times[k].append(dt)
+                spent += dt
+            done += 1
     return times, flops, outputs
 
 
@@ -193,6 +204,13 @@ def ratio(row: Row) -> float | None:
     return statistics.median(row.peer) / statistics.median(row.ours)
 
 
+def ratio_of_mins(row: Row) -> float | None:
+    """The same ratio from the fastest run of each side (least disturbed by other work)."""
+    if not row.peer or not row.ours:
+        return None
+    return min(row.peer) / min(row.ours)
+
+
 @dataclass
 class Section:
     title: str
@@ -227,15 +245,17 @@ class Report:
             if s.rows:
                 out += [
                     f"| model | setting | {s.peer_header} median (min–max) | {s.ours_header} median (min–max) "
-                    "| ratio rectvit/peer | peer GFLOP/s (% peak) | rectvit GFLOP/s (% peak) | note |",
-                    "|---|---|---|---|---|---|---|---|",
+                    "| ratio rectvit/peer (medians) | ratio of mins | peer GFLOP/s (% peak) | rectvit GFLOP/s (% peak) "
+                    "| runs | note |",
+                    "|---|---|---|---|---|---|---|---|---|---|",
                 ]
                 for r in s.rows:
-                    q = ratio(r)
+                    q, qm = ratio(r), ratio_of_mins(r)
                     out.append(
                         f"| {r.name} | {r.setting} | {_fmt_times(r.peer)} | {_fmt_times(r.ours)} | "
-                        f"{'–' if q is None else f'{q:.3f}'} | {_fmt_gflops(r.peer_flops, r.peer, self.peak)} | "
-                        f"{_fmt_gflops(r.ours_flops, r.ours, self.peak)} | {r.note} |"
+                        f"{'–' if q is None else f'{q:.3f}'} | {'–' if qm is None else f'{qm:.3f}'} | "
+                        f"{_fmt_gflops(r.peer_flops, r.peer, self.peak)} | "
+                        f"{_fmt_gflops(r.ours_flops, r.ours, self.peak)} | {len(r.ours or [])} | {r.note} |"
                     )
             if s.extra:
                 out += [""] + s.extra

@@ -6,8 +6,9 @@ kernel's peak-RSS mark is reset (``/proc/self/clear_refs`` = 5, Linux) and the c
 then the side's function runs once under ``torch.inference_mode``; the figure is
 ``VmHWM - VmRSS before`` from ``/proc/self/status``: the memory the call needed on top of what was
 already resident. Where the mark cannot be reset, ``getrusage`` ``ru_maxrss`` growth is used
-(a lower bound when building the case peaked higher). One-time allocations of a first call
-(kernel workspaces, caches) are included for both sides alike.
+(a lower bound when building the case peaked higher). One warm-up call runs before the
+measurement, so one-time allocations (kernel workspaces, caches) are not counted; allocator reuse
+means the figure is the extra memory a steady-state call needs.
 
 Usage: ``python -m bench.memory '<case json>' <side>`` prints ``{"peak_mib": ..., "method": ...}``.
 """
@@ -52,6 +53,8 @@ def _measure(case: dict[str, Any], side: str) -> dict[str, Any]:
 
     torch.set_num_threads(int(os.environ.get("BENCH_THREADS", torch.get_num_threads())))
     fn = build_case(case).fns[side]
+    with torch.inference_mode():
+        fn()  # warm-up: one-time allocations (kernel workspaces, caches) are not the call's working memory
     gc.collect()
     max_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     if _reset_peak() and _status_kib("VmHWM") is not None:

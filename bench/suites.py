@@ -253,10 +253,10 @@ def _memory_rows(report: Report, plan: dict[str, Any], log: Log) -> None:
     sec = report.section(
         "Peak memory",
         "Extra resident memory of one call, peer vs rectvit, each measured in a fresh subprocess "
-        "(`python -m bench.memory`): the case is built, the kernel's peak-RSS mark reset "
+        "(`python -m bench.memory`): the case is built and run once, the kernel's peak-RSS mark reset "
         "(`/proc/self/clear_refs`), and the figure is peak RSS (`VmHWM`) minus the RSS before the call. "
-        "`tracemalloc` cannot see torch's allocations, hence RSS. It includes the first call's one-time "
-        "allocations for both sides alike.",
+        "`tracemalloc` cannot see torch's allocations, hence RSS. One warm-up call runs first, so the "
+        "figure is a steady-state call's working memory (one-time workspaces and caches excluded).",
     )
     sec.extra.append("| case | peer | peer MiB | rectvit MiB | rectvit/peer |")
     sec.extra.append("|---|---|---|---|---|")

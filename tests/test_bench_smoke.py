@@ -38,7 +38,7 @@ def test_bench_writes_markdown(tmp_path, capsys):
         assert title in text
     assert "| model | setting |" in text and "ratio rectvit/peer" in text
     assert "failed" not in text
-    assert len(report.sections) == 4
+    assert len(report.sections) == 5 and "Summary against the targets" in text
 
 
 def test_memory_measure_in_process():
