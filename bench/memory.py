@@ -7,8 +7,10 @@ then the side's function runs once under ``torch.inference_mode``; the figure is
 ``VmHWM - VmRSS before`` from ``/proc/self/status``: the memory the call needed on top of what was
 already resident. Where the mark cannot be reset, ``getrusage`` ``ru_maxrss`` growth is used
 (a lower bound when building the case peaked higher). One warm-up call runs before the
-measurement, so one-time allocations (kernel workspaces, caches) are not counted; allocator reuse
-means the figure is the extra memory a steady-state call needs.
+measurement, so one-time allocations (kernel workspaces, caches) are not counted. The subprocess
+runs with ``MALLOC_MMAP_THRESHOLD_=65536`` and ``MALLOC_TRIM_THRESHOLD_=0`` so that glibc maps every
+tensor-sized block separately and returns it on free: RSS then follows live tensor memory instead
+of hiding a call's needs in memory an earlier call freed.
 
 Usage: ``python -m bench.memory '<case json>' <side>`` prints ``{"peak_mib": ..., "method": ...}``.
 """
@@ -74,6 +76,10 @@ def peak_memory_mib(case: dict[str, Any], side: str, timeout: float = 600) -> di
     env = dict(os.environ)
     paths = [root, os.path.join(root, "src")]
     env["PYTHONPATH"] = os.pathsep.join(paths + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
+    # glibc: serve every block over 64 KiB by mmap and unmap it on free, so RSS follows live tensors
+    # (otherwise freed memory stays in the heap and a later call's growth is hidden by reuse).
+    env.setdefault("MALLOC_MMAP_THRESHOLD_", "65536")
+    env.setdefault("MALLOC_TRIM_THRESHOLD_", "0")
     proc = subprocess.run(
         [sys.executable, "-m", "bench.memory", json.dumps(case), side],
         cwd=root,

@@ -256,7 +256,9 @@ def _memory_rows(report: Report, plan: dict[str, Any], log: Log) -> None:
         "(`python -m bench.memory`): the case is built and run once, the kernel's peak-RSS mark reset "
         "(`/proc/self/clear_refs`), and the figure is peak RSS (`VmHWM`) minus the RSS before the call. "
         "`tracemalloc` cannot see torch's allocations, hence RSS. One warm-up call runs first, so the "
-        "figure is a steady-state call's working memory (one-time workspaces and caches excluded).",
+        "figure is a steady-state call's working memory (one-time workspaces and caches excluded); the "
+        "subprocess sets `MALLOC_MMAP_THRESHOLD_=65536` and `MALLOC_TRIM_THRESHOLD_=0` so glibc returns "
+        "every freed tensor to the OS and RSS follows live tensor memory.",
     )
     sec.extra.append("| case | peer | peer MiB | rectvit MiB | rectvit/peer |")
     sec.extra.append("|---|---|---|---|---|")
