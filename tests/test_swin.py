@@ -244,9 +244,9 @@ def test_errors_name_the_values():
     m = SwinTransformer(img_size=(224, 224), **SMALL).eval()
     with pytest.raises(InputSizeError, match=r"320x192.*224x224.*stage 1: grid 28x28, window 7x7.*set_input_size"):
         m(torch.randn(1, 3, 320, 192))
-    with pytest.raises(InputSizeError, match=r"expected 3 input channels, got 1.*in_chans=1"):
+    with pytest.raises(InputSizeError, match=r"expected 3 input channel\(s\), got 1.*in_chans=1"):
         m(torch.randn(1, 1, 224, 224))
-    with pytest.raises(InputSizeError, match=r"\(B, C, H, W\)"):
+    with pytest.raises(InputSizeError, match=r"\(B, 3, H, W\)"):
         m(torch.randn(3, 224, 224))
 
     dyn = SwinTransformer(img_size=(224, 224), dynamic_img_size=True, **SMALL).eval()

@@ -13,6 +13,36 @@ from ..resample import resample_patch_embed
 __all__ = ["PatchEmbed"]
 
 
+def check_image_batch(x: torch.Tensor, in_chans: int) -> tuple[int, int]:
+    """``(H, W)`` of a ``(B, in_chans, H, W)`` batch; ``InputSizeError`` for another rank or channel count."""
+    if x.dim() != 4:
+        raise InputSizeError(
+            f"expected an image batch (B, {in_chans}, H, W), got a {x.dim()}-d tensor of shape "
+            f"{tuple(x.shape)}; add a batch dimension with x.unsqueeze(0) for one image."
+        )
+    _, c, h, w = x.shape
+    if c != in_chans:
+        raise InputSizeError(
+            f"expected {in_chans} input channel(s), got {c} (input shape {tuple(x.shape)}); "
+            f"build the model with in_chans={c} or convert the input."
+        )
+    return h, w
+
+
+def resized_patch_conv(conv: nn.Conv2d, patch: Size, stride: Size) -> nn.Conv2d:
+    """A copy of a patch-projection ``conv`` with a ``patch`` kernel (PI-resized weights) and ``stride``."""
+    new = nn.Conv2d(conv.in_channels, conv.out_channels, patch, stride=stride, bias=conv.bias is not None)
+    new = new.to(device=conv.weight.device, dtype=conv.weight.dtype)
+    with torch.no_grad():
+        new.weight.copy_(resample_patch_embed(conv.weight, patch))
+        if conv.bias is not None:
+            new.bias.copy_(conv.bias)
+    new.weight.requires_grad_(conv.weight.requires_grad)
+    if new.bias is not None:
+        new.bias.requires_grad_(conv.bias.requires_grad)
+    return new
+
+
 class PatchEmbed(nn.Module):
     """A strided convolution ``proj`` that cuts ``img_size`` into a grid of patches (timm's key names).
 
@@ -76,38 +106,14 @@ class PatchEmbed(nn.Module):
         new_img = self.img_size if img_size is None else to_size(img_size, "img_size")
         new_grid = self._grid_of(new_img, new_patch, new_stride)
         if new_patch != self.patch_size:
-            self._resize_kernel(new_patch)
+            self.proj = resized_patch_conv(self.proj, new_patch, new_stride)
         self.patch_size, self.patch_stride, self.stride_follows_patch = new_patch, new_stride, follows
         self.proj.stride = new_stride
         self.img_size, self.grid_size = new_img, new_grid
 
-    def _resize_kernel(self, new_patch: Size) -> None:
-        old = self.proj
-        new = nn.Conv2d(
-            old.in_channels, old.out_channels, new_patch, stride=self.patch_stride, bias=old.bias is not None
-        ).to(device=old.weight.device, dtype=old.weight.dtype)
-        with torch.no_grad():
-            new.weight.copy_(resample_patch_embed(old.weight, new_patch))
-            if old.bias is not None:
-                new.bias.copy_(old.bias)
-        new.weight.requires_grad_(old.weight.requires_grad)
-        if new.bias is not None:
-            new.bias.requires_grad_(old.bias.requires_grad)
-        self.proj = new
-
     def check_input(self, x: torch.Tensor) -> None:
         """Raise ``InputSizeError`` for anything but a ``(B, in_chans, H, W)`` input of an accepted size."""
-        if x.dim() != 4:
-            raise InputSizeError(
-                f"expected an image batch (B, {self.in_chans}, H, W), got a {x.dim()}-d tensor of shape "
-                f"{tuple(x.shape)}; add a batch dimension with x.unsqueeze(0) for one image."
-            )
-        _, c, h, w = x.shape
-        if c != self.in_chans:
-            raise InputSizeError(
-                f"expected {self.in_chans} input channel(s), got {c} (input shape {tuple(x.shape)}); "
-                f"build the model with in_chans={c} or convert the input."
-            )
+        h, w = check_image_batch(x, self.in_chans)
         if self.strict_img_size:
             if (h, w) != self.img_size:
                 raise InputSizeError(

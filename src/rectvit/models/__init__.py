@@ -1,8 +1,10 @@
 """Model families. Importing a family module registers its names."""
 
-from . import vit  # noqa: F401
-from . import swin  # noqa: F401
-from . import hybrid  # noqa: F401
+from . import (
+    hybrid,  # noqa: F401
+    swin,  # noqa: F401
+    vit,  # noqa: F401
+)
 from .registry import create_model, get_model_entry, list_models, register_model
 
 __all__ = ["create_model", "get_model_entry", "list_models", "register_model"]

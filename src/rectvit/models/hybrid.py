@@ -31,7 +31,7 @@ from torch import nn
 
 from ..errors import InputSizeError, RectViTError
 from ..grid import Size, to_size
-from ..resample import resample_patch_embed
+from ..layers.patch_embed import check_image_batch, resized_patch_conv
 from .registry import register_model
 from .vit import VisionTransformer
 
@@ -413,37 +413,14 @@ class HybridEmbed(nn.Module):
         new_img = self.img_size if img_size is None else to_size(img_size, "img_size")
         new_grid = self._checked_grid(new_img, new_patch, "img_size")
         if new_patch != self.patch_size:
-            self._resize_kernel(new_patch)
+            self.proj = resized_patch_conv(self.proj, new_patch, new_patch)
         self.patch_size, self.img_size, self.grid_size = new_patch, new_img, new_grid
-
-    def _resize_kernel(self, new_patch: Size) -> None:
-        old = self.proj
-        new = nn.Conv2d(old.in_channels, old.out_channels, new_patch, stride=new_patch, bias=old.bias is not None)
-        new = new.to(device=old.weight.device, dtype=old.weight.dtype)
-        with torch.no_grad():
-            new.weight.copy_(resample_patch_embed(old.weight, new_patch))
-            if old.bias is not None:
-                new.bias.copy_(old.bias)
-        new.weight.requires_grad_(old.weight.requires_grad)
-        if new.bias is not None:
-            new.bias.requires_grad_(old.bias.requires_grad)
-        self.proj = new
 
     # -- forward -----------------------------------------------------------------------------------
 
     def check_input(self, x: torch.Tensor) -> None:
         """Raise ``InputSizeError`` for anything but a ``(B, in_chans, H, W)`` input of an accepted size."""
-        if x.dim() != 4:
-            raise InputSizeError(
-                f"expected an image batch (B, {self.in_chans}, H, W), got a {x.dim()}-d tensor of shape "
-                f"{tuple(x.shape)}; add a batch dimension with x.unsqueeze(0) for one image."
-            )
-        _, c, h, w = x.shape
-        if c != self.in_chans:
-            raise InputSizeError(
-                f"expected {self.in_chans} input channel(s), got {c} (input shape {tuple(x.shape)}); "
-                f"build the model with in_chans={c} or convert the input."
-            )
+        h, w = check_image_batch(x, self.in_chans)
         if self.strict_img_size and (h, w) != self.img_size:
             raise InputSizeError(
                 f"this model takes {self.img_size[0]}x{self.img_size[1]} inputs, got {h}x{w}; call "

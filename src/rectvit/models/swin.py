@@ -28,7 +28,9 @@ from torch import nn
 from ..errors import InputSizeError, RectViTError
 from ..grid import Size, to_size
 from ..layers import DropPath, Mlp
+from ..layers.patch_embed import check_image_batch
 from ..resample import resample_relative_bias_table
+from ._util import json_ready, take_indices
 from .registry import register_model
 
 __all__ = ["SwinTransformer", "SwinTransformerV2"]
@@ -98,13 +100,6 @@ def _fit_window(grid: Size, window: Size, shifted: bool, always_partition: bool)
     win = (min(grid[0], window[0]), min(grid[1], window[1]))
     shift = tuple(0 if (not shifted or g <= w) else w // 2 for g, w in zip(grid, win))
     return win, (shift[0], shift[1])
-
-
-def _jsonable(value: Any) -> Any:
-    """Tuples to lists, recursively (model_config must survive a JSON round trip)."""
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    return value
 
 
 # --------------------------------------------------------------------------------------------------
@@ -667,17 +662,7 @@ class _SwinBase(nn.Module):
 
     def _check_input(self, x: torch.Tensor) -> None:
         """Raise ``InputSizeError`` for an image this model cannot take."""
-        if x.dim() != 4:
-            raise InputSizeError(
-                f"{type(self).__name__} takes images (B, C, H, W), got a tensor of shape {tuple(x.shape)}; "
-                "add a batch dimension with x.unsqueeze(0)."
-            )
-        _, c, h, w = x.shape
-        if c != self.in_chans:
-            raise InputSizeError(
-                f"expected {self.in_chans} input channels, got {c} (input shape {tuple(x.shape)}); "
-                f"pass in_chans={c} to create_model, or give the model {self.in_chans}-channel images."
-            )
+        h, w = check_image_batch(x, self.in_chans)
         ph, pw = self.patch_size
         if h < ph or w < pw:
             raise InputSizeError(
@@ -748,8 +733,8 @@ class _SwinBase(nn.Module):
         for i, stage in enumerate(self.layers):
             stage.set_input_size(_stage_grid(grid, i), windows[i], always_partition)
         self.model_config.update(
-            img_size=_jsonable(self.img_size),
-            window_size=_jsonable(windows),
+            img_size=json_ready(self.img_size),
+            window_size=json_ready(windows),
             always_partition=self.always_partition,
         )
 
@@ -779,22 +764,6 @@ class _SwinBase(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))
 
-    def _take_indices(self, indices) -> list[int]:
-        n = self.num_layers
-        if indices is None:
-            return list(range(n))
-        if isinstance(indices, int):
-            if not 0 < indices <= n:
-                raise RectViTError(f"indices={indices} asks for the last {indices} of {n} stages; pass 1..{n}.")
-            return list(range(n - indices, n))
-        out = []
-        for i in indices:
-            j = i + n if i < 0 else i
-            if not 0 <= j < n:
-                raise RectViTError(f"stage index {i} is out of range for {n} stages; pass -{n}..{n - 1}.")
-            out.append(j)
-        return sorted(out)
-
     def forward_intermediates(
         self,
         x: torch.Tensor,
@@ -812,7 +781,7 @@ class _SwinBase(nn.Module):
         """
         if output_fmt not in ("NCHW", "NHWC"):
             raise RectViTError(f"output_fmt must be 'NCHW' or 'NHWC', got {output_fmt!r}.")
-        take = self._take_indices(indices)
+        take = take_indices(self.num_layers, indices, "stage")
         self._check_input(x)
         last = self.num_layers - 1
         stages = self.layers[: max(take) + 1] if stop_early else self.layers
@@ -831,7 +800,7 @@ class _SwinBase(nn.Module):
 
 
 def _common_config(**kwargs: Any) -> dict[str, Any]:
-    return {k: _jsonable(v) for k, v in kwargs.items()}
+    return {k: json_ready(v) for k, v in kwargs.items()}
 
 
 class SwinTransformer(_SwinBase):

@@ -27,36 +27,13 @@ from ..errors import RectViTError
 from ..grid import Size, to_size
 from ..layers import Block, PatchEmbed
 from ..resample import resample_grid, sincos_2d
+from ._util import json_ready, take_indices
 from .registry import register_model
 
 __all__ = ["VisionTransformer"]
 
 GLOBAL_POOLS = ("token", "token_dist", "avg", "avgmax", "max", "")
 POS_EMBEDS = ("learn", "sincos", "none", "")
-
-
-def _take_indices(depth: int, indices: int | Sequence[int] | None) -> list[int]:
-    """Block indices to return: all (None), the last ``n`` (int), or the given ones (negatives from the end)."""
-    if indices is None:
-        indices = depth
-    if isinstance(indices, int):
-        if not 0 < indices <= depth:
-            raise RectViTError(f"indices={indices} asks for the last {indices} blocks; the model has 1 to {depth}.")
-        return list(range(depth - indices, depth))
-    taken = []
-    for i in indices:
-        j = depth + i if i < 0 else i
-        if not 0 <= j < depth:
-            raise RectViTError(f"block index {i} is out of range for a model of depth {depth} (0 to {depth - 1}).")
-        taken.append(j)
-    return taken
-
-
-def _json_ready(value: Any) -> Any:
-    """Tuples -> lists, recursively, so a config dict is JSON-serialisable."""
-    if isinstance(value, (tuple, list)):
-        return [_json_ready(v) for v in value]
-    return value
 
 
 class _GridTableCache:
@@ -222,7 +199,7 @@ class VisionTransformer(nn.Module):
     def _config_of(args: dict[str, Any]) -> dict[str, Any]:
         """The JSON-ready constructor keywords (the embedding class is code, not config)."""
         skip = {"self", "__class__", "embed_layer"}
-        return {k: _json_ready(v) for k, v in args.items() if k not in skip}
+        return {k: json_ready(v) for k, v in args.items() if k not in skip}
 
     def _make_head(self, num_classes: int) -> nn.Module:
         return nn.Linear(self.embed_dim, num_classes) if num_classes > 0 else nn.Identity()
@@ -433,7 +410,7 @@ class VisionTransformer(nn.Module):
         """
         if output_fmt not in ("NCHW", "NLC"):
             raise RectViTError(f"output_fmt must be 'NCHW' or 'NLC', got {output_fmt!r}.")
-        take = _take_indices(len(self.blocks), indices)
+        take = take_indices(len(self.blocks), indices)
         x, (h, w) = self._embed(x)
         blocks = self.blocks[: max(take) + 1] if stop_early else self.blocks
         outs = []

@@ -1,0 +1,37 @@
+"""Small helpers shared by the model families."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from ..errors import RectViTError
+
+
+def take_indices(count: int, indices: int | Sequence[int] | None, what: str = "block") -> list[int]:
+    """Indices to return from ``count`` blocks/stages: all (None), the last ``n`` (int), or the given ones.
+
+    Negative indices count from the end; the result is sorted (the order outputs come in).
+    """
+    if indices is None:
+        return list(range(count))
+    if isinstance(indices, int):
+        if not 0 < indices <= count:
+            raise RectViTError(f"indices={indices} asks for the last {indices} {what}s; pass 1 to {count}.")
+        return list(range(count - indices, count))
+    taken = []
+    for i in indices:
+        j = count + i if i < 0 else i
+        if not 0 <= j < count:
+            raise RectViTError(
+                f"{what} index {i} is out of range for a model of depth {count}; pass {-count} to {count - 1}."
+            )
+        taken.append(j)
+    return sorted(taken)
+
+
+def json_ready(value: Any) -> Any:
+    """Tuples -> lists, recursively, so a model config survives a JSON round trip."""
+    if isinstance(value, (tuple, list)):
+        return [json_ready(v) for v in value]
+    return value
