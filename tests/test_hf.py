@@ -124,3 +124,10 @@ def test_hf_folder_errors(tmp_path):
     empty.mkdir()
     with pytest.raises(rectvit.CheckpointError, match="config.json"):
         rectvit.load_model(empty)
+
+
+def test_deit_without_teacher_is_a_clear_error(tmp_path):
+    cfg = transformers.DeiTConfig(image_size=32, patch_size=16, num_labels=3, **SMALL)
+    hf = transformers.DeiTForImageClassification(cfg)
+    with pytest.raises(rectvit.CheckpointError, match="DeiTForImageClassificationWithTeacher"):
+        rectvit.load_model(_save(hf, tmp_path))

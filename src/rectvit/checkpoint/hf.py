@@ -172,5 +172,11 @@ def hf_model_kwargs(family: str, config: dict[str, Any], state_dict: dict[str, t
     if family == "ast":
         kwargs.update(distilled=True, global_pool="token_dist", head_norm=True)
     elif family == "deit" and "dist_token" in state_dict:
+        if "head.weight" in state_dict and "head_dist.weight" not in state_dict:
+            raise CheckpointError(
+                "HF DeiTForImageClassification (one classifier on the class token beside a distillation "
+                "token) has no rectvit counterpart; load DeiTForImageClassificationWithTeacher or DeiTModel "
+                "weights, or load this one's backbone with strict=False into a distilled DeiT."
+            )
         kwargs.update(distilled=True)
     return kwargs
