@@ -44,9 +44,23 @@ class Attention(nn.Module):
         q, k, v = qkv.unbind(0)
         return self.q_norm(q), self.k_norm(k), v
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def _split_heads_queries(self, x: torch.Tensor, m: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Queries of the first ``m`` tokens only, keys and values of all: ``(B, heads, m | N, head_dim)``."""
         b, n, c = x.shape
-        q, k, v = self._split_heads(x)
+        w, bias = self.qkv.weight, self.qkv.bias
+        q = F.linear(x[:, :m], w[:c], None if bias is None else bias[:c])
+        kv = F.linear(x, w[c:], None if bias is None else bias[c:])
+        q = q.reshape(b, m, self.num_heads, self.head_dim).transpose(1, 2)
+        k, v = kv.reshape(b, n, 2, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
+        return self.q_norm(q), self.k_norm(k), v
+
+    def forward(self, x: torch.Tensor, num_queries: int | None = None) -> torch.Tensor:
+        """``(B, N, C) -> (B, N, C)``; with ``num_queries=m``, only the first ``m`` tokens attend: ``(B, m, C)``."""
+        b, n, c = x.shape
+        if num_queries is None:
+            q, k, v = self._split_heads(x)
+        else:
+            q, k, v = self._split_heads_queries(x, num_queries)
         x = F.scaled_dot_product_attention(q, k, v, dropout_p=self.attn_drop if self.training else 0.0)
-        x = x.transpose(1, 2).reshape(b, n, c)
+        x = x.transpose(1, 2).reshape(b, q.shape[2], c)
         return self.proj_drop(self.proj(x))

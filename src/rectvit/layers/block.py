@@ -52,7 +52,15 @@ class Block(nn.Module):
         self.ls2 = LayerScale(dim, init_values) if init_values else nn.Identity()
         self.drop_path2 = DropPath(drop_path) if drop_path > 0 else nn.Identity()
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.drop_path1(self.ls1(self.attn(self.norm1(x))))
+    def forward(self, x: torch.Tensor, num_queries: int | None = None) -> torch.Tensor:
+        """``(B, N, C) -> (B, N, C)``; with ``num_queries=m`` only the first ``m`` tokens: ``(B, m, C)``.
+
+        The ``m`` outputs equal the first ``m`` rows of the full block's output (up to float rounding);
+        the other tokens' attention queries and MLP are never computed.
+        """
+        attn = self.attn(self.norm1(x), num_queries)
+        if num_queries is not None:
+            x = x[:, :num_queries]
+        x = x + self.drop_path1(self.ls1(attn))
         x = x + self.drop_path2(self.ls2(self.mlp(self.norm2(x))))
         return x

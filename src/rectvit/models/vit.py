@@ -341,10 +341,15 @@ class VisionTransformer(nn.Module):
         x = self._pos_embed(x)
         return self.norm_pre(x), grid
 
-    def _block(self, blk: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    def _block(self, blk: nn.Module, x: torch.Tensor, num_queries: int | None = None) -> torch.Tensor:
         if self.grad_checkpointing and torch.is_grad_enabled():
-            return checkpoint(blk, x, use_reentrant=False)
-        return blk(x)
+            return checkpoint(blk, x, num_queries, use_reentrant=False)
+        return blk(x, num_queries)
+
+    @property
+    def _head_reads_prefix_only(self) -> bool:
+        """True when the head reads nothing but prefix tokens (class / distillation token pooling)."""
+        return self.global_pool in ("token", "token_dist") and self.num_prefix_tokens > 0 and len(self.blocks) > 0
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, in_chans, H, W) -> (B, P + h*w, C)`` after the final norm."""
@@ -390,7 +395,19 @@ class VisionTransformer(nn.Module):
         return (x + x_dist) / 2
 
     def forward(self, x: torch.Tensor):
-        return self.forward_head(self.forward_features(x))
+        """``(B, in_chans, H, W) -> (B, num_classes)``: ``forward_head(forward_features(x))``.
+
+        When the head reads only prefix tokens, the last block computes only those tokens (their
+        attention over all tokens, then their MLP): the same logits up to float rounding, with the
+        patch tokens' last-block work avoided.
+        """
+        if not self._head_reads_prefix_only:
+            return self.forward_head(self.forward_features(x))
+        x, _ = self._embed(x)
+        for blk in self.blocks[:-1]:
+            x = self._block(blk, x)
+        x = self._block(self.blocks[-1], x, self.num_prefix_tokens)
+        return self.forward_head(self.norm(x))
 
     def forward_intermediates(
         self,
