@@ -21,13 +21,7 @@ NAMES = ["vit_tiny_r_s16_p8_224", "vit_small_r26_s32_224", "vit_base_r50_s16_224
 SIZES = [(256, 128), (128, 320), (512, 128), (320, 160)]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Small models on a shared 2-core machine: intra-op threading costs far more than it saves."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _max_diff(a: torch.Tensor, b: torch.Tensor) -> float:

@@ -23,13 +23,7 @@ SMALL = dict(embed_dim=32, depths=(2, 2), num_heads=(2, 4), num_classes=10, wind
 CLASSES = {False: (SwinTransformer, TimmSwin), True: (SwinTransformerV2, TimmSwinV2)}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Small models on a shared 2-core machine: intra-op threading costs far more than it saves."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def make_pair(v2: bool, seed: int = 0, **kw):

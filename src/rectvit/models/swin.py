@@ -799,8 +799,9 @@ class _SwinBase(nn.Module):
         return x, maps
 
 
-def _common_config(**kwargs: Any) -> dict[str, Any]:
-    return {k: json_ready(v) for k, v in kwargs.items()}
+def _constructor_args(local_vars: dict[str, Any]) -> dict[str, Any]:
+    """A constructor's arguments from its ``locals()`` taken first thing (what ``model_config`` records)."""
+    return {k: v for k, v in local_vars.items() if k not in ("self", "__class__")}
 
 
 class SwinTransformer(_SwinBase):
@@ -834,23 +835,10 @@ class SwinTransformer(_SwinBase):
         drop_path_rate: float = 0.1,
     ):
         super().__init__()
-        self.model_config = _common_config(
-            img_size=img_size, patch_size=patch_size, in_chans=in_chans, num_classes=num_classes,
-            global_pool=global_pool, embed_dim=embed_dim, depths=depths, num_heads=num_heads,
-            head_dim=head_dim, window_size=window_size, always_partition=always_partition,
-            strict_img_size=strict_img_size, dynamic_img_size=dynamic_img_size, mlp_ratio=mlp_ratio,
-            qkv_bias=qkv_bias, drop_rate=drop_rate, proj_drop_rate=proj_drop_rate,
-            attn_drop_rate=attn_drop_rate, drop_path_rate=drop_path_rate,
-        )  # fmt: skip
-        head_dims = _stage_values(head_dim, len(depths), "head_dim")
-        self._build(
-            img_size=img_size, patch_size=patch_size, in_chans=in_chans, num_classes=num_classes,
-            global_pool=global_pool, embed_dim=embed_dim, depths=depths, num_heads=num_heads,
-            window_size=window_size, always_partition=always_partition, strict_img_size=strict_img_size,
-            dynamic_img_size=dynamic_img_size, mlp_ratio=mlp_ratio, qkv_bias=qkv_bias, drop_rate=drop_rate,
-            proj_drop_rate=proj_drop_rate, attn_drop_rate=attn_drop_rate, drop_path_rate=drop_path_rate,
-            extra_block_kwargs=[dict(head_dim=d) for d in head_dims],
-        )  # fmt: skip
+        args = _constructor_args(locals())
+        self.model_config = {k: json_ready(v) for k, v in args.items()}
+        head_dims = _stage_values(args.pop("head_dim"), len(depths), "head_dim")
+        self._build(**args, extra_block_kwargs=[dict(head_dim=d) for d in head_dims])
         self._init_weights()
 
     def _init_weights(self) -> None:
@@ -894,31 +882,17 @@ class SwinTransformerV2(_SwinBase):
         pretrained_window_sizes=(0, 0, 0, 0),
     ):
         super().__init__()
+        args = _constructor_args(locals())
+        self.model_config = {k: json_ready(v) for k, v in args.items()}
+        act_layer, pretrained = args.pop("act_layer"), args.pop("pretrained_window_sizes")
         if act_layer not in _ACT_LAYERS:
             raise RectViTError(f"act_layer must be one of {sorted(_ACT_LAYERS)}, got {act_layer!r}.")
-        self.model_config = _common_config(
-            img_size=img_size, patch_size=patch_size, in_chans=in_chans, num_classes=num_classes,
-            global_pool=global_pool, embed_dim=embed_dim, depths=depths, num_heads=num_heads,
-            window_size=window_size, always_partition=always_partition, strict_img_size=strict_img_size,
-            dynamic_img_size=dynamic_img_size, mlp_ratio=mlp_ratio, qkv_bias=qkv_bias, drop_rate=drop_rate,
-            proj_drop_rate=proj_drop_rate, attn_drop_rate=attn_drop_rate, drop_path_rate=drop_path_rate,
-            act_layer=act_layer, pretrained_window_sizes=pretrained_window_sizes,
-        )  # fmt: skip
-        pretrained = pretrained_window_sizes
         if isinstance(pretrained, (list, tuple)) and len(pretrained) > len(depths):
             pretrained = pretrained[: len(depths)]  # timm's default lists four stages; extra entries unused
         pretrained = _stage_values(pretrained, len(depths), "pretrained_window_sizes")
         pretrained = [(0, 0) if p in (0, None) else to_size(p, "pretrained_window_sizes") for p in pretrained]
-        self._build(
-            img_size=img_size, patch_size=patch_size, in_chans=in_chans, num_classes=num_classes,
-            global_pool=global_pool, embed_dim=embed_dim, depths=depths, num_heads=num_heads,
-            window_size=window_size, always_partition=always_partition, strict_img_size=strict_img_size,
-            dynamic_img_size=dynamic_img_size, mlp_ratio=mlp_ratio, qkv_bias=qkv_bias, drop_rate=drop_rate,
-            proj_drop_rate=proj_drop_rate, attn_drop_rate=attn_drop_rate, drop_path_rate=drop_path_rate,
-            extra_block_kwargs=[
-                dict(act_layer=_ACT_LAYERS[act_layer], pretrained_window_size=p) for p in pretrained
-            ],
-        )  # fmt: skip
+        blocks = [dict(act_layer=_ACT_LAYERS[act_layer], pretrained_window_size=p) for p in pretrained]
+        self._build(**args, extra_block_kwargs=blocks)
         self._init_weights()
 
     def _init_weights(self) -> None:
