@@ -529,3 +529,22 @@ def test_avg_pool_models_keep_every_token():
     with torch.no_grad():
         ours(torch.randn(1, 3, 64, 96))
     assert seen == [4 * 6]
+
+
+def test_pos_cache_is_a_bounded_lru():
+    from rectvit.models.vit import _GridTableCache
+
+    cache, table, made = _GridTableCache(max_entries=3), torch.zeros(1, 2, 2, 4), []
+
+    def get(grid):
+        return cache.get(table, grid, lambda: made.append(grid) or torch.zeros(1, *grid, 4))
+
+    for grid in [(1, 1), (1, 2), (1, 3), (1, 1), (1, 4)]:  # (1, 1) was used again: (1, 2) is evicted
+        get(grid)
+    assert len(cache) == 3 and made == [(1, 1), (1, 2), (1, 3), (1, 4)]
+    get((1, 1))
+    get((1, 2))
+    assert made[-1] == (1, 2) and len(cache) == 3
+    table.add_(1.0)  # an in-place write makes every entry stale
+    get((1, 1))
+    assert made[-1] == (1, 1) and len(cache) == 1

@@ -43,7 +43,7 @@ class _GridTableCache:
     ``data_ptr`` changes when it is replaced (``set_input_size``, ``.to()``), so either invalidates.
     """
 
-    def __init__(self, max_entries: int = 16):
+    def __init__(self, max_entries: int = 32):
         self.max_entries = max_entries
         self._entries: dict[tuple, torch.Tensor] = {}
 
@@ -57,13 +57,14 @@ class _GridTableCache:
             tuple(table.shape),
             torch.is_inference_mode_enabled(),
         )
-        out = self._entries.get(key)
+        out = self._entries.pop(key, None)
         if out is None:
             # Entries for an older version of the table are stale: drop them before adding.
             self._entries = {k: v for k, v in self._entries.items() if k[3:5] == key[3:5]}
             if len(self._entries) >= self.max_entries:
-                self._entries.pop(next(iter(self._entries)))
-            out = self._entries[key] = make()
+                self._entries.pop(next(iter(self._entries)))  # the least recently used
+            out = make()
+        self._entries[key] = out  # most recently used last
         return out
 
     def clear(self) -> None:
