@@ -463,3 +463,60 @@ def test_inspect_reads_no_embed_class_tables(tmp_path):
     assert info.tables[0].prefix_rows == 0 and info.tables[0].grid == (16, 4)
     info = inspect_checkpoint(tmp_path / "d3.pth", source_grid=(4, 16))
     assert info.tables[0].grid == (4, 16) and info.tables[0].basis == "source_grid argument"
+
+
+# ---- timm hub folders (config.json records the architecture and input size) and hf-hub: names ----
+
+
+def _timm_hub_folder(folder, grid=(16, 4)):
+    from safetensors.torch import save_file
+
+    sd, table = timm_state(grid)
+    folder.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.contiguous() for k, v in sd.items()}, str(folder / "model.safetensors"))
+    config = {
+        "architecture": "vit_small_patch16_224",
+        "num_classes": 10,
+        "model_args": dict(SMALL),
+        "pretrained_cfg": {"input_size": [3, grid[0] * 16, grid[1] * 16], "interpolation": "bicubic"},
+    }
+    (folder / "config.json").write_text(json.dumps(config))
+    return sd, table
+
+
+def test_timm_hub_folder_records_its_grid(tmp_path):
+    sd, table = _timm_hub_folder(tmp_path / "timm_vit")
+    ref = timm.create_model("vit_small_patch16_224", img_size=(256, 64), num_classes=10, **SMALL).eval()
+    ref.load_state_dict(sd)
+    model = rectvit.load_model(tmp_path / "timm_vit").eval()
+    assert model.grid_size == (16, 4) and model.load_report.layout == "timm"
+    x = torch.randn(1, 3, 256, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), ref(x), atol=1e-5, rtol=0)
+    square = rectvit.load_model(tmp_path / "timm_vit", img_size=128)  # 8x8: same count, the record decides
+    assert square.load_report.grid_basis == "grid recorded in the checkpoint"
+    torch.testing.assert_close(square.pos_embed.data, resample_grid(table, (8, 8)), atol=1e-6, rtol=0)
+
+
+def test_hf_hub_name_through_an_offline_cache(tmp_path):
+    pytest.importorskip("huggingface_hub")
+    import subprocess
+    import sys
+
+    snapshot = tmp_path / "cache" / "models--someone--rect-vit" / "snapshots" / ("a" * 40)
+    _timm_hub_folder(snapshot)
+    (tmp_path / "cache" / "models--someone--rect-vit" / "refs").mkdir()
+    (tmp_path / "cache" / "models--someone--rect-vit" / "refs" / "main").write_text("a" * 40)
+    code = (
+        "import rectvit; m = rectvit.load_model('hf-hub:someone/rect-vit'); print(m.grid_size, m.load_report.layout);"
+        "m = rectvit.create_model('vit_small_patch16_224', img_size=(256, 64), num_classes=10, embed_dim=64, depth=2,"
+        " num_heads=4, checkpoint_path='hf-hub:someone/rect-vit'); print(m.load_report.grid_basis)"
+    )
+    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_HUB_CACHE=str(tmp_path / "cache"), HF_HOME=str(tmp_path / "home"))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert out.returncode == 0, out.stderr
+    assert "(16, 4) timm" in out.stdout and "grid recorded" in out.stdout
+    out = subprocess.run(
+        [sys.executable, "-m", "rectvit", "inspect", "hf-hub:someone/absent"], capture_output=True, text=True, env=env
+    )
+    assert out.returncode == 2 and "could not get it" in out.stderr and "Traceback" not in out.stderr

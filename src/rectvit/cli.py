@@ -11,6 +11,8 @@ import sys
 
 from .errors import RectViTError
 
+CKPT_HELP = ".safetensors / .pth / .bin file, an HF or timm folder, or hf-hub:org/name"
+
 
 def _size(text: str):
     from .grid import to_size
@@ -84,13 +86,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     p = sub.add_parser("inspect", help="describe a checkpoint: layout, position tables and their grids")
-    p.add_argument("checkpoint", help=".safetensors / .pth / .bin file or a Hugging Face folder")
+    p.add_argument("checkpoint", help=CKPT_HELP)
     p.add_argument("--source-grid", type=_size, metavar="HxW", help="the grid of a flat table, if you know it")
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
     p.set_defaults(func=_cmd_inspect)
 
     p = sub.add_parser("adapt", help="adapt a checkpoint to a model and input size; write rectvit .safetensors")
-    p.add_argument("checkpoint", help=".safetensors / .pth / .bin file or a Hugging Face folder")
+    p.add_argument("checkpoint", help=CKPT_HELP)
     p.add_argument("--model", required=True, help="architecture name (rectvit.list_models())")
     p.add_argument("--img-size", required=True, type=_size, metavar="HxW", help="target input size")
     p.add_argument("--patch-size", type=_size, metavar="PxQ", help="target patch size (ViT)")
@@ -102,7 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_adapt)
 
     p = sub.add_parser("plot", help="draw position similarity on a checkpoint's real grid (needs matplotlib)")
-    p.add_argument("checkpoint", help=".safetensors / .pth / .bin file or a Hugging Face folder")
+    p.add_argument("checkpoint", help=CKPT_HELP)
     p.add_argument("-o", "--output", required=True, help="output PNG")
     p.add_argument("--source-grid", type=_size, metavar="HxW", help="the grid of a flat table, if you know it")
     p.set_defaults(func=_cmd_plot)

@@ -31,7 +31,7 @@ from .adapt import (
 )
 from .hf import hf_family, hf_grid, hf_model_kwargs, hf_to_timm, is_hf_layout
 from .io import RawCheckpoint, read_checkpoint, unwrap_state_dict, write_safetensors
-from .timm import flat_pos_embed_to_grid, is_flat_pos_embed
+from .timm import flat_pos_embed_to_grid, is_flat_pos_embed, is_timm_config, recorded_timm_grid, timm_config_model
 
 __all__ = [
     "load_checkpoint",
@@ -79,6 +79,8 @@ def convert(raw: RawCheckpoint) -> Converted:
             config=_metadata_json(raw, "config", {}),
             raw=raw,
         )
+    if is_timm_config(raw.config):
+        return Converted("timm", sd, recorded_timm_grid(raw.config), raw=raw)
     if raw.config is not None or is_hf_layout(sd):
         family = hf_family(sd, raw.config)
         sd, dropped = hf_to_timm(sd)
@@ -214,7 +216,9 @@ def _build(cls: type[nn.Module], config: dict[str, Any], overrides: dict[str, An
 
 
 def load_model(path: str | os.PathLike, *, source_grid=None, **overrides: Any) -> nn.Module:
-    """The model a checkpoint describes (our metadata, or an HF folder's config.json), ``overrides`` applied.
+    """The model a checkpoint describes (our metadata, an HF or timm folder's config.json), ``overrides`` applied.
+
+    ``path`` is a file, a folder, or ``hf-hub:org/name`` (through huggingface_hub's cache).
 
     Weights are adapted to the overrides (``img_size``, ``patch_size``, ``in_chans``...); a new
     ``num_classes`` leaves the classifier freshly initialised (reported). The report is on
@@ -225,6 +229,8 @@ def load_model(path: str | os.PathLike, *, source_grid=None, **overrides: Any) -
         cls = _model_class(conv.raw.metadata.get("model_class", ""))
         model = _build(cls, conv.config, overrides, str(path))
         model.arch_name = conv.raw.metadata.get("arch", "")
+    elif is_timm_config(conv.raw.config):
+        model = timm_config_model(conv.raw.config, **overrides)
     elif conv.raw.config is not None:
         from ..models.vit import VisionTransformer
 
@@ -233,7 +239,7 @@ def load_model(path: str | os.PathLike, *, source_grid=None, **overrides: Any) -
         model.arch_name = f"hf-{conv.hf_family}"
     else:
         raise CheckpointError(
-            f"{path}: holds no rectvit metadata or HF config.json, so it does not say which model it is; "
+            f"{path}: holds no rectvit metadata or config.json, so it does not say which model it is; "
             "use rectvit.create_model(NAME, checkpoint_path=...) with the architecture's name."
         )
     model.load_report = _load_converted(model, conv, source_grid, strict="num_classes" not in overrides)

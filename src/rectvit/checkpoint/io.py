@@ -21,9 +21,18 @@ import torch
 
 from ..errors import CheckpointError
 
-__all__ = ["RawCheckpoint", "read_checkpoint", "unwrap_state_dict", "write_safetensors", "PICKLE_SUFFIXES"]
+__all__ = [
+    "RawCheckpoint",
+    "read_checkpoint",
+    "unwrap_state_dict",
+    "write_safetensors",
+    "resolve_hub",
+    "PICKLE_SUFFIXES",
+    "HUB_PREFIX",
+]
 
 PICKLE_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt")
+HUB_PREFIX = "hf-hub:"
 _WRAPPER_KEYS = ("state_dict", "model", "module", "model_state_dict")
 
 
@@ -33,7 +42,7 @@ class RawCheckpoint:
 
     state_dict: dict[str, torch.Tensor]
     metadata: dict[str, str] = field(default_factory=dict)  # safetensors header metadata
-    config: dict[str, Any] | None = None  # an HF config.json, when the source is a folder
+    config: dict[str, Any] | None = None  # a folder's config.json (HF transformers' or timm's)
     path: Path | None = None
 
 
@@ -103,8 +112,8 @@ def _read_hf_folder(path: Path) -> RawCheckpoint:
     config_file = path / "config.json"
     if not config_file.is_file():
         raise CheckpointError(
-            f"{path}: a checkpoint folder must be a Hugging Face save_pretrained folder with config.json; "
-            f"found {sorted(p.name for p in path.iterdir())[:10]}."
+            f"{path}: a checkpoint folder must hold config.json and weights (a Hugging Face save_pretrained "
+            f"folder or a timm hub folder); found {sorted(p.name for p in path.iterdir())[:10]}."
         )
     try:
         config = json.loads(config_file.read_text())
@@ -132,8 +141,35 @@ def _read_hf_folder(path: Path) -> RawCheckpoint:
     return RawCheckpoint(state, metadata, config, path)
 
 
+def resolve_hub(source: str) -> Path:
+    """The local folder of ``hf-hub:org/name[@revision]``, through huggingface_hub's cache.
+
+    huggingface_hub is optional (``pip install 'rectvit[hub]'``); with ``HF_HUB_OFFLINE=1`` only the
+    local cache is read.
+    """
+    repo, _, revision = source[len(HUB_PREFIX) :].partition("@")
+    try:
+        from huggingface_hub import snapshot_download
+    except ImportError:
+        raise CheckpointError(
+            f"{source}: reading hf-hub: sources needs huggingface_hub; pip install 'rectvit[hub]'."
+        ) from None
+    try:
+        folder = snapshot_download(
+            repo_id=repo, revision=revision or None, allow_patterns=["*.json", "*.safetensors", "*.bin", "*.pth"]
+        )
+    except Exception as e:  # network, auth or cache misses, each its own huggingface_hub error type
+        raise CheckpointError(
+            f"{source}: could not get it from the Hugging Face hub or its local cache ({type(e).__name__}: "
+            f"{str(e).splitlines()[0] if str(e) else ''}); check the name, or download it and pass its folder."
+        ) from None
+    return Path(folder)
+
+
 def read_checkpoint(source: str | os.PathLike) -> RawCheckpoint:
-    """Read a checkpoint file or HF folder into a ``RawCheckpoint``; never executes code from it."""
+    """Read a checkpoint file, a folder or an ``hf-hub:`` name into a ``RawCheckpoint``; never executes code."""
+    if isinstance(source, str) and source.startswith(HUB_PREFIX):
+        source = resolve_hub(source)
     path = Path(source).expanduser()
     if not path.exists():
         raise CheckpointError(

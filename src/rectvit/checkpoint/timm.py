@@ -9,14 +9,51 @@ key is the same (Swin and hybrid models included). The flat table does not know 
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
-from ..errors import CheckpointError
+from ..errors import CheckpointError, RectViTError
 from ..grid import Size
 from .adapt import LoadReport, resolve_grid
 
-__all__ = ["is_flat_pos_embed", "flat_pos_embed_to_grid"]
+__all__ = ["is_flat_pos_embed", "flat_pos_embed_to_grid", "is_timm_config", "timm_config_model", "recorded_timm_grid"]
+
+
+def is_timm_config(config: dict[str, Any] | None) -> bool:
+    """A timm hub ``config.json`` (``architecture``, ``pretrained_cfg``), not an HF transformers one."""
+    return bool(config) and "architecture" in config and "model_type" not in config
+
+
+def timm_config_model(config: dict[str, Any], **overrides: Any) -> nn.Module:
+    """The rectvit model a timm hub ``config.json`` describes: its ``architecture``, ``num_classes``,
+    ``model_args`` and ``pretrained_cfg.input_size``, then ``overrides``."""
+    from ..models.registry import create_model, list_models
+
+    arch = str(config["architecture"]).split(".")[0]
+    if arch not in list_models():
+        raise CheckpointError(
+            f"timm architecture {arch!r} has no rectvit counterpart; rectvit.list_models() names the ones it has."
+        )
+    kwargs = dict(config.get("model_args") or {})
+    if "num_classes" in config:
+        kwargs.setdefault("num_classes", int(config["num_classes"]))
+    input_size = (config.get("pretrained_cfg") or {}).get("input_size")
+    if input_size and len(input_size) == 3:
+        kwargs.setdefault("in_chans", int(input_size[0]))
+        kwargs.setdefault("img_size", (int(input_size[1]), int(input_size[2])))
+    return create_model(arch, **{**kwargs, **overrides})
+
+
+def recorded_timm_grid(config: dict[str, Any]) -> Size | None:
+    """The position grid a timm hub config records (its model built on the meta device), if any."""
+    try:
+        with torch.device("meta"):
+            table = getattr(timm_config_model(config), "pos_embed", None)
+    except (CheckpointError, RectViTError, TypeError, RuntimeError, NotImplementedError):
+        return None
+    return (int(table.shape[1]), int(table.shape[2])) if isinstance(table, torch.Tensor) and table.dim() == 4 else None
 
 
 def is_flat_pos_embed(state_dict: dict[str, torch.Tensor]) -> bool:
