@@ -107,3 +107,9 @@ def test_errors_are_one_line_without_traceback(argv, needle, tmp_path, monkeypat
     assert "Traceback" not in proc.stderr and needle in proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert [ln for ln in lines if "error:" in ln] == lines[-1:]  # one error line (argparse prints usage above it)
+
+
+def test_bench_subcommand_passes_every_argument_on(tmp_path, capsys):
+    out = tmp_path / "b.md"
+    assert main(["bench", "--quick", "--only", "d", "--out", str(out)]) == 0
+    assert "(d) Cost of resampling" in out.read_text() and "resample 14×14" in out.read_text()

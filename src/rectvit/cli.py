@@ -70,12 +70,14 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(args)
 
 
-def _cmd_bench(args: argparse.Namespace) -> int:
+def _run_bench(argv: list[str]) -> int:
+    """``rectvit bench ARGS``: the repository's benchmark suite (``python -m bench ARGS``)."""
     try:
         from bench.__main__ import main as bench_main
     except ImportError:
         raise RectViTError("the benchmarks live in the repository's bench/ folder: run `make bench` there.") from None
-    return int(bench_main(args.bench_args) or 0)
+    bench_main(argv[1:] if argv[:1] == ["--"] else argv)  # writes docs/BENCHMARKS.md (or --out)
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -115,13 +117,18 @@ def build_parser() -> argparse.ArgumentParser:
     add_demo_arguments(p)
     p.set_defaults(func=_cmd_demo)
 
-    p = sub.add_parser("bench", help="run the benchmarks (from a repository checkout; see make bench)")
-    p.add_argument("bench_args", nargs=argparse.REMAINDER, help="arguments for python -m bench")
-    p.set_defaults(func=_cmd_bench)
+    sub.add_parser("bench", help="run the benchmarks from a repository checkout (rectvit bench --help; make bench)")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["bench"]:  # every further argument belongs to the benchmark suite
+        try:
+            return _run_bench(argv[1:])
+        except RectViTError as e:
+            print(f"rectvit bench: error: {e}", file=sys.stderr)
+            return 2
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
