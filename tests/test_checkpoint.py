@@ -520,3 +520,43 @@ def test_hf_hub_name_through_an_offline_cache(tmp_path):
         [sys.executable, "-m", "rectvit", "inspect", "hf-hub:someone/absent"], capture_output=True, text=True, env=env
     )
     assert out.returncode == 2 and "could not get it" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_timm_folder_default_input_size_is_only_a_candidate(tmp_path):
+    from safetensors.torch import save_file
+
+    sd, table = timm_state((28, 7))
+    folder = tmp_path / "old_timm"
+    folder.mkdir()
+    save_file({k: v.contiguous() for k, v in sd.items()}, str(folder / "model.safetensors"))
+    # timm < 1.0 wrote no model_args, and input_size is the architecture's default, not the training size
+    config = {
+        "architecture": "vit_small_patch16_224",
+        "num_classes": 10,
+        "pretrained_cfg": {"input_size": [3, 224, 224]},
+    }
+    (folder / "config.json").write_text(json.dumps(config))
+    model = ours(224)
+    try:
+        report = rectvit.load_checkpoint(model, folder)
+    except AmbiguousGridError as e:
+        assert (28, 7) in e.candidates and "14x14" in str(e)
+        return
+    assert report.source_grid == (28, 7)
+
+
+@pytest.mark.parametrize(
+    "config,needle",
+    [
+        ({"architecture": "vit_small_patch16_224", "model_args": [1, 2]}, "model_args must be a mapping"),
+        ({"architecture": "vit_small_patch16_224", "pretrained_cfg": {"input_size": ["a", 1, 2]}}, "malformed"),
+        ({"architecture": "resnet50"}, "'resnet50' has no rectvit counterpart"),
+    ],
+)
+def test_malformed_timm_configs_are_checkpoint_errors(tmp_path, config, needle):
+    from safetensors.torch import save_file
+
+    save_file({"cls_token": torch.zeros(1, 1, 8)}, str(tmp_path / "model.safetensors"))
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    with pytest.raises(CheckpointError, match=needle):
+        rectvit.load_model(tmp_path)

@@ -548,3 +548,17 @@ def test_pos_cache_is_a_bounded_lru():
     table.add_(1.0)  # an in-place write makes every entry stale
     get((1, 1))
     assert made[-1] == (1, 1) and len(cache) == 1
+
+
+def test_replaced_or_hooked_last_block_sees_every_token():
+    ours = randomize_(rectvit.create_model("vit_small_patch16_224", img_size=(64, 96), **SMALL)).eval()
+    x = torch.randn(2, 3, 64, 96)
+    with torch.no_grad():
+        full = ours.forward_head(ours.forward_features(x))
+        seen = []
+        handle = ours.norm.register_forward_hook(lambda m, args, out: seen.append(out.shape[1]))
+        assert _max_diff(ours(x), full) <= 1e-6
+        handle.remove()
+        assert seen == [1 + 4 * 6]  # a hook on the final norm gets every token, as forward_features gives
+        ours.blocks[-1] = torch.nn.Identity()  # layer dropping: a block that takes x alone
+        assert ours(x).shape == (2, 1000) and ours.forward_features(x).shape == (2, 25, 64)

@@ -31,7 +31,7 @@ from .adapt import (
 )
 from .hf import hf_family, hf_grid, hf_model_kwargs, hf_to_timm, is_hf_layout
 from .io import RawCheckpoint, read_checkpoint, unwrap_state_dict, write_safetensors
-from .timm import flat_pos_embed_to_grid, is_flat_pos_embed, is_timm_config, recorded_timm_grid, timm_config_model
+from .timm import flat_pos_embed_to_grid, is_flat_pos_embed, is_timm_config, timm_config_grid, timm_config_model
 
 __all__ = [
     "load_checkpoint",
@@ -53,7 +53,8 @@ class Converted:
 
     layout: str
     state_dict: dict[str, torch.Tensor]
-    recorded_grid: Size | None = None  # the position grid an HF config records
+    recorded_grid: Size | None = None  # the position grid an HF or timm config records
+    suggested_grid: Size | None = None  # a grid a config suggests without recording it (timm's default size)
     recorded_windows: dict[str, list[int]] = field(default_factory=dict)  # Swin bias-table windows (ours)
     config: dict[str, Any] | None = None  # our metadata's model config
     hf_family: str | None = None
@@ -80,7 +81,8 @@ def convert(raw: RawCheckpoint) -> Converted:
             raw=raw,
         )
     if is_timm_config(raw.config):
-        return Converted("timm", sd, recorded_timm_grid(raw.config), raw=raw)
+        grid, recorded = timm_config_grid(raw.config)
+        return Converted("timm", sd, grid if recorded else None, None if recorded else grid, raw=raw)
     if raw.config is not None or is_hf_layout(sd):
         family = hf_family(sd, raw.config)
         sd, dropped = hf_to_timm(sd)
@@ -118,7 +120,8 @@ def _load_converted(model: nn.Module, conv: Converted, source_grid, strict: bool
     table = sd.get("pos_embed")
     default = architecture_default(model)
     if is_flat_pos_embed(sd):
-        flat_pos_embed_to_grid(sd, model, report, source_grid, conv.recorded_grid, default)
+        suggested = (conv.suggested_grid, "timm config's default input size") if conv.suggested_grid else None
+        flat_pos_embed_to_grid(sd, model, report, source_grid, conv.recorded_grid, default, suggested)
     elif isinstance(table, torch.Tensor) and table.dim() == 4:
         report.source_grid, report.grid_basis = (int(table.shape[1]), int(table.shape[2])), "stored 2-D table"
     check_finite(sd, report)

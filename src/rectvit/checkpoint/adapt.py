@@ -138,7 +138,7 @@ def resolve_grid(
         if grid[0] * grid[1] != n:
             continue
         if evidence.contradicts(grid):
-            rejected.append(grid)
+            rejected += [tuple(grid)] if tuple(grid) not in rejected else []
             continue
         return tuple(grid), basis + (" (content agrees)" if evidence.structured else " (content uninformative)")
     choice = evidence.decisive()

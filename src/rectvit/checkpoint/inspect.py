@@ -80,6 +80,8 @@ def _prefix_tokens(sd: dict[str, torch.Tensor]) -> dict[str, int]:
 def _arch(raw: RawCheckpoint) -> str:
     if "rectvit_format_version" in raw.metadata:
         return raw.metadata.get("arch") or raw.metadata.get("model_class", "unknown")
+    if raw.config is not None and "architecture" in raw.config and "model_type" not in raw.config:
+        return f"timm {raw.config['architecture']}"
     if raw.config is not None:
         return f"Hugging Face {raw.config.get('model_type', '?')} ({', '.join(raw.config.get('architectures', []))})"
     return "not recorded (pass --model to adapt)"

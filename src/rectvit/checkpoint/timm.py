@@ -18,7 +18,7 @@ from ..errors import CheckpointError, RectViTError
 from ..grid import Size
 from .adapt import LoadReport, resolve_grid
 
-__all__ = ["is_flat_pos_embed", "flat_pos_embed_to_grid", "is_timm_config", "timm_config_model", "recorded_timm_grid"]
+__all__ = ["is_flat_pos_embed", "flat_pos_embed_to_grid", "is_timm_config", "timm_config_model", "timm_config_grid"]
 
 
 def is_timm_config(config: dict[str, Any] | None) -> bool:
@@ -26,34 +26,62 @@ def is_timm_config(config: dict[str, Any] | None) -> bool:
     return bool(config) and "architecture" in config and "model_type" not in config
 
 
-def timm_config_model(config: dict[str, Any], **overrides: Any) -> nn.Module:
-    """The rectvit model a timm hub ``config.json`` describes: its ``architecture``, ``num_classes``,
-    ``model_args`` and ``pretrained_cfg.input_size``, then ``overrides``."""
-    from ..models.registry import create_model, list_models
+def _timm_config_kwargs(config: dict[str, Any]) -> tuple[str, dict[str, Any], bool]:
+    """``(architecture, create_model kwargs, whether the input size is recorded)`` of a timm config.
 
-    arch = str(config["architecture"]).split(".")[0]
+    The size counts as recorded when ``model_args`` names ``img_size`` or ``pretrained_cfg.input_size``
+    differs from the architecture's registered size; an ``input_size`` equal to the registered default
+    is what timm writes for any weights of that architecture, so it only makes a candidate.
+    """
+    from ..models.registry import get_model_entry, list_models
+
+    where = "timm config.json"
+    arch = str(config.get("architecture", "")).split(".")[0]
     if arch not in list_models():
         raise CheckpointError(
             f"timm architecture {arch!r} has no rectvit counterpart; rectvit.list_models() names the ones it has."
         )
-    kwargs = dict(config.get("model_args") or {})
-    if "num_classes" in config:
-        kwargs.setdefault("num_classes", int(config["num_classes"]))
-    input_size = (config.get("pretrained_cfg") or {}).get("input_size")
-    if input_size and len(input_size) == 3:
-        kwargs.setdefault("in_chans", int(input_size[0]))
-        kwargs.setdefault("img_size", (int(input_size[1]), int(input_size[2])))
+    kwargs = config.get("model_args") or {}
+    if not isinstance(kwargs, dict):
+        raise CheckpointError(f"{where}: model_args must be a mapping of keyword arguments, got {kwargs!r}.")
+    kwargs = dict(kwargs)
+    recorded = "img_size" in kwargs
+    try:
+        if config.get("num_classes") is not None:
+            kwargs.setdefault("num_classes", int(config["num_classes"]))
+        input_size = (config.get("pretrained_cfg") or {}).get("input_size")
+        if input_size is not None and "img_size" not in kwargs:
+            c, h, w = (int(v) for v in input_size)
+            kwargs.setdefault("in_chans", c)
+            kwargs["img_size"] = (h, w)
+            default = get_model_entry(arch).config.get("img_size", 224)
+            recorded = (h, w) != (tuple(default) if isinstance(default, (list, tuple)) else (default, default))
+    except (TypeError, ValueError, AttributeError) as e:
+        raise CheckpointError(f"{where}: num_classes / pretrained_cfg.input_size are malformed ({e}).") from None
+    return arch, kwargs, recorded
+
+
+def timm_config_model(config: dict[str, Any], **overrides: Any) -> nn.Module:
+    """The rectvit model a timm hub ``config.json`` describes: its ``architecture``, ``num_classes``,
+    ``model_args`` and ``pretrained_cfg.input_size``, then ``overrides``."""
+    from ..models.registry import create_model
+
+    arch, kwargs, _ = _timm_config_kwargs(config)
     return create_model(arch, **{**kwargs, **overrides})
 
 
-def recorded_timm_grid(config: dict[str, Any]) -> Size | None:
-    """The position grid a timm hub config records (its model built on the meta device), if any."""
+def timm_config_grid(config: dict[str, Any]) -> tuple[Size | None, bool]:
+    """The position grid of the model a timm hub config describes (built on the meta device), and whether
+    the config records it (see ``_timm_config_kwargs``) or merely suggests it."""
     try:
+        _, _, recorded = _timm_config_kwargs(config)
         with torch.device("meta"):
             table = getattr(timm_config_model(config), "pos_embed", None)
-    except (CheckpointError, RectViTError, TypeError, RuntimeError, NotImplementedError):
-        return None
-    return (int(table.shape[1]), int(table.shape[2])) if isinstance(table, torch.Tensor) and table.dim() == 4 else None
+    except (RectViTError, TypeError, RuntimeError, NotImplementedError):
+        return None, False
+    if isinstance(table, torch.Tensor) and table.dim() == 4:
+        return (int(table.shape[1]), int(table.shape[2])), recorded
+    return None, False
 
 
 def is_flat_pos_embed(state_dict: dict[str, torch.Tensor]) -> bool:
@@ -68,6 +96,7 @@ def flat_pos_embed_to_grid(
     source_grid=None,
     recorded: Size | None = None,
     default: nn.Module | None = None,
+    suggested: tuple[Size, str] | None = None,
 ) -> None:
     """Split a flat ``pos_embed`` ``(1, P + h*w, C)`` into ``prefix_pos_embed`` and a ``(1, h, w, C)`` table.
 
@@ -81,7 +110,7 @@ def flat_pos_embed_to_grid(
         raise CheckpointError(
             f"pos_embed: expected a flat table (1, {prefix} + h*w, C) for this model, got {tuple(flat.shape)}."
         )
-    candidates = []
+    candidates = [suggested] if suggested is not None else []
     own = getattr(model, "pos_embed", None)
     if isinstance(own, torch.Tensor) and own.dim() == 4:
         candidates.append(((int(own.shape[1]), int(own.shape[2])), "target model grid"))

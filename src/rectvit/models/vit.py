@@ -343,14 +343,20 @@ class VisionTransformer(nn.Module):
         return self.norm_pre(x), grid
 
     def _block(self, blk: nn.Module, x: torch.Tensor, num_queries: int | None = None) -> torch.Tensor:
+        args = (x,) if num_queries is None else (x, num_queries)  # replaced blocks may take x alone
         if self.grad_checkpointing and torch.is_grad_enabled():
-            return checkpoint(blk, x, num_queries, use_reentrant=False)
-        return blk(x, num_queries)
+            return checkpoint(blk, *args, use_reentrant=False)
+        return blk(*args)
 
     @property
     def _head_reads_prefix_only(self) -> bool:
-        """True when the head reads nothing but prefix tokens (class / distillation token pooling)."""
-        return self.global_pool in ("token", "token_dist") and self.num_prefix_tokens > 0 and len(self.blocks) > 0
+        """True when the head reads nothing but prefix tokens (class / distillation token pooling) and no
+        hook on the last block or the final norm expects every token."""
+        if self.global_pool not in ("token", "token_dist") or not self.num_prefix_tokens or not len(self.blocks):
+            return False
+        last = self.blocks[-1]
+        watched = (last, self.norm)
+        return isinstance(last, Block) and not any(m._forward_hooks or m._forward_pre_hooks for m in watched)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, in_chans, H, W) -> (B, P + h*w, C)`` after the final norm."""
@@ -400,7 +406,8 @@ class VisionTransformer(nn.Module):
 
         When the head reads only prefix tokens, the last block computes only those tokens (their
         attention over all tokens, then their MLP): the same logits up to float rounding, with the
-        patch tokens' last-block work avoided.
+        patch tokens' last-block work avoided. Not when the last block was replaced or a hook watches
+        it or the final norm (those see every token, as in ``forward_features``).
         """
         if not self._head_reads_prefix_only:
             return self.forward_head(self.forward_features(x))
