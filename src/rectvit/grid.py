@@ -22,6 +22,7 @@ __all__ = [
     "patch_grid",
     "padded_size",
     "factorizations",
+    "relative_windows",
     "axis_smoothness",
     "smoothness",
     "grid_score",
@@ -106,6 +107,11 @@ def factorizations(n: int) -> list[Size]:
     """Every ``(h, w)`` with ``h * w == n``, ordered by ``h``."""
     n = _as_int(n, "token count", n)
     return [(h, n // h) for h in range(1, n + 1) if n % h == 0]
+
+
+def relative_windows(rows: int) -> list[Size]:
+    """Every window ``(wh, ww)`` whose relative-position table has ``(2wh-1)(2ww-1) == rows`` rows."""
+    return [((a + 1) // 2, (rows // a + 1) // 2) for a in range(1, rows + 1, 2) if rows % a == 0 and (rows // a) % 2]
 
 
 def _grid_rows(table: torch.Tensor, grid: Size, num_prefix_tokens: int) -> torch.Tensor:

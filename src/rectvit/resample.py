@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from .errors import InputSizeError, RectViTError
-from .grid import Size, to_size
+from .grid import Size, factorizations, to_size
 
 __all__ = [
     "resample_grid",
@@ -89,8 +89,6 @@ def resample_abs_pos_embed(
         raise InputSizeError(f"num_prefix_tokens must be >= 0, got {num_prefix_tokens}.")
     n = flat.shape[1] - num_prefix_tokens
     if n != old_size[0] * old_size[1]:
-        from .grid import factorizations
-
         cands = factorizations(n) if n > 0 else []
         raise InputSizeError(
             f"old_size {old_size[0]}x{old_size[1]} needs {old_size[0] * old_size[1]} position rows, "

@@ -17,8 +17,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..errors import CheckpointError, RectViTError
+from ..errors import CheckpointError
 from ..grid import Size
+from ..models.registry import build_model
 from .adapt import (
     LoadReport,
     adapt_classifier,
@@ -211,13 +212,6 @@ def _model_class(name: str) -> type[nn.Module]:
     return cls
 
 
-def _build(cls: type[nn.Module], config: dict[str, Any], overrides: dict[str, Any], what: str) -> nn.Module:
-    try:
-        return cls(**{**config, **overrides})
-    except TypeError as e:
-        raise RectViTError(f"{what}: cannot apply overrides {sorted(overrides)}: {e}") from None
-
-
 def load_model(path: str | os.PathLike, *, source_grid=None, **overrides: Any) -> nn.Module:
     """The model a checkpoint describes (our metadata, an HF or timm folder's config.json), ``overrides`` applied.
 
@@ -230,7 +224,7 @@ def load_model(path: str | os.PathLike, *, source_grid=None, **overrides: Any) -
     conv = convert(read_checkpoint(path))
     if conv.config is not None:
         cls = _model_class(conv.raw.metadata.get("model_class", ""))
-        model = _build(cls, conv.config, overrides, str(path))
+        model = build_model(cls, conv.config, overrides, str(path))
         model.arch_name = conv.raw.metadata.get("arch", "")
     elif is_timm_config(conv.raw.config):
         model = timm_config_model(conv.raw.config, **overrides)
@@ -238,7 +232,7 @@ def load_model(path: str | os.PathLike, *, source_grid=None, **overrides: Any) -
         from ..models.vit import VisionTransformer
 
         kwargs = hf_model_kwargs(conv.hf_family, conv.raw.config, conv.state_dict)
-        model = _build(VisionTransformer, kwargs, overrides, str(path))
+        model = build_model(VisionTransformer, kwargs, overrides, str(path))
         model.arch_name = f"hf-{conv.hf_family}"
     else:
         raise CheckpointError(

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from ..errors import AmbiguousGridError, CheckpointError, RectViTError
-from ..grid import Size, factorizations, grid_evidence, to_size
+from ..grid import Size, factorizations, grid_evidence, relative_windows, to_size
 from ..resample import resample_grid, resample_patch_embed, resample_relative_bias_table
 
 __all__ = [
@@ -246,7 +246,7 @@ def _has(model: nn.Module, key: str) -> bool:
 def _table_window(key: str, table: torch.Tensor, candidates: list[tuple[Size, str]], recorded) -> tuple[Size, str]:
     """The window ``(wh, ww)`` a bias table of ``(2wh-1)(2ww-1)`` rows was trained with, and the basis."""
     rows = table.shape[0]
-    fits = [((a + 1) // 2, (rows // a + 1) // 2) for a in range(1, rows + 1, 2) if rows % a == 0 and (rows // a) % 2]
+    fits = relative_windows(rows)
     if recorded is not None and tuple(recorded) in fits:
         return tuple(recorded), "window recorded in the checkpoint"
     if len(fits) == 1:

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import torch
 
 from ..errors import AmbiguousGridError, CheckpointError, RectViTError
-from ..grid import Size, grid_evidence, smoothness
+from ..grid import Size, grid_evidence, relative_windows, smoothness
 from .adapt import resolve_grid
 from .io import RawCheckpoint, read_checkpoint
 
@@ -87,10 +87,6 @@ def _arch(raw: RawCheckpoint) -> str:
     return "not recorded (pass --model to adapt)"
 
 
-def _windows(rows: int) -> list[Size]:
-    return [((a + 1) // 2, (rows // a + 1) // 2) for a in range(1, rows + 1, 2) if rows % a == 0 and (rows // a) % 2]
-
-
 def inspect_checkpoint(source: str | os.PathLike, source_grid=None) -> CheckpointInfo:
     """Read ``source`` and describe it; a flat table's grid is resolved only from records or decisive content."""
     from . import convert
@@ -113,7 +109,7 @@ def inspect_checkpoint(source: str | os.PathLike, source_grid=None) -> Checkpoin
     for key, value in sd.items():
         if key.endswith("relative_position_bias_table") and value.dim() == 2:
             recorded = conv.recorded_windows.get(key)
-            fits = [tuple(recorded)] if recorded else _windows(value.shape[0])
+            fits = [tuple(recorded)] if recorded else relative_windows(value.shape[0])
             rel.append((key, tuple(value.shape), fits, bool(recorded)))
     return CheckpointInfo(
         path=str(source),

@@ -10,7 +10,7 @@ from torch import nn
 
 from ..errors import RectViTError
 
-__all__ = ["register_model", "create_model", "list_models", "get_model_entry", "ModelEntry"]
+__all__ = ["register_model", "build_model", "create_model", "list_models", "get_model_entry", "ModelEntry"]
 
 
 @dataclass(frozen=True)
@@ -45,6 +45,14 @@ def get_model_entry(name: str) -> ModelEntry:
         ) from None
 
 
+def build_model(cls: type[nn.Module], config: dict[str, Any], overrides: dict[str, Any], what: str) -> nn.Module:
+    """``cls(**config, **overrides)``; a keyword the class does not take is a ``RectViTError`` naming ``what``."""
+    try:
+        return cls(**{**config, **overrides})
+    except TypeError as e:
+        raise RectViTError(f"{what}: bad keyword argument(s) {sorted(overrides)}: {e}") from None
+
+
 def create_model(
     name: str,
     *,
@@ -59,11 +67,7 @@ def create_model(
     load report is kept on ``model.load_report``.
     """
     entry = get_model_entry(name)
-    config = {**entry.config, **overrides}
-    try:
-        model = entry.cls(**config)
-    except TypeError as e:
-        raise RectViTError(f"{name}: bad keyword argument(s) {sorted(overrides)}: {e}") from None
+    model = build_model(entry.cls, entry.config, overrides, name)
     model.arch_name = name
     if checkpoint_path is not None:
         from ..checkpoint import load_checkpoint
