@@ -35,3 +35,18 @@ def json_ready(value: Any) -> Any:
     if isinstance(value, (tuple, list)):
         return [json_ready(v) for v in value]
     return value
+
+
+def constructor_config(args: dict[str, Any], skip: Sequence[str] = ()) -> dict[str, Any]:
+    """A constructor's keywords from its ``locals()`` (taken first thing), JSON-ready: what ``model_config`` holds.
+
+    ``self``, ``__class__`` and the names in ``skip`` (code such as an embedding class) are left out.
+    """
+    dropped = {"self", "__class__", *skip}
+    return {k: json_ready(v) for k, v in args.items() if k not in dropped}
+
+
+def record_config(model: Any, **values: Any) -> None:
+    """Record changed constructor keywords in ``model.model_config`` (the one way a config changes after
+    construction), so ``type(model)(**model.model_config)`` rebuilds the model as it is now."""
+    model.model_config.update({k: json_ready(v) for k, v in values.items()})
