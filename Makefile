@@ -34,8 +34,8 @@ demo: venv-demo
 	$(DEMO_VENV)/bin/rectvit demo
 
 lint: venv-test
-	$(TEST_VENV)/bin/ruff check src tests bench
-	$(TEST_VENV)/bin/ruff format --check src tests bench
+	$(TEST_VENV)/bin/ruff check src tests bench scripts
+	$(TEST_VENV)/bin/ruff format --check src tests bench scripts
 
 bench: venv-test
 	$(TEST_VENV)/bin/python -m bench

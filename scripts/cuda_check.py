@@ -68,7 +68,9 @@ def main() -> int:
         for dtype in (torch.bfloat16, torch.float16):
             with torch.no_grad(), torch.autocast(DEV.type, dtype=dtype):
                 ref, out = theirs(x), ours(x)
-            check(f"{name} autocast {dtype}", out.dtype == ref.dtype and rel(out, ref) < 3e-2, f"rel {rel(out, ref):.1e}")
+            check(
+                f"{name} autocast {dtype}", out.dtype == ref.dtype and rel(out, ref) < 3e-2, f"rel {rel(out, ref):.1e}"
+            )
         for dtype in (torch.bfloat16, torch.float16):
             t16, o16 = theirs.to(dtype), ours.to(dtype)
             with torch.no_grad():
@@ -82,7 +84,10 @@ def main() -> int:
     with torch.no_grad():
         a = model(torch.randn(1, 3, 320, 160, device=DEV, dtype=torch.float16))
         b = model(torch.randn(1, 3, 320, 160, device=DEV, dtype=torch.float16))
-    check("dynamic fp16 forward twice (cache)", a.dtype == torch.float16 and torch.isfinite(a).all() and torch.isfinite(b).all())
+    check(
+        "dynamic fp16 forward twice (cache)",
+        a.dtype == torch.float16 and torch.isfinite(a).all() and torch.isfinite(b).all(),
+    )
 
     # resampling on the device keeps device and dtype
     for dtype in (torch.float16, torch.bfloat16, torch.float32):

@@ -11,7 +11,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 import rectvit
-from conftest import randomize_
+from helpers import randomize_
 from rectvit import AmbiguousGridError, CheckpointError
 from rectvit.resample import resample_grid, resample_patch_embed
 
@@ -99,7 +99,7 @@ def test_create_model_checkpoint_path_goes_through_load_checkpoint(tmp_path):
     assert model.load_report.layout == "timm" and model.load_report.source_grid == (14, 6)
 
 
-# ---- grid resolution (DESIGN invariant 2) ----
+# ---- grid resolution (docs/design.md, invariant 2) ----
 
 
 def test_equal_count_16x4_never_loads_as_8x8():

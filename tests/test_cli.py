@@ -1,5 +1,6 @@
 """The command line: inspect, adapt, plot; errors are one line on stderr and exit 2, never a traceback."""
 
+import os
 import struct
 import subprocess
 import sys
@@ -8,8 +9,8 @@ import pytest
 import torch
 
 import rectvit
-from conftest import randomize_
-from rectvit.cli import main
+from helpers import randomize_
+from rectvit.cli import build_parser, main
 from rectvit.resample import resample_grid
 from test_checkpoint import SMALL, timm_state, trained_like
 
@@ -109,7 +110,24 @@ def test_errors_are_one_line_without_traceback(argv, needle, tmp_path, monkeypat
     assert [ln for ln in lines if "error:" in ln] == lines[-1:]  # one error line (argparse prints usage above it)
 
 
-def test_bench_subcommand_passes_every_argument_on(tmp_path, capsys):
-    out = tmp_path / "b.md"
-    assert main(["bench", "--quick", "--only", "d", "--out", str(out)]) == 0
-    assert "(d) Cost of resampling" in out.read_text() and "resample 14×14" in out.read_text()
+def test_every_subcommand_works_outside_the_repository(tmp_path):
+    """The installed entry point offers only commands that work without a checkout (no `bench`)."""
+    commands = list(build_parser()._subparsers._group_actions[0].choices)
+    assert set(commands) == {"inspect", "adapt", "plot", "demo"}
+    script = (
+        "import contextlib, io, sys\n"
+        "from rectvit.cli import main\n"
+        f"for argv in [['--help']] + [[c, '--help'] for c in {commands!r}]:\n"
+        "    out = io.StringIO()\n"
+        "    with contextlib.redirect_stdout(out):\n"
+        "        try:\n"
+        "            main(argv)\n"
+        "        except SystemExit as e:\n"
+        "            assert e.code == 0, (argv, e.code)\n"
+        "    assert 'usage: rectvit' in out.getvalue(), argv\n"
+        "    print(argv[0], 'ok')\n"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+    done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == [w for c in ["--help", *commands] for w in (c, "ok")]

@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 import rectvit
-from conftest import randomize_
+from helpers import randomize_
 
 transformers = pytest.importorskip("transformers", reason="HF transformers is the oracle; `make test` installs it")
 
@@ -75,6 +75,29 @@ def test_deit_distilled_with_teacher(tmp_path):
 def _ast(mel: int, frames: int, seed: int = 5):
     cfg = transformers.ASTConfig(num_mel_bins=mel, max_length=frames, num_labels=6, **SMALL)
     return randomize_(transformers.ASTForAudioClassification(cfg), seed=seed).eval()
+
+
+def test_headless_ast_model_folder_loads_as_a_backbone(tmp_path):
+    cfg = transformers.ASTConfig(num_mel_bins=48, max_length=120, **SMALL)
+    hf = randomize_(transformers.ASTModel(cfg), seed=8).eval()
+    model = rectvit.load_model(_save(hf, tmp_path)).eval()
+    assert model.num_classes == 0 and model.load_report.layout == "hf-ast"
+    spec = torch.randn(2, 120, 48)
+    x = spec.transpose(1, 2).unsqueeze(1)
+    with torch.no_grad():
+        out = hf(spec)
+        torch.testing.assert_close(model.forward_features(x), out.last_hidden_state, atol=TOL, rtol=0)
+        torch.testing.assert_close(model(x), out.pooler_output, atol=TOL, rtol=0)
+
+
+def test_headless_deit_model_folder_loads_as_a_backbone(tmp_path):
+    cfg = transformers.DeiTConfig(image_size=(48, 80), patch_size=16, **SMALL)
+    hf = randomize_(transformers.DeiTModel(cfg), seed=9).eval()
+    model = rectvit.load_model(_save(hf, tmp_path)).eval()
+    assert model.num_classes == 0 and model.distilled
+    x = torch.randn(2, 3, 48, 80)
+    with torch.no_grad():
+        torch.testing.assert_close(model.forward_features(x), hf(pixel_values=x).last_hidden_state, atol=TOL, rtol=0)
 
 
 def test_ast_at_its_own_length(tmp_path):

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 import rectvit
-from conftest import randomize_
+from helpers import randomize_
 from rectvit.errors import InputSizeError
 from rectvit.models.swin import SwinTransformer, SwinTransformerV2
 from rectvit.resample import resample_relative_bias_table

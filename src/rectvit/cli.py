@@ -1,4 +1,4 @@
-"""Command line: ``rectvit inspect | adapt | plot | demo | bench``.
+"""Command line: ``rectvit inspect | adapt | plot | demo``. Benchmarks run from a checkout: ``make bench``.
 
 Errors are one clear line on stderr and exit status 2, never a traceback.
 """
@@ -9,14 +9,18 @@ import argparse
 import os
 import sys
 
+from .checkpoint import load_checkpoint, save_checkpoint
+from .checkpoint.inspect import _dumps, grid_table, inspect_checkpoint
+from .demo import add_demo_arguments, run_demo
 from .errors import RectViTError
+from .factory import create_model, load_model
+from .grid import to_size
+from .viz import plot_position_similarity
 
 CKPT_HELP = ".safetensors / .pth / .bin file, an HF or timm folder, or hf-hub:org/name"
 
 
 def _size(text: str):
-    from .grid import to_size
-
     try:
         return to_size(text, "size")
     except RectViTError as e:
@@ -24,17 +28,12 @@ def _size(text: str):
 
 
 def _cmd_inspect(args: argparse.Namespace) -> int:
-    from .checkpoint.inspect import _dumps, inspect_checkpoint
-
     info = inspect_checkpoint(args.checkpoint, source_grid=args.source_grid)
     print(_dumps(info) if args.json else info)
     return 0
 
 
 def _cmd_adapt(args: argparse.Namespace) -> int:
-    from .checkpoint import load_checkpoint, load_model, save_checkpoint
-    from .models import create_model
-
     src, out = os.path.abspath(args.checkpoint), os.path.abspath(args.output)
     if src == out or (os.path.exists(out) and os.path.samefile(src, out)):
         raise RectViTError(f"-o {args.output} is the input checkpoint; adapt never overwrites its input.")
@@ -44,7 +43,7 @@ def _cmd_adapt(args: argparse.Namespace) -> int:
             overrides[key] = getattr(args, key)
     model = create_model(args.model, **overrides)
     report = load_checkpoint(model, args.checkpoint, source_grid=args.source_grid, strict=args.num_classes is None)
-    model._rectvit_source = src
+    model.source_path = src
     save_checkpoint(model, args.output)
     load_model(args.output)  # the written file reloads on its own, with no arguments
     print(report)
@@ -54,9 +53,6 @@ def _cmd_adapt(args: argparse.Namespace) -> int:
 
 
 def _cmd_plot(args: argparse.Namespace) -> int:
-    from .checkpoint.inspect import grid_table, inspect_checkpoint
-    from .viz import plot_position_similarity
-
     info = inspect_checkpoint(args.checkpoint, source_grid=args.source_grid)
     table = grid_table(info)
     path = plot_position_similarity([(os.path.basename(args.checkpoint.rstrip("/")), table)], args.output)
@@ -65,19 +61,7 @@ def _cmd_plot(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from .demo import run_demo
-
     return run_demo(args)
-
-
-def _run_bench(argv: list[str]) -> int:
-    """``rectvit bench ARGS``: the repository's benchmark suite (``python -m bench ARGS``)."""
-    try:
-        from bench.__main__ import main as bench_main
-    except ImportError:
-        raise RectViTError("the benchmarks live in the repository's bench/ folder: run `make bench` there.") from None
-    bench_main(argv[1:] if argv[:1] == ["--"] else argv)  # writes docs/BENCHMARKS.md (or --out)
-    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -112,23 +96,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_plot)
 
     p = sub.add_parser("demo", help="show why the position grid matters, end to end, offline")
-    from .demo import add_demo_arguments
-
     add_demo_arguments(p)
     p.set_defaults(func=_cmd_demo)
 
-    sub.add_parser("bench", help="run the benchmarks from a repository checkout (rectvit bench --help; make bench)")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    if argv[:1] == ["bench"]:  # every further argument belongs to the benchmark suite
-        try:
-            return _run_bench(argv[1:])
-        except RectViTError as e:
-            print(f"rectvit bench: error: {e}", file=sys.stderr)
-            return 2
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):

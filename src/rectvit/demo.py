@@ -128,7 +128,7 @@ def make_batch(n: int, size: tuple[int, int], generator: torch.Generator) -> tup
 
 
 def build_model(img_size=TRAIN_SIZE) -> torch.nn.Module:
-    from .models import create_model
+    from .factory import create_model
 
     return create_model("vit_tiny_patch16_224", img_size=img_size, **MODEL_CONFIG)
 
@@ -253,7 +253,8 @@ def accuracy_table(
     it is), so that row is the trained model once. ``rectvit`` saves the model with
     ``save_checkpoint`` into a temporary folder and reloads it with ``load_model(path, img_size=...)``.
     """
-    from .checkpoint import load_model, save_checkpoint
+    from .checkpoint import save_checkpoint
+    from .factory import load_model
 
     model = model.cpu().eval()
     rows: dict[tuple[int, int], dict[str, float]] = {}
@@ -310,8 +311,8 @@ def run(
     run instead of loading the shipped checkpoint. Nothing is read from earlier runs: the checkpoint
     the ``rectvit`` method reloads is written to a temporary folder and removed.
     """
-    from .checkpoint import load_model
     from .errors import CheckpointError
+    from .factory import load_model
 
     t0 = time.perf_counter()
     out = Path(out)

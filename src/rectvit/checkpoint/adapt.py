@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from ..errors import AmbiguousGridError, CheckpointError, RectViTError
+from ..errors import AmbiguousGridError, CheckpointError
 from ..grid import Size, factorizations, grid_evidence, relative_windows, to_size
 from ..resample import resample_grid, resample_patch_embed, resample_relative_bias_table
 
@@ -73,32 +73,6 @@ def _shape(s: tuple) -> str:
 
 def _grid_list(grids: list[Size]) -> str:
     return ", ".join(f"{h}x{w}" for h, w in grids)
-
-
-def architecture_default(model: nn.Module) -> nn.Module | None:
-    """The model's architecture at its registered defaults, built on the meta device (no memory).
-
-    The model's own config with the registry entry's ``img_size``, ``patch_size``/``patch_stride``
-    and ``window_size``: what a checkpoint of that architecture most likely holds. ``None`` for a
-    model that is not from the registry.
-    """
-    from ..models.registry import get_model_entry
-
-    name, config = getattr(model, "arch_name", None), getattr(model, "model_config", None)
-    if not name or config is None:
-        return None
-    try:
-        entry = get_model_entry(name)
-    except RectViTError:
-        return None
-    keys = ("img_size", "patch_size", "patch_stride", "window_size")
-    defaults = {k: entry.config[k] for k in keys if k in entry.config}
-    defaults.setdefault("img_size", 224)
-    try:
-        with torch.device("meta"):
-            return type(model)(**{**config, **defaults})
-    except (RectViTError, TypeError, RuntimeError, NotImplementedError):
-        return None
 
 
 def resolve_grid(
@@ -208,13 +182,13 @@ def adapt_relative_position_bias(
     model: nn.Module,
     report: LoadReport,
     recorded: dict[str, list[int]] | None = None,
-    default: nn.Module | None = None,
+    default_windows: dict[str, Size] | None = None,
 ) -> None:
     """Resample Swin v1 ``relative_position_bias_table`` ``((2wh-1)(2ww-1), heads)`` to the model's windows.
 
     A flat table does not know its window either (``(4, 12)`` and ``(12, 4)`` give the same count):
     the window comes from ``recorded`` (our files record it), else the only window that fits, else
-    the model's own window or the architecture default's (``default``) unless the content
+    the model's own window or the architecture default's (``default_windows``) unless the content
     contradicts it; otherwise ``AmbiguousGridError``.
     """
     own = model.state_dict()
@@ -225,22 +199,13 @@ def adapt_relative_position_bias(
         if len(new_win) != 2 or table.shape[1] != own[key].shape[1]:
             continue  # left to check_keys, which names both shapes
         candidates = [(new_win, "target model window")]
-        if default is not None and _has(default, key):
-            module = default.get_submodule(key.rsplit(".", 1)[0])
-            candidates.append((tuple(module.window_size), "architecture default window"))
+        if (default_windows or {}).get(key):
+            candidates.append((tuple(default_windows[key]), "architecture default window"))
         old_win, basis = _table_window(key, table, candidates, (recorded or {}).get(key))
         if old_win != new_win:
             sd[key] = resample_relative_bias_table(table, old_win, new_win)
             method = f"resample_relative_bias_table, window {old_win[0]}x{old_win[1]} -> {new_win[0]}x{new_win[1]}"
             report.add(key, table.shape, sd[key].shape, method, basis)
-
-
-def _has(model: nn.Module, key: str) -> bool:
-    try:
-        model.get_submodule(key.rsplit(".", 1)[0])
-        return True
-    except AttributeError:
-        return False
 
 
 def _table_window(key: str, table: torch.Tensor, candidates: list[tuple[Size, str]], recorded) -> tuple[Size, str]:

@@ -169,8 +169,8 @@ def hf_model_kwargs(family: str, config: dict[str, Any], state_dict: dict[str, t
     )
     if stride != patch:
         kwargs["patch_stride"] = stride
-    if family == "ast":
-        kwargs.update(distilled=True, global_pool="token_dist", head_norm=True)
+    if family == "ast":  # a headless ASTModel keeps the pooling (mean of class and distillation tokens)
+        kwargs.update(distilled=True, global_pool="token_dist", head_norm="head_norm.weight" in state_dict)
     elif family == "deit" and "dist_token" in state_dict:
         if "head.weight" in state_dict and "head_dist.weight" not in state_dict:
             raise CheckpointError(

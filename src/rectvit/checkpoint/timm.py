@@ -4,7 +4,7 @@ timm stores a ViT's learned positions flat, ``pos_embed`` ``(1, P + h*w, C)``, w
 number of prefix tokens with a position (0 with ``no_embed_class``). rectvit stores the grid part as
 ``pos_embed`` ``(1, h, w, C)`` and the prefix rows as ``prefix_pos_embed`` ``(1, P, C)``; every other
 key is the same (Swin and hybrid models included). The flat table does not know its ``(h, w)``:
-``resolve_grid`` decides it (DESIGN invariant 2).
+``resolve_grid`` decides it (docs/design.md, invariant 2).
 """
 
 from __future__ import annotations
@@ -12,13 +12,13 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from torch import nn
 
 from ..errors import CheckpointError, RectViTError
 from ..grid import Size
+from ..models.registry import get_model_entry, list_models
 from .adapt import LoadReport, resolve_grid
 
-__all__ = ["is_flat_pos_embed", "flat_pos_embed_to_grid", "is_timm_config", "timm_config_model", "timm_config_grid"]
+__all__ = ["is_flat_pos_embed", "flat_pos_embed_to_grid", "is_timm_config", "timm_config_kwargs", "timm_config_grid"]
 
 
 def is_timm_config(config: dict[str, Any] | None) -> bool:
@@ -26,15 +26,13 @@ def is_timm_config(config: dict[str, Any] | None) -> bool:
     return bool(config) and "architecture" in config and "model_type" not in config
 
 
-def _timm_config_kwargs(config: dict[str, Any]) -> tuple[str, dict[str, Any], bool]:
+def timm_config_kwargs(config: dict[str, Any]) -> tuple[str, dict[str, Any], bool]:
     """``(architecture, create_model kwargs, whether the input size is recorded)`` of a timm config.
 
     The size counts as recorded when ``model_args`` names ``img_size`` or ``pretrained_cfg.input_size``
     differs from the architecture's registered size; an ``input_size`` equal to the registered default
     is what timm writes for any weights of that architecture, so it only makes a candidate.
     """
-    from ..models.registry import get_model_entry, list_models
-
     where = "timm config.json"
     arch = str(config.get("architecture", "")).split(".")[0]
     if arch not in list_models():
@@ -61,27 +59,16 @@ def _timm_config_kwargs(config: dict[str, Any]) -> tuple[str, dict[str, Any], bo
     return arch, kwargs, recorded
 
 
-def timm_config_model(config: dict[str, Any], **overrides: Any) -> nn.Module:
-    """The rectvit model a timm hub ``config.json`` describes: its ``architecture``, ``num_classes``,
-    ``model_args`` and ``pretrained_cfg.input_size``, then ``overrides``."""
-    from ..models.registry import create_model
-
-    arch, kwargs, _ = _timm_config_kwargs(config)
-    return create_model(arch, **{**kwargs, **overrides})
-
-
 def timm_config_grid(config: dict[str, Any]) -> tuple[Size | None, bool]:
-    """The position grid of the model a timm hub config describes (built on the meta device), and whether
-    the config records it (see ``_timm_config_kwargs``) or merely suggests it."""
+    """The position grid of the model a timm hub config describes (the architecture's size arithmetic on
+    its config), and whether the config records it (see ``timm_config_kwargs``) or merely suggests it."""
     try:
-        _, _, recorded = _timm_config_kwargs(config)
-        with torch.device("meta"):
-            table = getattr(timm_config_model(config), "pos_embed", None)
-    except (RectViTError, TypeError, RuntimeError, NotImplementedError):
+        arch, kwargs, recorded = timm_config_kwargs(config)
+        entry = get_model_entry(arch)
+        table_grid = getattr(entry.cls, "table_grid", None)
+        return (table_grid({**entry.config, **kwargs}), recorded) if table_grid else (None, False)
+    except RectViTError:
         return None, False
-    if isinstance(table, torch.Tensor) and table.dim() == 4:
-        return (int(table.shape[1]), int(table.shape[2])), recorded
-    return None, False
 
 
 def is_flat_pos_embed(state_dict: dict[str, torch.Tensor]) -> bool:
@@ -91,32 +78,22 @@ def is_flat_pos_embed(state_dict: dict[str, torch.Tensor]) -> bool:
 
 def flat_pos_embed_to_grid(
     sd: dict[str, torch.Tensor],
-    model: nn.Module,
+    prefix: int,
     report: LoadReport,
     source_grid=None,
     recorded: Size | None = None,
-    default: nn.Module | None = None,
-    suggested: tuple[Size, str] | None = None,
+    candidates: list[tuple[Size, str]] = (),
 ) -> None:
-    """Split a flat ``pos_embed`` ``(1, P + h*w, C)`` into ``prefix_pos_embed`` and a ``(1, h, w, C)`` table.
+    """Split a flat ``pos_embed`` ``(1, prefix + h*w, C)`` into ``prefix_pos_embed`` and a ``(1, h, w, C)`` table.
 
-    ``P`` is the model's ``num_pos_prefix_tokens``. The grid comes from ``resolve_grid`` with the
-    model's own table grid and the table grid of ``default`` (the architecture at its registered
-    defaults, see ``adapt.architecture_default``) as candidates.
+    ``prefix`` is the target model's ``num_pos_prefix_tokens``. The grid comes from ``resolve_grid``
+    (``source_grid``, then ``recorded``, then content; ``candidates`` are grids to score, never evidence).
     """
     flat = sd.pop("pos_embed")
-    prefix = int(getattr(model, "num_pos_prefix_tokens", 0))
     if flat.shape[0] != 1 or flat.shape[1] <= prefix:
         raise CheckpointError(
             f"pos_embed: expected a flat table (1, {prefix} + h*w, C) for this model, got {tuple(flat.shape)}."
         )
-    candidates = [suggested] if suggested is not None else []
-    own = getattr(model, "pos_embed", None)
-    if isinstance(own, torch.Tensor) and own.dim() == 4:
-        candidates.append(((int(own.shape[1]), int(own.shape[2])), "target model grid"))
-    table = getattr(default, "pos_embed", None)
-    if isinstance(table, torch.Tensor) and table.dim() == 4:
-        candidates.append(((int(table.shape[1]), int(table.shape[2])), "architecture default grid"))
     grid, basis = resolve_grid(flat, prefix, source_grid=source_grid, recorded=recorded, candidates=candidates)
     sd["pos_embed"] = flat[:, prefix:].reshape(1, grid[0], grid[1], flat.shape[-1])
     if prefix:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Sequence
 from typing import Any
 
@@ -50,3 +51,16 @@ def record_config(model: Any, **values: Any) -> None:
     """Record changed constructor keywords in ``model.model_config`` (the one way a config changes after
     construction), so ``type(model)(**model.model_config)`` rebuilds the model as it is now."""
     model.model_config.update({k: json_ready(v) for k, v in values.items()})
+
+
+def with_defaults(cls: type, config: dict[str, Any]) -> dict[str, Any]:
+    """``config`` completed with the constructor defaults of ``cls`` (and of its bases, for ``**kwargs``)."""
+    full: dict[str, Any] = {}
+    for klass in reversed(cls.__mro__):
+        init = klass.__dict__.get("__init__")
+        if init is None or klass is object:
+            continue
+        for p in inspect.signature(init).parameters.values():
+            if p.default is not inspect.Parameter.empty:
+                full[p.name] = p.default
+    return {**full, **config}

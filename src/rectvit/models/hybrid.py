@@ -32,6 +32,7 @@ from torch import nn
 from ..errors import InputSizeError, RectViTError
 from ..grid import Size, to_size
 from ..layers.patch_embed import check_image_batch, resized_patch_conv
+from ._util import record_config, with_defaults
 from .registry import register_model
 from .vit import VisionTransformer
 
@@ -137,11 +138,6 @@ class StdConv2d(nn.Conv2d):
             x = _pad_same(x, self.kernel_size, self.stride, self.dilation)
         return F.conv2d(x, self.standardized_weight(), None, self.stride, self.padding, self.dilation, self.groups)
 
-    def out_size(self, size: Size) -> Size:
-        """Spatial output size for an input of ``size``."""
-        k, s = self.kernel_size[0], self.stride[0]
-        return (_out_length(size[0], k, s, self.same), _out_length(size[1], k, s, self.same))
-
 
 class GroupNormAct(nn.GroupNorm):
     """GroupNorm (32 groups, timm's eps) followed by ReLU unless ``act=False``; keys ``weight``, ``bias``."""
@@ -186,10 +182,6 @@ class ResNetStem(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.pool(self.norm(self.conv(x)))
 
-    def out_size(self, size: Size) -> Size:
-        size = self.conv.out_size(size)
-        return (_out_length(size[0], 3, 2, self.same), _out_length(size[1], 3, 2, self.same))
-
 
 class DownsampleConv(nn.Module):
     """The shortcut projection of a stage's first block: 1x1 conv (strided) + GroupNorm without ReLU."""
@@ -228,9 +220,6 @@ class Bottleneck(nn.Module):
         x = self.norm3(self.conv3(x))
         return F.relu(x + shortcut)
 
-    def out_size(self, size: Size) -> Size:
-        return self.conv2.out_size(size)
-
 
 class ResNetStage(nn.Module):
     """``depth`` bottlenecks; the first one projects the shortcut and carries the stride."""
@@ -244,16 +233,13 @@ class ResNetStage(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.blocks(x)
 
-    def out_size(self, size: Size) -> Size:
-        return self.blocks[0].out_size(size)
-
 
 class ResNetV2Backbone(nn.Module):
     """timm's ``ResNetV2(layers, preact=False, stem_type='same', conv_layer=StdConv2dSame)`` without head.
 
     ``layers`` gives the number of bottlenecks per stage (at most 4 stages, with 256, 512, 1024 and
     2048 channels; every stage after the first halves the resolution).
-    ``(B, in_chans, H, W) -> (B, num_features, *out_size((H, W)))``.
+    ``(B, in_chans, H, W) -> (B, num_features, *backbone_out_size((H, W), layers, same))``.
     """
 
     def __init__(self, layers: Sequence[int], in_chans: int = 3, same: bool = True):
@@ -277,11 +263,14 @@ class ResNetV2Backbone(nn.Module):
                 x = stage(x)
         return x
 
-    def out_size(self, size: Size) -> Size:
-        size = self.stem.out_size(size)
-        for stage in self.stages:
-            size = stage.out_size(size)
-        return size
+
+def backbone_out_size(img_size: Size, layers: Sequence[int], same: bool = True) -> Size:
+    """``(fh, fw)`` of the feature map ``make_backbone(layers, same=same)`` makes of ``img_size``: the stem's
+    7x7/2 conv and 3x3/2 pool, then a 3x3/2 conv for every stage after the first."""
+    size = img_size
+    for kernel, stride in [(7, 2), (3, 2)] + [(3, 2)] * max(len(layers) - 1, 0):
+        size = (_out_length(size[0], kernel, stride, same), _out_length(size[1], kernel, stride, same))
+    return size
 
 
 def make_backbone(layers: Sequence[int], in_chans: int = 3, same: bool = True) -> nn.Module:
@@ -326,6 +315,7 @@ class HybridEmbed(nn.Module):
     ):
         super().__init__()
         self.backbone = make_backbone(backbone_layers, in_chans, padding_same)
+        self.backbone_layers, self.padding_same = tuple(backbone_layers), padding_same
         self.feature_dim: int = self.backbone.num_features
         self.in_chans = in_chans
         self.dynamic_img_pad = dynamic_img_pad
@@ -353,7 +343,7 @@ class HybridEmbed(nn.Module):
 
     def feature_size(self, img_size) -> Size:
         """``(fh, fw)`` of the backbone's feature map for an input of ``img_size``."""
-        return self.backbone.out_size(to_size(img_size, "img_size"))
+        return backbone_out_size(to_size(img_size, "img_size"), self.backbone_layers, self.padding_same)
 
     def feat_size(self, img_size) -> Size:
         """The ``(h, w)`` token grid of an input of ``img_size`` (after any feature-map padding)."""
@@ -483,8 +473,19 @@ class HybridVisionTransformer(VisionTransformer):
         layers = tuple(int(n) for n in backbone_layers)
         embed_layer = partial(HybridEmbed, backbone_layers=layers, padding_same=padding_same)
         super().__init__(patch_size=patch_size, embed_layer=embed_layer, **kwargs)
-        self.model_config["backbone_layers"] = list(layers)
-        self.model_config["padding_same"] = bool(padding_same)
+        record_config(self, backbone_layers=layers, padding_same=bool(padding_same))
+
+    @classmethod
+    def table_grid(cls, config: dict[str, Any]) -> Size | None:
+        """The position table grid of a model built from ``config``: backbone and patch arithmetic only."""
+        c = with_defaults(cls, config)
+        if (c["pos_embed"] or "none") == "none":
+            return None
+        feature = backbone_out_size(to_size(c["img_size"], "img_size"), c["backbone_layers"], c["padding_same"])
+        patch = to_size(c["patch_size"], "patch_size")
+        if c["dynamic_img_pad"]:
+            return (math.ceil(feature[0] / patch[0]), math.ceil(feature[1] / patch[1]))
+        return (feature[0] // patch[0], feature[1] // patch[1])
 
     @torch.no_grad()
     def init_weights(self) -> None:

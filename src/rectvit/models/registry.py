@@ -10,7 +10,7 @@ from torch import nn
 
 from ..errors import RectViTError
 
-__all__ = ["register_model", "build_model", "create_model", "list_models", "get_model_entry", "ModelEntry"]
+__all__ = ["register_model", "build_model", "list_models", "get_model_entry", "ModelEntry"]
 
 
 @dataclass(frozen=True)
@@ -51,26 +51,3 @@ def build_model(cls: type[nn.Module], config: dict[str, Any], overrides: dict[st
         return cls(**{**config, **overrides})
     except TypeError as e:
         raise RectViTError(f"{what}: bad keyword argument(s) {sorted(overrides)}: {e}") from None
-
-
-def create_model(
-    name: str,
-    *,
-    checkpoint_path: str | None = None,
-    source_grid=None,
-    strict: bool = True,
-    **overrides: Any,
-) -> nn.Module:
-    """Build model ``name`` with timm-style keyword ``overrides``; load ``checkpoint_path`` if given.
-
-    The loaded weights are adapted to the built model (position grid, patch size, channels); the
-    load report is kept on ``model.load_report``.
-    """
-    entry = get_model_entry(name)
-    model = build_model(entry.cls, entry.config, overrides, name)
-    model.arch_name = name
-    if checkpoint_path is not None:
-        from ..checkpoint import load_checkpoint
-
-        model.load_report = load_checkpoint(model, checkpoint_path, source_grid=source_grid, strict=strict)
-    return model

@@ -26,11 +26,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import InputSizeError, RectViTError
-from ..grid import Size, to_size
+from ..grid import Size, patch_grid, to_size
 from ..layers import DropPath, Mlp
 from ..layers.patch_embed import check_image_batch
 from ..resample import resample_relative_bias_table
-from ._util import json_ready, take_indices
+from ._util import json_ready, take_indices, with_defaults
+from .base import RectViTModel
 from .registry import register_model
 
 __all__ = ["SwinTransformer", "SwinTransformerV2"]
@@ -544,10 +545,24 @@ class ClassifierHead(nn.Module):
 # --------------------------------------------------------------------------------------------------
 
 
-class _SwinBase(nn.Module):
+class _SwinBase(RectViTModel):
     """What Swin v1 and v2 share: sizes, windows, input checks, forward paths and the head."""
 
     _v2 = False
+
+    @classmethod
+    def bias_windows(cls, config: dict[str, Any]) -> dict[str, Size]:
+        """``{relative_position_bias_table key: window}`` of a v1 model built from ``config``: size arithmetic."""
+        if cls._v2:
+            return {}
+        c = with_defaults(cls, config)
+        grid = patch_grid(c["img_size"], c["patch_size"])
+        windows = _stage_windows(c["window_size"], len(c["depths"]))
+        out = {}
+        for i, (depth, window) in enumerate(zip(c["depths"], windows)):
+            win, _ = _fit_window(_stage_grid(grid, i), window, False, c["always_partition"])
+            out.update({f"layers.{i}.blocks.{j}.attn.relative_position_bias_table": win for j in range(depth)})
+        return out
 
     def _build(
         self,
@@ -659,6 +674,10 @@ class _SwinBase(nn.Module):
             for i, (g, s) in enumerate(zip(self.stage_grids(img_size), self.layers))
         ]
         return "; ".join(parts)
+
+    def check_input(self, x: torch.Tensor) -> None:
+        """Raise ``InputSizeError`` for anything but a ``(B, in_chans, H, W)`` batch of a size this model takes."""
+        self._check_input(x)
 
     def _check_input(self, x: torch.Tensor) -> None:
         """Raise ``InputSizeError`` for an image this model cannot take."""

@@ -24,10 +24,11 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from ..errors import RectViTError
-from ..grid import Size, to_size
+from ..grid import Size, padded_size, patch_grid, to_size
 from ..layers import Block, PatchEmbed
 from ..resample import resample_grid, sincos_2d
-from ._util import json_ready, take_indices
+from ._util import constructor_config, record_config, take_indices, with_defaults
+from .base import RectViTModel
 from .registry import register_model
 
 __all__ = ["VisionTransformer"]
@@ -74,7 +75,7 @@ class _GridTableCache:
         return len(self._entries)
 
 
-class VisionTransformer(nn.Module):
+class VisionTransformer(RectViTModel):
     """A ViT taking ``(B, in_chans, H, W)`` images of any rectangular size the configuration allows.
 
     Constructor keywords are timm's ``VisionTransformer`` keywords (same names, same defaults), plus:
@@ -129,7 +130,7 @@ class VisionTransformer(nn.Module):
         embed_layer: Callable[..., nn.Module] = PatchEmbed,
     ):
         super().__init__()
-        self.model_config = self._config_of(locals())
+        self.model_config = constructor_config(locals(), skip=("embed_layer",))
         _check_options(global_pool, pos_embed, class_token, distilled, reg_tokens, patch_drop_rate)
         use_fc_norm = global_pool in ("avg", "avgmax", "max") if fc_norm is None else fc_norm
 
@@ -144,7 +145,6 @@ class VisionTransformer(nn.Module):
         self.num_prefix_tokens = int(class_token) + int(distilled) + reg_tokens
         self.no_embed_class = no_embed_class
         self.pool_include_prefix = pool_include_prefix
-        self.dynamic_img_size = dynamic_img_size
         self.grad_checkpointing = False
         self.pos_embed_type = pos_embed or "none"
         self._pos_cache = _GridTableCache()
@@ -196,11 +196,16 @@ class VisionTransformer(nn.Module):
     # ----------------------------------------------------------------------------------------------
     # Construction helpers
 
-    @staticmethod
-    def _config_of(args: dict[str, Any]) -> dict[str, Any]:
-        """The JSON-ready constructor keywords (the embedding class is code, not config)."""
-        skip = {"self", "__class__", "embed_layer"}
-        return {k: json_ready(v) for k, v in args.items() if k not in skip}
+    @classmethod
+    def table_grid(cls, config: dict[str, Any]) -> Size | None:
+        """The ``(h, w)`` grid of the position table a model built from ``config`` has: size arithmetic only."""
+        c = with_defaults(cls, config)
+        if (c["pos_embed"] or "none") == "none":
+            return None
+        img, patch, stride = c["img_size"], c["patch_size"], c["patch_stride"]
+        if c["dynamic_img_pad"]:
+            img = padded_size(img, patch, stride)
+        return patch_grid(img, patch, stride)
 
     def _make_head(self, num_classes: int) -> nn.Module:
         return nn.Linear(self.embed_dim, num_classes) if num_classes > 0 else nn.Identity()
@@ -267,6 +272,20 @@ class VisionTransformer(nn.Module):
             return (int(self.pos_embed.shape[1]), int(self.pos_embed.shape[2]))
         return self.patch_embed.grid_size
 
+    @property
+    def dynamic_img_size(self) -> bool:
+        """True: any input size per forward (positions resampled to its grid); False: ``img_size`` only."""
+        return not self.patch_embed.strict_img_size
+
+    @dynamic_img_size.setter
+    def dynamic_img_size(self, enable: bool) -> None:
+        self.patch_embed.strict_img_size = not enable
+        record_config(self, dynamic_img_size=bool(enable))
+
+    def check_input(self, x: torch.Tensor) -> None:
+        """Raise ``InputSizeError`` for anything but a ``(B, in_chans, H, W)`` batch of a size this model takes."""
+        self.patch_embed.check_input(x)
+
     def feat_size(self, img_size) -> Size:
         """The ``(h, w)`` token grid of an input of ``img_size``."""
         return self.patch_embed.feat_size(to_size(img_size, "img_size"))
@@ -287,10 +306,9 @@ class VisionTransformer(nn.Module):
         elif self.pos_embed_type == "sincos":
             self.pos_embed = sincos_2d(new_grid, self.embed_dim).to(self.pos_embed.device, self.pos_embed.dtype)
         self._pos_cache.clear()
-        self.model_config["img_size"] = list(self.patch_embed.img_size)
-        self.model_config["patch_size"] = list(self.patch_embed.patch_size)
+        record_config(self, img_size=self.patch_embed.img_size, patch_size=self.patch_embed.patch_size)
         if not self.patch_embed.stride_follows_patch:
-            self.model_config["patch_stride"] = list(self.patch_embed.patch_stride)
+            record_config(self, patch_stride=self.patch_embed.patch_stride)
 
     # ----------------------------------------------------------------------------------------------
     # Positions and prefix tokens
@@ -462,10 +480,9 @@ class VisionTransformer(nn.Module):
         if global_pool is not None:
             _check_options(global_pool, self.pos_embed_type, self.has_class_token, self.distilled, 0, 0.0)
             self.global_pool = global_pool
-            self.model_config["global_pool"] = global_pool
-            self.model_config["fc_norm"] = not isinstance(self.fc_norm, nn.Identity)
+            record_config(self, global_pool=global_pool, fc_norm=not isinstance(self.fc_norm, nn.Identity))
         self.num_classes = num_classes
-        self.model_config["num_classes"] = num_classes
+        record_config(self, num_classes=num_classes)
         device = next(self.parameters()).device
         self.head = self._make_head(num_classes).to(device).train(self.training)
         self.head_dist = self._make_head(num_classes).to(device).train(self.training) if self._two_heads else None

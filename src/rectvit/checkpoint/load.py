@@ -1,0 +1,159 @@
+"""Loading a converted checkpoint into a model: resolve the grid -> adapt shapes -> check keys -> load.
+
+The architecture's defaults (the grid and Swin windows a checkpoint of that architecture most likely
+has) are computed from configuration arithmetic (``table_grid`` / ``bias_windows`` of the model's
+class over its registered config); they are candidates to score, never evidence.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..errors import CheckpointError, RectViTError
+from ..grid import Size
+from ..models.registry import get_model_entry
+from .adapt import (
+    HEAD_PREFIXES,
+    LoadReport,
+    adapt_classifier,
+    adapt_patch_embed,
+    adapt_pos_embed,
+    adapt_relative_position_bias,
+    check_finite,
+    check_keys,
+)
+from .layout import Converted, as_converted
+from .timm import flat_pos_embed_to_grid, is_flat_pos_embed
+
+__all__ = ["load_checkpoint", "load_converted", "architecture_defaults"]
+
+_SIZE_KEYS = ("img_size", "patch_size", "patch_stride", "window_size")
+
+
+def architecture_defaults(model: nn.Module) -> tuple[Size | None, dict[str, Size]]:
+    """``(table grid, {bias-table key: window})`` of the model's architecture at its registered sizes.
+
+    The model's own config with the registry entry's ``img_size``, ``patch_size``/``patch_stride``
+    and ``window_size``, put through the class's size arithmetic. ``(None, {})`` for a model that is
+    not from the registry.
+    """
+    name, config = getattr(model, "arch_name", ""), getattr(model, "model_config", None)
+    if not name or config is None:
+        return None, {}
+    try:
+        entry = get_model_entry(name)
+    except RectViTError:
+        return None, {}
+    defaults = {k: entry.config[k] for k in _SIZE_KEYS if k in entry.config}
+    defaults.setdefault("img_size", 224)
+    arch = {**config, **defaults}
+    cls = type(model)
+    try:
+        grid = cls.table_grid(arch) if hasattr(cls, "table_grid") else None
+        windows = cls.bias_windows(arch) if hasattr(cls, "bias_windows") else {}
+    except RectViTError:
+        return None, {}
+    return grid, windows
+
+
+def _drop_derived(sd: dict[str, torch.Tensor], model: nn.Module, report: LoadReport) -> None:
+    """Drop buffers the model derives itself (e.g. Swin's relative_position_index, attn_mask)."""
+    derived = {name for name, _ in model.named_buffers()} - set(model.state_dict())
+    for key in [k for k in sd if k in derived]:
+        del sd[key]
+        report.dropped.append(key)
+
+
+def _adapted_later(key: str) -> bool:
+    """Keys whose shape loading adapts (position tables, patch kernel, bias tables) or judges apart (heads)."""
+    return (
+        key in ("pos_embed", "prefix_pos_embed")
+        or key.startswith("patch_embed.")
+        or key.endswith("relative_position_bias_table")
+        or key.startswith(HEAD_PREFIXES)
+    )
+
+
+def _check_architecture(sd: dict[str, torch.Tensor], model: nn.Module) -> None:
+    """The checkpoint's body (blocks, norms, widths) must be the model's before any grid question is asked,
+    so a checkpoint of another architecture is named as such, not as an ambiguous grid."""
+    own = model.state_dict()
+    body = {k: v for k, v in sd.items() if not _adapted_later(k)}
+    own_body = {k: v for k, v in own.items() if not _adapted_later(k)}
+    problems = []
+    missing = [k for k in own_body if k not in body]
+    unexpected = [k for k in body if k not in own_body]
+    misshapen = [k for k in body if k in own_body and body[k].shape != own_body[k].shape]
+    table, width = sd.get("pos_embed"), getattr(model, "embed_dim", None)
+    if isinstance(table, torch.Tensor) and isinstance(width, int) and table.shape[-1] != width:
+        problems.append(f"position table width {table.shape[-1]}, model embed_dim {width}")
+    if missing:
+        problems.append(f"missing from the checkpoint: {missing[:8]}")
+    if unexpected:
+        problems.append(f"not in the model: {unexpected[:8]}")
+    if misshapen:
+        problems += [f"{k}: checkpoint {tuple(body[k].shape)}, model {tuple(own_body[k].shape)}" for k in misshapen[:6]]
+    if problems:
+        raise CheckpointError(
+            "the checkpoint is another architecture than the model: " + "; ".join(problems) + ". Build the model "
+            "with the checkpoint's architecture (rectvit inspect CKPT shows its widths and depth)."
+        )
+
+
+def _target_grid(model: nn.Module) -> Size | None:
+    own = getattr(model, "pos_embed", None)
+    return (int(own.shape[1]), int(own.shape[2])) if isinstance(own, torch.Tensor) and own.dim() == 4 else None
+
+
+def load_converted(model: nn.Module, conv: Converted, source_grid=None, strict: bool = True) -> LoadReport:
+    """Adapt ``conv`` to ``model`` and load it; the ``LoadReport`` says what was adapted and on what basis."""
+    sd = dict(conv.state_dict)
+    report = LoadReport(layout=conv.layout, dropped=list(conv.dropped))
+    table = sd.get("pos_embed")
+    default_grid, default_windows = architecture_defaults(model)
+    _drop_derived(sd, model, report)
+    _check_architecture(sd, model)
+    if is_flat_pos_embed(sd):
+        candidates = []
+        if conv.suggested_grid:
+            candidates.append((conv.suggested_grid, "timm config's default input size"))
+        if _target_grid(model):
+            candidates.append((_target_grid(model), "target model grid"))
+        if default_grid:
+            candidates.append((default_grid, "architecture default grid"))
+        prefix = int(getattr(model, "num_pos_prefix_tokens", 0))
+        flat_pos_embed_to_grid(sd, prefix, report, source_grid, conv.recorded_grid, candidates)
+    elif isinstance(table, torch.Tensor) and table.dim() == 4:
+        report.source_grid, report.grid_basis = (int(table.shape[1]), int(table.shape[2])), "stored 2-D table"
+    check_finite(sd, report)
+    adapt_pos_embed(sd, model, report)
+    adapt_patch_embed(sd, model, report)
+    adapt_relative_position_bias(sd, model, report, conv.recorded_windows, default_windows)
+    check_keys(sd, model, strict, report, heads=False)
+    adapt_classifier(sd, model, strict, report)
+    check_keys(sd, model, strict, report)
+    model.load_state_dict(sd, strict=False)
+    if conv.raw is not None and conv.raw.path is not None:
+        model.source_path = str(conv.raw.path)
+    return report
+
+
+def load_checkpoint(
+    model: nn.Module,
+    source: str | os.PathLike | dict[str, torch.Tensor] | Any,
+    *,
+    source_grid=None,
+    strict: bool = True,
+) -> LoadReport:
+    """Load ``source`` (a path, an HF folder or a state dict) into ``model``, adapting it; return a ``LoadReport``.
+
+    The layout (rectvit, timm, HF ViT/DeiT/AST) is detected and converted; a flat position table's
+    grid is resolved as docs/design.md's invariant 2 says (``source_grid=(h, w)`` first); tables,
+    patch kernel, input channels and Swin bias tables are adapted to the model. ``strict=False``
+    drops a classifier of another size instead of raising.
+    """
+    return load_converted(model, as_converted(source), source_grid, strict)

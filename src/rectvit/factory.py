@@ -1,0 +1,97 @@
+"""Names and checkpoints together: ``create_model`` and ``load_model``.
+
+This module sits above ``rectvit.models`` (names -> classes and configs) and ``rectvit.checkpoint``
+(files -> adapted weights), which never import each other's model-building code.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from typing import Any
+
+from torch import nn
+
+from .checkpoint.hf import hf_model_kwargs
+from .checkpoint.io import read_checkpoint
+from .checkpoint.layout import convert
+from .checkpoint.load import load_checkpoint, load_converted
+from .checkpoint.timm import is_timm_config, timm_config_kwargs
+from .errors import CheckpointError, RectViTError
+from .models.registry import build_model, get_model_entry
+from .models.vit import VisionTransformer
+
+__all__ = ["create_model", "load_model"]
+
+
+def create_model(
+    name: str,
+    *,
+    checkpoint_path: str | os.PathLike | None = None,
+    source_grid=None,
+    strict: bool = True,
+    **overrides: Any,
+) -> nn.Module:
+    """Build model ``name`` with timm-style keyword ``overrides``; load ``checkpoint_path`` if given.
+
+    The loaded weights are adapted to the built model (position grid, patch size, channels); the
+    load report is kept on ``model.load_report``.
+    """
+    if not isinstance(name, str):
+        raise RectViTError(f"create_model takes an architecture name (a str from rectvit.list_models()), got {name!r}.")
+    if source_grid is not None and checkpoint_path is None:
+        raise RectViTError(
+            "source_grid is the grid of a checkpoint's flat position table, but no checkpoint_path was given; "
+            "pass checkpoint_path=... too, or drop source_grid."
+        )
+    entry = get_model_entry(name)
+    model = build_model(entry.cls, entry.config, overrides, name)
+    model.arch_name = name
+    if checkpoint_path is not None:
+        model.load_report = load_checkpoint(model, checkpoint_path, source_grid=source_grid, strict=strict)
+    return model
+
+
+def _model_class(name: str) -> type[nn.Module]:
+    """A rectvit model class by its dotted name; only classes under ``rectvit.models`` are accepted."""
+    module_name, _, cls_name = name.rpartition(".")
+    if not module_name.startswith("rectvit.models."):
+        raise CheckpointError(f"model_class {name!r} is not a rectvit model class; refusing to import it.")
+    try:
+        cls = getattr(importlib.import_module(module_name), cls_name)
+    except (ImportError, AttributeError):
+        raise CheckpointError(f"model_class {name!r} does not exist in this rectvit version.") from None
+    if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
+        raise CheckpointError(f"model_class {name!r} is not a model class.")
+    return cls
+
+
+def load_model(path: str | os.PathLike, *, source_grid=None, **overrides: Any) -> nn.Module:
+    """The model a checkpoint describes (our metadata, an HF or timm folder's config.json), ``overrides`` applied.
+
+    ``path`` is a file, a folder, or ``hf-hub:org/name`` (through huggingface_hub's cache).
+
+    Weights are adapted to the overrides (``img_size``, ``patch_size``, ``in_chans``...); a new
+    ``num_classes`` leaves the classifier freshly initialised (reported). The report is on
+    ``model.load_report``.
+    """
+    conv = convert(read_checkpoint(path))
+    raw = conv.raw
+    if conv.config is not None:
+        cls = _model_class(raw.metadata.get("model_class", ""))
+        model = build_model(cls, conv.config, overrides, str(path))
+        model.arch_name = raw.metadata.get("arch", "")
+    elif is_timm_config(raw.config):
+        arch, kwargs, _ = timm_config_kwargs(raw.config)
+        model = create_model(arch, **{**kwargs, **overrides})
+    elif raw.config is not None:
+        kwargs = hf_model_kwargs(conv.hf_family, raw.config, conv.state_dict)
+        model = build_model(VisionTransformer, kwargs, overrides, str(path))
+        model.arch_name = f"hf-{conv.hf_family}"
+    else:
+        raise CheckpointError(
+            f"{path}: holds no rectvit metadata or config.json, so it does not say which model it is; "
+            "use rectvit.create_model(NAME, checkpoint_path=...) with the architecture's name."
+        )
+    model.load_report = load_converted(model, conv, source_grid, strict="num_classes" not in overrides)
+    return model
