@@ -32,6 +32,7 @@ def make_pair(v2: bool, seed: int = 0, **kw):
     timm_kw = dict(kw)
     if timm_kw.pop("dynamic_img_size", False):
         timm_kw["strict_img_size"] = False
+    timm_kw.pop("bias_interpolation", None)  # ours only; timm always resamples geometrically
     ref = randomize_(timm_cls(**timm_kw), seed=seed).eval()
     ours = ours_cls(**kw).eval()
     ours.load_state_dict(ref.state_dict(), strict=True)
@@ -145,7 +146,7 @@ def test_v2_window_change_matches_timm():
 
 
 def test_v1_window_change_resamples_tables_bicubically():
-    ours, _ = make_pair(False, img_size=(224, 224), **SMALL)
+    ours, _ = make_pair(False, img_size=(224, 224), bias_interpolation="bicubic", **SMALL)
     x224 = torch.randn(1, 3, 224, 224)
     with torch.no_grad():
         before = ours(x224)
@@ -172,7 +173,8 @@ def test_v1_window_change_resamples_tables_bicubically():
     state = {k: v.clone() for k, v in ours.state_dict().items()}
     ours.set_input_size(img_size=(224, 224), window_size=(14, 7))
     assert all(torch.equal(v, state[k]) for k, v in ours.state_dict().items())
-    fresh = SwinTransformer(img_size=(224, 224), **{**SMALL, "window_size": (14, 7)}).eval()
+    fresh = SwinTransformer(img_size=(224, 224), bias_interpolation="bicubic", **{**SMALL, "window_size": (14, 7)})
+    fresh.eval()
     fresh.load_state_dict(state)
     with torch.no_grad():
         assert torch.equal(ours(x224), fresh(x224))
@@ -271,7 +273,7 @@ def test_relative_bias_table_resampler():
 
 
 def test_v1_stage_grid_smaller_than_window_clips_and_resamples():
-    m = SwinTransformer(img_size=(224, 224), **SMALL).eval()
+    m = SwinTransformer(img_size=(224, 224), bias_interpolation="bicubic", **SMALL).eval()
     table = m.layers[1].blocks[0].attn.relative_position_bias_table.detach().clone()
     m.set_input_size(img_size=(48, 224), window_size=7)  # stage 1 grid 6x28: window (6, 7), no shift along H
     assert m.window_size == ((7, 7), (6, 7)) and m.layers[1].blocks[1].shift_size == (0, 3)
@@ -280,3 +282,41 @@ def test_v1_stage_grid_smaller_than_window_clips_and_resamples():
     assert maxdiff(new, expected.reshape(4, -1).T) <= 1e-6
     with torch.no_grad():
         assert torch.isfinite(m(torch.randn(1, 3, 48, 224))).all()
+
+
+# ---- relative-bias tables: BEiT's geometric interpolation, as timm (issue 17 item 1) ----
+
+
+def test_bias_interpolation_is_checked():
+    with pytest.raises(rectvit.RectViTError, match=r"bias_interpolation.*'linear'"):
+        SwinTransformer(bias_interpolation="linear", **SMALL)
+
+
+def test_v1_set_input_size_scaled_windows_match_timm():
+    ours, ref = make_pair(False, img_size=(224, 224), **SMALL)
+    ours.set_input_size(img_size=(448, 224))
+    ref.set_input_size(img_size=(448, 224))
+    assert ours.window_size == ((14, 7), (14, 7))
+    assert_parity(ours, ref, (448, 224), batch=1)
+
+
+def test_v1_checkpoint_into_other_window_matches_timm():
+    from timm.models.swin_transformer import checkpoint_filter_fn
+
+    src = randomize_(TimmSwin(img_size=(224, 224), **SMALL), seed=3)
+    kw = dict(SMALL, img_size=(224, 448), window_size=(7, 14))
+    ref = TimmSwin(**kw).eval()
+    ref.load_state_dict(checkpoint_filter_fn(src.state_dict(), ref))
+    # a random table cannot show its window; the registered architecture's default (7x7) is the basis
+    ours = rectvit.create_model("swin_tiny_patch4_window7_224", **kw).eval()
+    report = rectvit.load_checkpoint(ours, src.state_dict())
+    assert any("geometric" in row[3] for row in report.rows)
+    x = torch.randn(1, 3, 224, 448)
+    with torch.no_grad():
+        assert maxdiff(ours(x), ref(x)) <= TOL
+    # plain bicubic stays one keyword away
+    bicubic = rectvit.create_model("swin_tiny_patch4_window7_224", bias_interpolation="bicubic", **kw)
+    rectvit.load_checkpoint(bicubic, src.state_dict())
+    key = "layers.0.blocks.0.attn.relative_position_bias_table"
+    expected = resample_relative_bias_table(src.state_dict()[key], 7, (7, 14), "bicubic")
+    assert torch.equal(bicubic.state_dict()[key], expected)

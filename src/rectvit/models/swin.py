@@ -10,7 +10,8 @@ cached per size.
 
 v1 (``SwinTransformer``) keeps a learned relative-position-bias table per block, a
 ``(2wh-1) * (2ww-1), heads`` parameter; changing the window resamples it as a 2-D grid with
-:func:`rectvit.resample.resample_grid` (bicubic, as in the Swin paper). v2 (``SwinTransformerV2``)
+:func:`rectvit.resample.resample_relative_bias_table` (BEiT's geometric interpolation, as timm; or
+bicubic, as the Swin paper, with ``bias_interpolation="bicubic"``). v2 (``SwinTransformerV2``)
 computes its bias with an MLP over log-spaced relative coordinates, so a new window only rebuilds
 the coordinate table.
 """
@@ -29,7 +30,7 @@ from ..errors import InputSizeError, RectViTError
 from ..grid import Size, to_size
 from ..layers import DropPath, Mlp
 from ..layers.patch_embed import check_image_batch
-from ..resample import resample_relative_bias_table
+from ..resample import RELATIVE_BIAS_INTERPOLATIONS, resample_relative_bias_table
 from ._util import json_ready, take_indices
 from .registry import register_model
 
@@ -250,13 +251,13 @@ class WindowAttention(nn.Module):
         bias = self.relative_position_bias_table[self.relative_position_index.view(-1)]
         return bias.view(n, n, -1).permute(2, 0, 1)
 
-    def set_window_size(self, window_size: Size) -> None:
-        """Resample the table's 2-D grid bicubically to the new window's and rebuild the index."""
+    def set_window_size(self, window_size: Size, interpolation: str = "geometric") -> None:
+        """Resample the table to the new window (see ``resample_relative_bias_table``); rebuild the index."""
         if window_size == self.window_size:
             return
         old = self.relative_position_bias_table
         with torch.no_grad():
-            table = resample_relative_bias_table(old, self.window_size, window_size, "bicubic")
+            table = resample_relative_bias_table(old, self.window_size, window_size, interpolation)
         self.relative_position_bias_table = nn.Parameter(table.clone(), requires_grad=old.requires_grad)
         self.window_size = window_size
         index = relative_position_index(window_size).to(self.relative_position_index.device)
@@ -311,8 +312,9 @@ class WindowAttentionV2(nn.Module):
         index = relative_position_index(self.window_size).to(self.proj.weight.device)
         self.register_buffer("relative_position_index", index, persistent=False)
 
-    def set_window_size(self, window_size: Size) -> None:
-        """Rebuild the coordinate table and index (nothing learned depends on the window)."""
+    def set_window_size(self, window_size: Size, interpolation: str = "geometric") -> None:
+        """Rebuild the coordinate table and index (nothing learned depends on the window, so
+        ``interpolation`` is unused)."""
         if window_size != self.window_size:
             self.window_size = window_size
             self._build_tables()
@@ -389,14 +391,16 @@ class SwinBlock(nn.Module):
         self.mlp = Mlp(dim, int(dim * mlp_ratio), act_layer=act_layer, drop=proj_drop)
         self.drop_path2 = DropPath(drop_path) if drop_path > 0 else nn.Identity()
 
-    def set_input_size(self, grid: Size, window_size: Size, always_partition: bool | None = None) -> None:
+    def set_input_size(
+        self, grid: Size, window_size: Size, always_partition: bool | None = None, interpolation: str = "geometric"
+    ) -> None:
         """Re-fit the window and shift to a new stage grid and target window; drop cached masks."""
         self.grid = grid
         self.target_window = window_size
         if always_partition is not None:
             self.always_partition = always_partition
         self.window_size, self.shift_size = _fit_window(grid, window_size, self.shifted, self.always_partition)
-        self.attn.set_window_size(self.window_size)
+        self.attn.set_window_size(self.window_size, interpolation)
         self._masks.clear()
 
     def attn_mask(self, padded: Size, ref: torch.Tensor) -> torch.Tensor | None:
@@ -485,10 +489,12 @@ class SwinStage(nn.Module):
         """The window of the stage's blocks (they share it)."""
         return self.blocks[0].window_size if len(self.blocks) else (0, 0)
 
-    def set_input_size(self, grid: Size, window_size: Size, always_partition: bool | None = None) -> None:
+    def set_input_size(
+        self, grid: Size, window_size: Size, always_partition: bool | None = None, interpolation: str = "geometric"
+    ) -> None:
         self.grid = grid
         for block in self.blocks:
-            block.set_input_size(grid, window_size, always_partition)
+            block.set_input_size(grid, window_size, always_partition, interpolation)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.blocks(self.downsample(x))
@@ -548,6 +554,7 @@ class _SwinBase(nn.Module):
     """What Swin v1 and v2 share: sizes, windows, input checks, forward paths and the head."""
 
     _v2 = False
+    bias_interpolation = "geometric"  # how v1 bias tables follow window changes; v2 has no tables
 
     def _build(
         self,
@@ -698,8 +705,9 @@ class _SwinBase(nn.Module):
         stage's window scales with the patch grid so its window-to-grid ratio is kept, as in timm:
         ``set_input_size(img_size=(448, 224))`` on a 224, window-7 model gives windows ``(14, 7)``; pass
         ``window_size=7`` to keep the windows. Explicit windows become the reference for later
-        calls. A v1 window change resamples every relative-position-bias table bicubically; a v2 one
-        rebuilds the coordinate tables. A stage whose grid is smaller than its window uses the grid.
+        calls. A v1 window change resamples every relative-position-bias table (geometrically, as timm,
+        unless the model was built with ``bias_interpolation="bicubic"``); a v2 one rebuilds the
+        coordinate tables. A stage whose grid is smaller than its window uses the grid.
         """
         num_stages = self.num_layers
         explicit = _stage_windows(window_size, num_stages) if window_size is not None else None
@@ -731,7 +739,7 @@ class _SwinBase(nn.Module):
         if always_partition is not None:
             self.always_partition = always_partition
         for i, stage in enumerate(self.layers):
-            stage.set_input_size(_stage_grid(grid, i), windows[i], always_partition)
+            stage.set_input_size(_stage_grid(grid, i), windows[i], always_partition, self.bias_interpolation)
         self.model_config.update(
             img_size=json_ready(self.img_size),
             window_size=json_ready(windows),
@@ -809,7 +817,9 @@ class SwinTransformer(_SwinBase):
 
     ``img_size`` int or ``(H, W)``; ``window_size`` int, ``(wh, ww)`` or one per stage;
     ``strict_img_size=False`` or ``dynamic_img_size=True`` accept any input size per forward (a
-    multiple of the patch size). Features are NHWC.
+    multiple of the patch size). Features are NHWC. ``bias_interpolation`` says how the
+    relative-position-bias tables follow a window change (``set_input_size``, checkpoint loading):
+    ``"geometric"`` (timm's and BEiT's numerics) or ``"bicubic"`` (the Swin paper's).
     """
 
     def __init__(
@@ -833,10 +843,16 @@ class SwinTransformer(_SwinBase):
         proj_drop_rate: float = 0.0,
         attn_drop_rate: float = 0.0,
         drop_path_rate: float = 0.1,
+        bias_interpolation: str = "geometric",
     ):
         super().__init__()
         args = _constructor_args(locals())
         self.model_config = {k: json_ready(v) for k, v in args.items()}
+        if args.pop("bias_interpolation") not in RELATIVE_BIAS_INTERPOLATIONS:
+            raise RectViTError(
+                f"bias_interpolation must be one of {RELATIVE_BIAS_INTERPOLATIONS}, got {bias_interpolation!r}."
+            )
+        self.bias_interpolation = bias_interpolation
         head_dims = _stage_values(args.pop("head_dim"), len(depths), "head_dim")
         self._build(**args, extra_block_kwargs=[dict(head_dim=d) for d in head_dims])
         self._init_weights()
