@@ -320,3 +320,109 @@ def test_v1_checkpoint_into_other_window_matches_timm():
     key = "layers.0.blocks.0.attn.relative_position_bias_table"
     expected = resample_relative_bias_table(src.state_dict()[key], 7, (7, 14), "bicubic")
     assert torch.equal(bicubic.state_dict()[key], expected)
+
+
+# ---- Swin on the shared layers; one pure window function (issue 12 item 4) ----
+
+
+def test_uses_the_shared_patch_embedding_and_one_switch():
+    from rectvit.layers import PatchEmbed
+
+    m = SwinTransformer(img_size=(64, 96), **SMALL)
+    assert type(m.patch_embed) is PatchEmbed and isinstance(m.patch_embed.norm, torch.nn.LayerNorm)
+    assert m.patch_embed.strict_img_size and not m.dynamic_img_size
+    m.dynamic_img_size = True  # the property is the embedding's switch, recorded in the config
+    assert not m.patch_embed.strict_img_size and m.model_config["dynamic_img_size"]
+    with torch.no_grad():
+        assert m(torch.randn(1, 3, 32, 48)).shape == (1, 10)
+    for block in m.modules():
+        assert not hasattr(block, "grid") and not hasattr(block, "target_window")
+
+
+@pytest.mark.parametrize(
+    "grid,window_size,window_ratio",
+    [((56, 112), None, None), ((28, 14), None, None), ((3, 200), None, None), ((56, 56), (5, 9), None),
+     ((56, 56), [(5, 9), 4], None), ((40, 72), None, 8), ((40, 72), None, [4, 100]), ((40, 72), 6, 3)],
+)  # fmt: skip
+def test_stage_window_sizes_match_timm(grid, window_size, window_ratio):
+    from timm.models.swin_transformer import calc_stage_window_sizes
+
+    from rectvit.models.swin import stage_window_sizes
+
+    ref = ((7, 7), (6, 9))
+    ours = stage_window_sizes(grid, ref, (56, 56), window_size, window_ratio)
+    theirs = calc_stage_window_sizes(grid, ref, (56, 56), window_size=window_size, window_ratio=window_ratio)
+    assert ours == tuple(tuple(w) for w in theirs)
+
+
+# ---- set_input_size checks everything before changing anything (issue 11 item 5) ----
+
+
+def _snapshot(m, x):
+    with torch.no_grad():
+        out = m(x)
+    state = {k: v.clone() for k, v in m.state_dict().items()}
+    return out, state, json.dumps(m.model_config), m.img_size, m.patch_size, m.window_size
+
+
+def _assert_unchanged(m, x, snap):
+    out, state, config, img, patch, windows = snap
+    assert (m.img_size, m.patch_size, m.window_size) == (img, patch, windows)
+    assert json.dumps(m.model_config) == config
+    now = m.state_dict()
+    assert now.keys() == state.keys() and all(torch.equal(now[k], v) for k, v in state.items())
+    for block in (b for s in m.layers for b in s.blocks):  # index buffers follow the windows they belong to
+        n = block.window_size[0] * block.window_size[1]
+        assert block.attn.relative_position_index.shape == (n, n)
+    with torch.no_grad():
+        assert torch.equal(m(x), out)
+
+
+@pytest.mark.parametrize("cls", [SwinTransformer, SwinTransformerV2], ids=["v1", "v2"])
+def test_failed_set_input_size_changes_nothing(cls, monkeypatch):
+    m = cls(img_size=(64, 96), **SMALL).eval()
+    x = torch.randn(1, 3, 64, 96)
+    snap = _snapshot(m, x)
+    bad = [
+        (dict(img_size=10_000_000), r"stage 0 would use a 1093750x729166 window"),  # 7 * 2.5e6 // (16, 24)
+        (dict(img_size=(10_000_000, 96)), r"window.*tokens.*smaller img_size"),
+        (dict(img_size=(64, 96), window_size=200, always_partition=True), r"200x200 window"),
+        (dict(img_size=(128, 96), window_size=[7, 7, 7]), r"one window per stage"),
+        (dict(img_size=(128, 96), window_size=0), r"window_size must be positive"),
+        (dict(img_size=(128, 96), window_ratio=[2, 0]), r"window_ratio must hold positive ints"),
+        (dict(img_size=(128, 96), patch_size=0), r"patch_size must be positive"),
+        (dict(img_size=(2, 2)), r"smaller than one patch"),
+        (dict(patch_size=128), r"img_size 64x96 is smaller than one patch \(128x128\)"),
+    ]
+    for kwargs, match in bad:
+        with pytest.raises(InputSizeError, match=match):
+            m.set_input_size(**kwargs)
+        _assert_unchanged(m, x, snap)
+
+    # An allocation failing half-way (here: the third block's new tables) leaves the model as it was too.
+    calls = []
+    attn_cls = type(m.layers[0].blocks[0].attn)
+    original = attn_cls.window_tensors
+
+    def failing(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise RuntimeError("out of memory (simulated)")
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(attn_cls, "window_tensors", failing)
+    with pytest.raises(RuntimeError, match="simulated"):
+        m.set_input_size(img_size=(128, 96), patch_size=8, window_size=(4, 3))
+    _assert_unchanged(m, x, snap)
+    monkeypatch.undo()
+
+    # and so does a failing patch-kernel resize, which comes after every table is computed
+    import rectvit.layers.patch_embed as pe
+
+    monkeypatch.setattr(pe, "resized_patch_conv", lambda *a: (_ for _ in ()).throw(RuntimeError("simulated")))
+    with pytest.raises(RuntimeError, match="simulated"):
+        m.set_input_size(img_size=(128, 96), patch_size=8, window_size=(4, 3))
+    _assert_unchanged(m, x, snap)
+    monkeypatch.undo()
+    m.set_input_size(img_size=(128, 96), patch_size=8, window_size=(4, 3))  # the same call works
+    assert m.window_size == ((4, 3), (4, 3)) and m.patch_size == (8, 8) and m.grid_size == (16, 12)
