@@ -426,3 +426,23 @@ def test_failed_set_input_size_changes_nothing(cls, monkeypatch):
     monkeypatch.undo()
     m.set_input_size(img_size=(128, 96), patch_size=8, window_size=(4, 3))  # the same call works
     assert m.window_size == ((4, 3), (4, 3)) and m.patch_size == (8, 8) and m.grid_size == (16, 12)
+
+
+# ---- empty batches (issue 17 item 6) ----
+
+
+@pytest.mark.parametrize("cls", [SwinTransformer, SwinTransformerV2], ids=["v1", "v2"])
+def test_empty_batch_gives_empty_outputs(cls):
+    m = cls(img_size=(64, 96), **SMALL).eval()
+    dyn = cls(img_size=(64, 96), dynamic_img_size=True, **SMALL).eval()
+    with torch.no_grad():
+        for model, size, grids in [(m, (64, 96), [(16, 24), (8, 12)]), (dyn, (36, 20), [(9, 5), (5, 3)])]:
+            x = torch.randn(0, 3, *size)
+            assert model(x).shape == (0, 10)
+            assert model.forward_features(x).shape == (0, *grids[-1], 64)
+            final, maps = model.forward_intermediates(x)
+            assert final.shape == (0, *grids[-1], 64)
+            assert [tuple(t.shape) for t in maps] == [(0, 32, *grids[0]), (0, 64, *grids[1])]
+            # an empty batch beside a full one changes nothing for the full one
+            full = torch.randn(2, 3, *size)
+            assert torch.equal(model(torch.cat([x, full])), model(full))

@@ -168,7 +168,7 @@ def window_partition(x: torch.Tensor, window: Size) -> torch.Tensor:
     b, h, w, c = x.shape
     wh, ww = window
     x = x.view(b, h // wh, wh, w // ww, ww, c).permute(0, 1, 3, 2, 4, 5)
-    return x.reshape(-1, wh * ww, c)
+    return x.reshape(b * (h // wh) * (w // ww), wh * ww, c)
 
 
 def window_merge(windows: torch.Tensor, window: Size, size: Size) -> torch.Tensor:
@@ -176,8 +176,9 @@ def window_merge(windows: torch.Tensor, window: Size, size: Size) -> torch.Tenso
     wh, ww = window
     h, w = size
     c = windows.shape[-1]
-    x = windows.view(-1, h // wh, w // ww, wh, ww, c).permute(0, 1, 3, 2, 4, 5)
-    return x.reshape(-1, h, w, c)
+    b = windows.shape[0] // ((h // wh) * (w // ww))  # explicit sizes: an empty batch has no -1 to infer
+    x = windows.view(b, h // wh, w // ww, wh, ww, c).permute(0, 1, 3, 2, 4, 5)
+    return x.reshape(b, h, w, c)
 
 
 def _axis_regions(n: int, window: int, shift: int) -> torch.Tensor:
@@ -244,9 +245,9 @@ def _attend(
     logits = logits + bias.unsqueeze(0)
     if mask is not None:
         nw = mask.shape[0]
-        logits = (logits.view(-1, nw, heads, n, n) + mask[None, :, None]).view(bw, heads, n, n)
+        logits = (logits.view(bw // nw, nw, heads, n, n) + mask[None, :, None]).view(bw, heads, n, n)
     attn = drop(logits.softmax(dim=-1))
-    return (attn @ v).transpose(1, 2).reshape(bw, n, -1)
+    return (attn @ v).transpose(1, 2).reshape(bw, n, heads * v.shape[-1])
 
 
 # --------------------------------------------------------------------------------------------------
