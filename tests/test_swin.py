@@ -446,3 +446,73 @@ def test_empty_batch_gives_empty_outputs(cls):
             # an empty batch beside a full one changes nothing for the full one
             full = torch.randn(2, 3, *size)
             assert torch.equal(model(torch.cat([x, full])), model(full))
+
+
+# ---- timm's conventions (issue 14 item 5) ----
+
+
+@pytest.mark.parametrize("v2", [False, True], ids=["v1", "v2"])
+def test_training_conventions_match_timm(v2):
+    ours, ref = make_pair(v2, img_size=(64, 96), **SMALL)
+    assert ours.no_weight_decay() == ref.no_weight_decay() and ours.no_weight_decay()
+    for coarse in (False, True):
+        assert ours.group_matcher(coarse) == ref.group_matcher(coarse)
+    assert ours.get_classifier() is ours.head.fc and isinstance(ref.get_classifier(), type(ours.get_classifier()))
+    ours.reset_classifier(0)
+    assert isinstance(ours.get_classifier(), torch.nn.Identity)
+
+
+@pytest.mark.parametrize("v2", [False, True], ids=["v1", "v2"])
+def test_grad_checkpointing_gives_the_same_gradients(v2):
+    ours, _ = make_pair(v2, img_size=(64, 96), **{**SMALL, "drop_path_rate": 0.2})
+    ours.train()  # stochastic depth on: the recomputation must replay the same random masks
+    x = torch.randn(2, 3, 64, 96)
+
+    def grads(enable):
+        ours.set_grad_checkpointing(enable)
+        ours.zero_grad()
+        torch.manual_seed(5)
+        ours(x).square().sum().backward()
+        return {n: p.grad.clone() for n, p in ours.named_parameters() if p.grad is not None}
+
+    plain, checkpointed = grads(False), grads(True)
+    assert all(s.grad_checkpointing for s in ours.layers)
+    assert plain.keys() == checkpointed.keys() and len(plain) == len(list(ours.parameters()))
+    for name, g in plain.items():
+        torch.testing.assert_close(checkpointed[name], g, atol=1e-6, rtol=1e-5, msg=name)
+
+
+@pytest.mark.parametrize("v2", [False, True], ids=["v1", "v2"])
+@pytest.mark.parametrize("indices,prune_norm", [([0], False), (1, True), (1, False)])
+def test_prune_intermediate_layers_matches_timm(v2, indices, prune_norm):
+    ours, ref = make_pair(v2, img_size=(64, 96), **SMALL)
+    assert ours.prune_intermediate_layers(indices, prune_norm=prune_norm) == ref.prune_intermediate_layers(
+        indices, prune_norm=prune_norm
+    )
+    assert len(ours.layers) == len(ref.layers) and ours.num_features == ref.num_features
+    x = torch.randn(1, 3, 64, 96)
+    with torch.no_grad():
+        assert maxdiff(ours(x), ref(x)) <= TOL
+        final, maps = ours.forward_intermediates(x, indices=indices)
+        ref_final, ref_maps = ref.forward_intermediates(x, indices=indices)
+        assert maxdiff(final, ref_final) <= TOL and len(maps) == len(ref_maps)
+        assert all(maxdiff(m, r) <= TOL for m, r in zip(maps, ref_maps))
+
+
+@pytest.mark.parametrize("v2", [False, True], ids=["v1", "v2"])
+def test_set_input_size_takes_timms_parameters_in_order(v2):
+    import inspect
+
+    ours, ref = make_pair(v2, img_size=(64, 96), **SMALL)
+    timm_params = list(inspect.signature(ref.set_input_size).parameters)
+    assert list(inspect.signature(ours.set_input_size).parameters)[: len(timm_params)] == timm_params
+    ours.set_input_size((128, 96), 8)  # the second positional is the patch size, as in timm
+    ref.set_input_size((128, 96), 8)
+    assert ours.patch_size == (8, 8) and ours.grid_size == (16, 12)
+    assert ours.window_size == tuple(tuple(s.blocks[0].window_size) for s in ref.layers)
+    assert [f["reduction"] for f in ours.feature_info] == [f["reduction"] for f in ref.feature_info] == [8, 16]
+    assert_parity(ours, ref, (128, 96), batch=1)
+    ours.set_input_size(strict_img_size=False)  # ours only: the switch dynamic_img_size reads
+    assert ours.dynamic_img_size and ours.model_config["strict_img_size"] is False
+    with torch.no_grad():
+        assert ours(torch.randn(1, 3, 64, 40)).shape == (1, 10)

@@ -25,6 +25,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from ..errors import InputSizeError, RectViTError
 from ..grid import Size, patch_grid, to_size
@@ -555,6 +556,7 @@ class SwinStage(nn.Module):
         **block_kwargs: Any,
     ):
         super().__init__()
+        self.grad_checkpointing = False
         self.downsample = PatchMerging(dim, out_dim, block_kwargs["v2"]) if downsample else nn.Identity()
         self.blocks = nn.Sequential(
             *[
@@ -569,7 +571,12 @@ class SwinStage(nn.Module):
         return self.blocks[0].window_size if len(self.blocks) else (0, 0)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.blocks(self.downsample(x))
+        x = self.downsample(x)
+        if not (self.grad_checkpointing and torch.is_grad_enabled()):
+            return self.blocks(x)
+        for block in self.blocks:  # activations recomputed in the backward pass
+            x = checkpoint(block, x, use_reentrant=False)
+        return x
 
 
 # --------------------------------------------------------------------------------------------------
@@ -614,6 +621,8 @@ class _SwinBase(nn.Module):
     and the head. Subclasses record their constructor keywords and pass the per-stage block options."""
 
     _v2 = False
+    _no_weight_decay = ("relative_position_bias_table",)  # parameter-name parts, as timm
+    _stem = r"^patch_embed"
 
     def __init__(self, config: dict[str, Any], block_kwargs: list[dict[str, Any]]):
         super().__init__()
@@ -826,6 +835,47 @@ class _SwinBase(nn.Module):
             dynamic_img_size=self.dynamic_img_size,
         )
 
+    # ---- timm's training conventions ----------------------------------------------------------
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Recompute each block's activations in the backward pass instead of storing them."""
+        for stage in self.layers:
+            stage.grad_checkpointing = enable
+
+    def get_classifier(self) -> nn.Module:
+        """The classifier ``head.fc`` (``nn.Identity`` without classes)."""
+        return self.head.fc
+
+    def no_weight_decay(self) -> set[str]:
+        """Names of parameters to train without weight decay (timm's: the position-bias parameters)."""
+        return {n for n, _ in self.named_parameters() if any(k in n for k in self._no_weight_decay)}
+
+    def group_matcher(self, coarse: bool = False) -> dict[str, Any]:
+        """timm's parameter groups (stem, then per stage or per block) for layer-wise learning rates."""
+        blocks = [(r"^layers\.(\d+).downsample", (0,)), (r"^layers\.(\d+)\.\w+\.(\d+)", None), (r"^norm", (99999,))]
+        return dict(stem=self._stem, blocks=r"^layers\.(\d+)" if coarse else blocks)
+
+    def prune_intermediate_layers(
+        self, indices: int | Sequence[int] = 1, prune_norm: bool = False, prune_head: bool = True
+    ) -> list[int]:
+        """Drop the stages after the last of ``indices`` (and the final norm and head, as timm).
+
+        Returns the kept indices. A pruned model's ``model_config`` still describes the full model.
+        """
+        take = take_indices(self.num_layers, indices, "stage")
+        last = max(take)
+        prune_end = last < self.num_layers - 1
+        if prune_norm or prune_end:
+            self.norm = nn.Identity()  # sized for the last stage, applied only after it
+        self.layers = self.layers[: last + 1]
+        self.num_layers = last + 1
+        self._ref_windows = self._ref_windows[: last + 1]
+        if prune_end:
+            self.num_features = self.head_hidden_size = self.feature_info[last]["num_chs"]
+        if prune_head or prune_end:
+            self.reset_classifier(0, "")
+        return take
+
     # ---- forward -------------------------------------------------------------------------------
 
     def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
@@ -835,7 +885,8 @@ class _SwinBase(nn.Module):
         if isinstance(head.fc, nn.Linear):
             nn.init.trunc_normal_(head.fc.weight, std=0.02)
             nn.init.zeros_(head.fc.bias)
-        self.head = head.to(self.norm.weight.device, self.norm.weight.dtype).train(self.training)
+        weight = self.patch_embed.proj.weight
+        self.head = head.to(weight.device, weight.dtype).train(self.training)
         self.head_hidden_size = self.head.num_features
         self.num_classes, self.global_pool = num_classes, pool
         record_config(self, num_classes=num_classes, global_pool=pool)
@@ -937,6 +988,8 @@ class SwinTransformerV2(_SwinBase):
     """
 
     _v2 = True
+    _no_weight_decay = ("cpb_mlp", "logit_scale")
+    _stem = r"^absolute_pos_embed|patch_embed"
 
     def __init__(
         self,
