@@ -516,3 +516,22 @@ def test_set_input_size_takes_timms_parameters_in_order(v2):
     assert ours.dynamic_img_size and ours.model_config["strict_img_size"] is False
     with torch.no_grad():
         assert ours(torch.randn(1, 3, 64, 40)).shape == (1, 10)
+
+
+def test_check_input_is_public_and_raises_what_forward_raises():
+    m = SwinTransformer(img_size=(64, 96), **SMALL).eval()
+    m.check_input(torch.randn(2, 3, 64, 96))  # a good batch passes
+    m.check_input(torch.randn(0, 3, 64, 96))
+    for bad, match in [
+        (torch.randn(1, 3, 96, 64), r"input 96x64 does not match .* img_size 64x96"),
+        (torch.randn(1, 1, 64, 96), r"expected 3 input channel\(s\), got 1"),
+        (torch.randn(3, 64, 96), r"\(B, 3, H, W\)"),
+    ]:
+        with pytest.raises(InputSizeError, match=match):
+            m.check_input(bad)
+        with pytest.raises(InputSizeError, match=match):
+            m(bad)
+    m.dynamic_img_size = True
+    with pytest.raises(InputSizeError, match=r"input 66x96 is not a multiple of the patch size 4x4"):
+        m.check_input(torch.randn(1, 3, 66, 96))
+    m.check_input(torch.randn(1, 3, 96, 64))

@@ -758,8 +758,13 @@ class _SwinBase(nn.Module):
         ]
         return "; ".join(parts)
 
-    def _check_input(self, x: torch.Tensor) -> None:
-        """Raise ``InputSizeError`` for an image this model cannot take."""
+    def check_input(self, x: torch.Tensor) -> None:
+        """Raise ``InputSizeError`` for a batch this model cannot take, before any work is done.
+
+        ``x`` must be ``(B, in_chans, H, W)`` with ``(H, W) == img_size`` (static) or, with
+        ``dynamic_img_size``, a multiple of the patch size holding at least one patch. The forward
+        paths call it; ``rectvit.forward_variable`` calls it for every input up front.
+        """
         h, w = check_image_batch(x, self.in_chans)
         _checked_patch_grid((h, w), self.patch_size, "input")
         ph, pw = self.patch_size
@@ -893,7 +898,7 @@ class _SwinBase(nn.Module):
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, C, H, W)`` -> normalised last-stage features ``(B, h, w, C')`` (NHWC, like timm)."""
-        self._check_input(x)
+        self.check_input(x)
         return self.norm(self.layers(self.patch_embed(x)))
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
@@ -921,7 +926,7 @@ class _SwinBase(nn.Module):
         if output_fmt not in ("NCHW", "NHWC"):
             raise RectViTError(f"output_fmt must be 'NCHW' or 'NHWC', got {output_fmt!r}.")
         take = take_indices(self.num_layers, indices, "stage")
-        self._check_input(x)
+        self.check_input(x)
         last = self.num_layers - 1
         stages = self.layers[: max(take) + 1] if stop_early else self.layers
         x = self.patch_embed(x)
