@@ -287,11 +287,6 @@ class WindowAttention(nn.Module):
         self.proj = nn.Linear(self.head_dim * num_heads, dim)
         self.proj_drop = nn.Dropout(proj_drop)
 
-    def bias_grid(self) -> torch.Tensor:
-        """The bias table as its 2-D grid ``(1, 2wh-1, 2ww-1, heads)`` (a view)."""
-        wh, ww = self.window_size
-        return self.relative_position_bias_table.view(1, 2 * wh - 1, 2 * ww - 1, self.num_heads)
-
     def position_bias(self) -> torch.Tensor:
         """``(heads, N, N)`` bias of every token pair in a window."""
         n = self.window_size[0] * self.window_size[1]
@@ -591,7 +586,6 @@ class ClassifierHead(nn.Module):
         super().__init__()
         if pool_type not in _POOL_TYPES:
             raise RectViTError(f"global_pool must be one of {_POOL_TYPES}, got {pool_type!r}.")
-        self.in_features = in_features
         self.pool_type = pool_type
         self.drop = nn.Dropout(drop_rate)
         self.num_features = in_features * (2 if pool_type == "catavgmax" else 1)
