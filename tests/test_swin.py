@@ -535,3 +535,12 @@ def test_check_input_is_public_and_raises_what_forward_raises():
     with pytest.raises(InputSizeError, match=r"input 66x96 is not a multiple of the patch size 4x4"):
         m.check_input(torch.randn(1, 3, 66, 96))
     m.check_input(torch.randn(1, 3, 96, 64))
+
+
+def test_constructor_refuses_windows_too_large_to_allocate():
+    with pytest.raises(InputSizeError, match=r"stage 0 would use a 200x100 window \(20000 tokens"):
+        SwinTransformer(img_size=(800, 400), window_size=(200, 100), depths=(1,), num_heads=(1,), embed_dim=8)
+    m = SwinTransformer(img_size=(64, 96), **{**SMALL, "window_size": 1000})  # grids clip it: allowed
+    assert m.window_size == ((16, 24), (8, 12))
+    with pytest.raises(InputSizeError, match=r"stage 0 would use a 1000x1000 window"):
+        m.set_input_size(always_partition=True)  # unclipped, the same window is refused

@@ -638,6 +638,7 @@ class _SwinBase(nn.Module):
         self.patch_embed = self._make_patch_embed(config, dims[0])
         self._ref_windows: tuple[Size, ...] = windows
         self._ref_grid: Size = self.grid_size
+        _check_window_tokens(stage_grid_sizes(self.grid_size, num_stages), windows, self.always_partition)
         self.layers = self._make_stages(config, dims, windows, block_kwargs)
         self.feature_info = [
             dict(num_chs=d, reduction=max(self.patch_size) * 2**i, module=f"layers.{i}") for i, d in enumerate(dims)
