@@ -32,6 +32,7 @@ def make_pair(v2: bool, seed: int = 0, **kw):
     timm_kw = dict(kw)
     if timm_kw.pop("dynamic_img_size", False):
         timm_kw["strict_img_size"] = False
+    timm_kw.pop("bias_interpolation", None)  # ours only; timm always resamples geometrically
     ref = randomize_(timm_cls(**timm_kw), seed=seed).eval()
     ours = ours_cls(**kw).eval()
     ours.load_state_dict(ref.state_dict(), strict=True)
@@ -145,7 +146,7 @@ def test_v2_window_change_matches_timm():
 
 
 def test_v1_window_change_resamples_tables_bicubically():
-    ours, _ = make_pair(False, img_size=(224, 224), **SMALL)
+    ours, _ = make_pair(False, img_size=(224, 224), bias_interpolation="bicubic", **SMALL)
     x224 = torch.randn(1, 3, 224, 224)
     with torch.no_grad():
         before = ours(x224)
@@ -172,7 +173,8 @@ def test_v1_window_change_resamples_tables_bicubically():
     state = {k: v.clone() for k, v in ours.state_dict().items()}
     ours.set_input_size(img_size=(224, 224), window_size=(14, 7))
     assert all(torch.equal(v, state[k]) for k, v in ours.state_dict().items())
-    fresh = SwinTransformer(img_size=(224, 224), **{**SMALL, "window_size": (14, 7)}).eval()
+    fresh = SwinTransformer(img_size=(224, 224), bias_interpolation="bicubic", **{**SMALL, "window_size": (14, 7)})
+    fresh.eval()
     fresh.load_state_dict(state)
     with torch.no_grad():
         assert torch.equal(ours(x224), fresh(x224))
@@ -263,7 +265,7 @@ def test_errors_name_the_values():
 def test_relative_bias_table_resampler():
     table = torch.randn(13 * 13, 3)
     assert resample_relative_bias_table(table, 7, 7) is table
-    out = resample_relative_bias_table(table, 7, (4, 9))
+    out = resample_relative_bias_table(table, 7, (4, 9), "bicubic")
     expected = F.interpolate(table.T.reshape(1, 3, 13, 13), size=(7, 17), mode="bicubic", align_corners=False)
     assert maxdiff(out, expected.reshape(3, -1).T) <= 1e-6
     with pytest.raises(InputSizeError, match=r"window 8x8.*\(15\*15=225, heads\), got \(169, 3\)"):
@@ -271,7 +273,7 @@ def test_relative_bias_table_resampler():
 
 
 def test_v1_stage_grid_smaller_than_window_clips_and_resamples():
-    m = SwinTransformer(img_size=(224, 224), **SMALL).eval()
+    m = SwinTransformer(img_size=(224, 224), bias_interpolation="bicubic", **SMALL).eval()
     table = m.layers[1].blocks[0].attn.relative_position_bias_table.detach().clone()
     m.set_input_size(img_size=(48, 224), window_size=7)  # stage 1 grid 6x28: window (6, 7), no shift along H
     assert m.window_size == ((7, 7), (6, 7)) and m.layers[1].blocks[1].shift_size == (0, 3)
@@ -280,3 +282,265 @@ def test_v1_stage_grid_smaller_than_window_clips_and_resamples():
     assert maxdiff(new, expected.reshape(4, -1).T) <= 1e-6
     with torch.no_grad():
         assert torch.isfinite(m(torch.randn(1, 3, 48, 224))).all()
+
+
+# ---- relative-bias tables: BEiT's geometric interpolation, as timm (issue 17 item 1) ----
+
+
+def test_bias_interpolation_is_checked():
+    with pytest.raises(rectvit.RectViTError, match=r"bias_interpolation.*'linear'"):
+        SwinTransformer(bias_interpolation="linear", **SMALL)
+
+
+def test_v1_set_input_size_scaled_windows_match_timm():
+    ours, ref = make_pair(False, img_size=(224, 224), **SMALL)
+    ours.set_input_size(img_size=(448, 224))
+    ref.set_input_size(img_size=(448, 224))
+    assert ours.window_size == ((14, 7), (14, 7))
+    assert_parity(ours, ref, (448, 224), batch=1)
+
+
+def test_v1_checkpoint_into_other_window_matches_timm():
+    from timm.models.swin_transformer import checkpoint_filter_fn
+
+    src = randomize_(TimmSwin(img_size=(224, 224), **SMALL), seed=3)
+    kw = dict(SMALL, img_size=(224, 448), window_size=(7, 14))
+    ref = TimmSwin(**kw).eval()
+    ref.load_state_dict(checkpoint_filter_fn(src.state_dict(), ref))
+    # a random table cannot show its window; the registered architecture's default (7x7) is the basis
+    ours = rectvit.create_model("swin_tiny_patch4_window7_224", **kw).eval()
+    report = rectvit.load_checkpoint(ours, src.state_dict())
+    assert any("geometric" in row[3] for row in report.rows)
+    x = torch.randn(1, 3, 224, 448)
+    with torch.no_grad():
+        assert maxdiff(ours(x), ref(x)) <= TOL
+    # plain bicubic stays one keyword away
+    bicubic = rectvit.create_model("swin_tiny_patch4_window7_224", bias_interpolation="bicubic", **kw)
+    rectvit.load_checkpoint(bicubic, src.state_dict())
+    key = "layers.0.blocks.0.attn.relative_position_bias_table"
+    expected = resample_relative_bias_table(src.state_dict()[key], 7, (7, 14), "bicubic")
+    assert torch.equal(bicubic.state_dict()[key], expected)
+
+
+# ---- Swin on the shared layers; one pure window function (issue 12 item 4) ----
+
+
+def test_uses_the_shared_patch_embedding_and_one_switch():
+    from rectvit.layers import PatchEmbed
+
+    m = SwinTransformer(img_size=(64, 96), **SMALL)
+    assert type(m.patch_embed) is PatchEmbed and isinstance(m.patch_embed.norm, torch.nn.LayerNorm)
+    assert m.patch_embed.strict_img_size and not m.dynamic_img_size
+    m.dynamic_img_size = True  # the property is the embedding's switch, recorded in the config
+    assert not m.patch_embed.strict_img_size and m.model_config["dynamic_img_size"]
+    with torch.no_grad():
+        assert m(torch.randn(1, 3, 32, 48)).shape == (1, 10)
+    for block in m.modules():
+        assert not hasattr(block, "grid") and not hasattr(block, "target_window")
+
+
+@pytest.mark.parametrize(
+    "grid,window_size,window_ratio",
+    [((56, 112), None, None), ((28, 14), None, None), ((3, 200), None, None), ((56, 56), (5, 9), None),
+     ((56, 56), [(5, 9), 4], None), ((40, 72), None, 8), ((40, 72), None, [4, 100]), ((40, 72), 6, 3)],
+)  # fmt: skip
+def test_stage_window_sizes_match_timm(grid, window_size, window_ratio):
+    from timm.models.swin_transformer import calc_stage_window_sizes
+
+    from rectvit.models.swin import stage_window_sizes
+
+    ref = ((7, 7), (6, 9))
+    ours = stage_window_sizes(grid, ref, (56, 56), window_size, window_ratio)
+    theirs = calc_stage_window_sizes(grid, ref, (56, 56), window_size=window_size, window_ratio=window_ratio)
+    assert ours == tuple(tuple(w) for w in theirs)
+
+
+# ---- set_input_size checks everything before changing anything (issue 11 item 5) ----
+
+
+def _snapshot(m, x):
+    with torch.no_grad():
+        out = m(x)
+    state = {k: v.clone() for k, v in m.state_dict().items()}
+    return out, state, json.dumps(m.model_config), m.img_size, m.patch_size, m.window_size
+
+
+def _assert_unchanged(m, x, snap):
+    out, state, config, img, patch, windows = snap
+    assert (m.img_size, m.patch_size, m.window_size) == (img, patch, windows)
+    assert json.dumps(m.model_config) == config
+    now = m.state_dict()
+    assert now.keys() == state.keys() and all(torch.equal(now[k], v) for k, v in state.items())
+    for block in (b for s in m.layers for b in s.blocks):  # index buffers follow the windows they belong to
+        n = block.window_size[0] * block.window_size[1]
+        assert block.attn.relative_position_index.shape == (n, n)
+    with torch.no_grad():
+        assert torch.equal(m(x), out)
+
+
+@pytest.mark.parametrize("cls", [SwinTransformer, SwinTransformerV2], ids=["v1", "v2"])
+def test_failed_set_input_size_changes_nothing(cls, monkeypatch):
+    m = cls(img_size=(64, 96), **SMALL).eval()
+    x = torch.randn(1, 3, 64, 96)
+    snap = _snapshot(m, x)
+    bad = [
+        (dict(img_size=10_000_000), r"stage 0 would use a 1093750x729166 window"),  # 7 * 2.5e6 // (16, 24)
+        (dict(img_size=(10_000_000, 96)), r"window.*tokens.*smaller img_size"),
+        (dict(img_size=(64, 96), window_size=200, always_partition=True), r"200x200 window"),
+        (dict(img_size=(128, 96), window_size=[7, 7, 7]), r"one window per stage"),
+        (dict(img_size=(128, 96), window_size=0), r"window_size must be positive"),
+        (dict(img_size=(128, 96), window_ratio=[2, 0]), r"window_ratio must hold positive ints"),
+        (dict(img_size=(128, 96), patch_size=0), r"patch_size must be positive"),
+        (dict(img_size=(2, 2)), r"smaller than one patch"),
+        (dict(patch_size=128), r"img_size 64x96 is smaller than one patch \(128x128\)"),
+    ]
+    for kwargs, match in bad:
+        with pytest.raises(InputSizeError, match=match):
+            m.set_input_size(**kwargs)
+        _assert_unchanged(m, x, snap)
+
+    # An allocation failing half-way (here: the third block's new tables) leaves the model as it was too.
+    calls = []
+    attn_cls = type(m.layers[0].blocks[0].attn)
+    original = attn_cls.window_tensors
+
+    def failing(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise RuntimeError("out of memory (simulated)")
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(attn_cls, "window_tensors", failing)
+    with pytest.raises(RuntimeError, match="simulated"):
+        m.set_input_size(img_size=(128, 96), patch_size=8, window_size=(4, 3))
+    _assert_unchanged(m, x, snap)
+    monkeypatch.undo()
+
+    # and so does a failing patch-kernel resize, which comes after every table is computed
+    import rectvit.layers.patch_embed as pe
+
+    monkeypatch.setattr(pe, "resized_patch_conv", lambda *a: (_ for _ in ()).throw(RuntimeError("simulated")))
+    with pytest.raises(RuntimeError, match="simulated"):
+        m.set_input_size(img_size=(128, 96), patch_size=8, window_size=(4, 3))
+    _assert_unchanged(m, x, snap)
+    monkeypatch.undo()
+    m.set_input_size(img_size=(128, 96), patch_size=8, window_size=(4, 3))  # the same call works
+    assert m.window_size == ((4, 3), (4, 3)) and m.patch_size == (8, 8) and m.grid_size == (16, 12)
+
+
+# ---- empty batches (issue 17 item 6) ----
+
+
+@pytest.mark.parametrize("cls", [SwinTransformer, SwinTransformerV2], ids=["v1", "v2"])
+def test_empty_batch_gives_empty_outputs(cls):
+    m = cls(img_size=(64, 96), **SMALL).eval()
+    dyn = cls(img_size=(64, 96), dynamic_img_size=True, **SMALL).eval()
+    with torch.no_grad():
+        for model, size, grids in [(m, (64, 96), [(16, 24), (8, 12)]), (dyn, (36, 20), [(9, 5), (5, 3)])]:
+            x = torch.randn(0, 3, *size)
+            assert model(x).shape == (0, 10)
+            assert model.forward_features(x).shape == (0, *grids[-1], 64)
+            final, maps = model.forward_intermediates(x)
+            assert final.shape == (0, *grids[-1], 64)
+            assert [tuple(t.shape) for t in maps] == [(0, 32, *grids[0]), (0, 64, *grids[1])]
+            # an empty batch beside a full one changes nothing for the full one
+            full = torch.randn(2, 3, *size)
+            assert torch.equal(model(torch.cat([x, full])), model(full))
+
+
+# ---- timm's conventions (issue 14 item 5) ----
+
+
+@pytest.mark.parametrize("v2", [False, True], ids=["v1", "v2"])
+def test_training_conventions_match_timm(v2):
+    ours, ref = make_pair(v2, img_size=(64, 96), **SMALL)
+    assert ours.no_weight_decay() == ref.no_weight_decay() and ours.no_weight_decay()
+    for coarse in (False, True):
+        assert ours.group_matcher(coarse) == ref.group_matcher(coarse)
+    assert ours.get_classifier() is ours.head.fc and isinstance(ref.get_classifier(), type(ours.get_classifier()))
+    ours.reset_classifier(0)
+    assert isinstance(ours.get_classifier(), torch.nn.Identity)
+
+
+@pytest.mark.parametrize("v2", [False, True], ids=["v1", "v2"])
+def test_grad_checkpointing_gives_the_same_gradients(v2):
+    ours, _ = make_pair(v2, img_size=(64, 96), **{**SMALL, "drop_path_rate": 0.2})
+    ours.train()  # stochastic depth on: the recomputation must replay the same random masks
+    x = torch.randn(2, 3, 64, 96)
+
+    def grads(enable):
+        ours.set_grad_checkpointing(enable)
+        ours.zero_grad()
+        torch.manual_seed(5)
+        ours(x).square().sum().backward()
+        return {n: p.grad.clone() for n, p in ours.named_parameters() if p.grad is not None}
+
+    plain, checkpointed = grads(False), grads(True)
+    assert all(s.grad_checkpointing for s in ours.layers)
+    assert plain.keys() == checkpointed.keys() and len(plain) == len(list(ours.parameters()))
+    for name, g in plain.items():
+        torch.testing.assert_close(checkpointed[name], g, atol=1e-6, rtol=1e-5, msg=name)
+
+
+@pytest.mark.parametrize("v2", [False, True], ids=["v1", "v2"])
+@pytest.mark.parametrize("indices,prune_norm", [([0], False), (1, True), (1, False)])
+def test_prune_intermediate_layers_matches_timm(v2, indices, prune_norm):
+    ours, ref = make_pair(v2, img_size=(64, 96), **SMALL)
+    assert ours.prune_intermediate_layers(indices, prune_norm=prune_norm) == ref.prune_intermediate_layers(
+        indices, prune_norm=prune_norm
+    )
+    assert len(ours.layers) == len(ref.layers) and ours.num_features == ref.num_features
+    x = torch.randn(1, 3, 64, 96)
+    with torch.no_grad():
+        assert maxdiff(ours(x), ref(x)) <= TOL
+        final, maps = ours.forward_intermediates(x, indices=indices)
+        ref_final, ref_maps = ref.forward_intermediates(x, indices=indices)
+        assert maxdiff(final, ref_final) <= TOL and len(maps) == len(ref_maps)
+        assert all(maxdiff(m, r) <= TOL for m, r in zip(maps, ref_maps))
+
+
+@pytest.mark.parametrize("v2", [False, True], ids=["v1", "v2"])
+def test_set_input_size_takes_timms_parameters_in_order(v2):
+    import inspect
+
+    ours, ref = make_pair(v2, img_size=(64, 96), **SMALL)
+    timm_params = list(inspect.signature(ref.set_input_size).parameters)
+    assert list(inspect.signature(ours.set_input_size).parameters)[: len(timm_params)] == timm_params
+    ours.set_input_size((128, 96), 8)  # the second positional is the patch size, as in timm
+    ref.set_input_size((128, 96), 8)
+    assert ours.patch_size == (8, 8) and ours.grid_size == (16, 12)
+    assert ours.window_size == tuple(tuple(s.blocks[0].window_size) for s in ref.layers)
+    assert [f["reduction"] for f in ours.feature_info] == [f["reduction"] for f in ref.feature_info] == [8, 16]
+    assert_parity(ours, ref, (128, 96), batch=1)
+    ours.set_input_size(strict_img_size=False)  # ours only: the switch dynamic_img_size reads
+    assert ours.dynamic_img_size and ours.model_config["strict_img_size"] is False
+    with torch.no_grad():
+        assert ours(torch.randn(1, 3, 64, 40)).shape == (1, 10)
+
+
+def test_check_input_is_public_and_raises_what_forward_raises():
+    m = SwinTransformer(img_size=(64, 96), **SMALL).eval()
+    m.check_input(torch.randn(2, 3, 64, 96))  # a good batch passes
+    m.check_input(torch.randn(0, 3, 64, 96))
+    for bad, match in [
+        (torch.randn(1, 3, 96, 64), r"input 96x64 does not match .* img_size 64x96"),
+        (torch.randn(1, 1, 64, 96), r"expected 3 input channel\(s\), got 1"),
+        (torch.randn(3, 64, 96), r"\(B, 3, H, W\)"),
+    ]:
+        with pytest.raises(InputSizeError, match=match):
+            m.check_input(bad)
+        with pytest.raises(InputSizeError, match=match):
+            m(bad)
+    m.dynamic_img_size = True
+    with pytest.raises(InputSizeError, match=r"input 66x96 is not a multiple of the patch size 4x4"):
+        m.check_input(torch.randn(1, 3, 66, 96))
+    m.check_input(torch.randn(1, 3, 96, 64))
+
+
+def test_constructor_refuses_windows_too_large_to_allocate():
+    with pytest.raises(InputSizeError, match=r"stage 0 would use a 200x100 window \(20000 tokens"):
+        SwinTransformer(img_size=(800, 400), window_size=(200, 100), depths=(1,), num_heads=(1,), embed_dim=8)
+    m = SwinTransformer(img_size=(64, 96), **{**SMALL, "window_size": 1000})  # grids clip it: allowed
+    assert m.window_size == ((16, 24), (8, 12))
+    with pytest.raises(InputSizeError, match=r"stage 0 would use a 1000x1000 window"):
+        m.set_input_size(always_partition=True)  # unclipped, the same window is refused

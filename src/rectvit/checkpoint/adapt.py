@@ -203,8 +203,10 @@ def adapt_relative_position_bias(
             candidates.append((tuple(default_windows[key]), "architecture default window"))
         old_win, basis = _table_window(key, table, candidates, (recorded or {}).get(key))
         if old_win != new_win:
-            sd[key] = resample_relative_bias_table(table, old_win, new_win)
-            method = f"resample_relative_bias_table, window {old_win[0]}x{old_win[1]} -> {new_win[0]}x{new_win[1]}"
+            mode = getattr(model, "bias_interpolation", "geometric")
+            sd[key] = resample_relative_bias_table(table, old_win, new_win, mode)
+            windows = f"{old_win[0]}x{old_win[1]} -> {new_win[0]}x{new_win[1]}"
+            method = f"resample_relative_bias_table ({mode}), window {windows}"
             report.add(key, table.shape, sd[key].shape, method, basis)
 
 

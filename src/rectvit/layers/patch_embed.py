@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -50,6 +52,7 @@ class PatchEmbed(nn.Module):
     16x16 patches at stride 10 make a (12, 101) grid of a 128x1024 spectrogram). With
     ``strict_img_size`` only ``img_size`` is accepted; otherwise any size whose patches tile it
     (or any size at all with ``dynamic_img_pad``, which zero-pads bottom/right up to the next tiling).
+    ``norm_layer`` (e.g. ``nn.LayerNorm``, as Swin) normalises the tokens; ``None`` leaves them as they are.
 
     Any embedding module a ViT takes (see ``VisionTransformer(embed_layer=...)``) offers the same
     interface: ``img_size``, ``patch_size``, ``grid_size``, ``feat_size(img_size)``,
@@ -66,6 +69,7 @@ class PatchEmbed(nn.Module):
         bias: bool = True,
         dynamic_img_pad: bool = False,
         strict_img_size: bool = True,
+        norm_layer: Callable[[int], nn.Module] | None = None,
     ):
         super().__init__()
         self.patch_size: Size = to_size(patch_size, "patch_size")
@@ -77,6 +81,7 @@ class PatchEmbed(nn.Module):
         self.img_size: Size = to_size(img_size, "img_size")
         self.grid_size: Size = self.feat_size(self.img_size)
         self.proj = nn.Conv2d(in_chans, embed_dim, self.patch_size, stride=self.patch_stride, bias=bias)
+        self.norm = norm_layer(embed_dim) if norm_layer is not None else nn.Identity()
 
     @property
     def num_patches(self) -> int:
@@ -152,7 +157,7 @@ class PatchEmbed(nn.Module):
         if self.dynamic_img_pad:
             x = self._pad(x)
         x = self.proj(x)  # (B, D, h, w)
-        return x.permute(0, 2, 3, 1)
+        return self.norm(x.permute(0, 2, 3, 1))
 
     def extra_repr(self) -> str:
         return (

@@ -10,7 +10,8 @@ cached per size.
 
 v1 (``SwinTransformer``) keeps a learned relative-position-bias table per block, a
 ``(2wh-1) * (2ww-1), heads`` parameter; changing the window resamples it as a 2-D grid with
-:func:`rectvit.resample.resample_grid` (bicubic, as in the Swin paper). v2 (``SwinTransformerV2``)
+:func:`rectvit.resample.resample_relative_bias_table` (BEiT's geometric interpolation, as timm; or
+bicubic, as the Swin paper, with ``bias_interpolation="bicubic"``). v2 (``SwinTransformerV2``)
 computes its bias with an MLP over log-spaced relative coordinates, so a new window only rebuilds
 the coordinate table.
 """
@@ -24,26 +25,30 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from ..errors import InputSizeError, RectViTError
 from ..grid import Size, patch_grid, to_size
-from ..layers import DropPath, Mlp
+from ..layers import DropPath, Mlp, PatchEmbed
 from ..layers.patch_embed import check_image_batch
-from ..resample import resample_relative_bias_table
-from ._util import json_ready, take_indices, with_defaults
+from ..resample import RELATIVE_BIAS_INTERPOLATIONS, resample_relative_bias_table
+from ._util import constructor_config, record_config, take_indices, with_defaults
 from .base import RectViTModel
 from .registry import register_model
 
-__all__ = ["SwinTransformer", "SwinTransformerV2"]
+__all__ = ["SwinTransformer", "SwinTransformerV2", "stage_grid_sizes", "stage_window_sizes"]
 
 _ACT_LAYERS: dict[str, type[nn.Module]] = {"gelu": nn.GELU, "relu": nn.ReLU, "silu": nn.SiLU}
 _POOL_TYPES = ("", "avg", "max", "avgmax", "catavgmax")
 _MASK_VALUE = -100.0  # logit added between tokens of different regions in a shifted window
 _MASK_CACHE_SIZE = 8
+# A window of N tokens allocates N x N relative-position indices, biases and masks; 16384 tokens (a
+# 128x128 window) already needs 2 GiB for the index alone. Larger windows are refused up front.
+_MAX_WINDOW_TOKENS = 16384
 
 
 # --------------------------------------------------------------------------------------------------
-# Size bookkeeping
+# Size bookkeeping (pure functions)
 # --------------------------------------------------------------------------------------------------
 
 
@@ -51,15 +56,9 @@ def _ceil_div(a: int, b: int) -> int:
     return -(-a // b)
 
 
-def _stage_grid(patch_grid: Size, stage: int) -> Size:
-    """The token grid of ``stage``: each stage after the first halves the grid (rounding up)."""
-    f = 2**stage
-    return (_ceil_div(patch_grid[0], f), _ceil_div(patch_grid[1], f))
-
-
-def _window_pair(value: Any, name: str) -> Size:
-    """One window ``(wh, ww)`` from an int or a pair, as an ``InputSizeError`` when it is not one."""
-    return to_size(value, name)
+def stage_grid_sizes(patch_grid_size: Size, num_stages: int) -> tuple[Size, ...]:
+    """The token grid of every stage: stage ``i`` halves the patch grid ``i`` times, rounding up."""
+    return tuple((_ceil_div(patch_grid_size[0], 2**i), _ceil_div(patch_grid_size[1], 2**i)) for i in range(num_stages))
 
 
 def _stage_windows(window_size: Any, num_stages: int, name: str = "window_size") -> tuple[Size, ...]:
@@ -70,13 +69,13 @@ def _stage_windows(window_size: Any, num_stages: int, name: str = "window_size")
     """
     is_seq = isinstance(window_size, (list, tuple))
     if not is_seq or (len(window_size) == 2 and not isinstance(window_size[0], (list, tuple))):
-        return (_window_pair(window_size, name),) * num_stages
+        return (to_size(window_size, name),) * num_stages
     if len(window_size) != num_stages:
         raise InputSizeError(
             f"{name} needs one window per stage ({num_stages} stages), got {len(window_size)}: {window_size!r}; "
             f"pass a single int or (wh, ww) for all stages, or a list of {num_stages}."
         )
-    return tuple(_window_pair(w, f"{name}[{i}]") for i, w in enumerate(window_size))
+    return tuple(to_size(w, f"{name}[{i}]") for i, w in enumerate(window_size))
 
 
 def _stage_values(value: Any, num_stages: int, name: str) -> tuple:
@@ -86,6 +85,30 @@ def _stage_values(value: Any, num_stages: int, name: str) -> tuple:
             raise InputSizeError(f"{name} needs {num_stages} values (one per stage), got {value!r}.")
         return tuple(value)
     return (value,) * num_stages
+
+
+def stage_window_sizes(
+    grid: Size,
+    ref_windows: Sequence[Size],
+    ref_grid: Size,
+    window_size: Any = None,
+    window_ratio: int | Sequence[int] | None = None,
+) -> tuple[Size, ...]:
+    """One target window ``(wh, ww)`` per stage for the patch grid ``grid`` (timm's ``calc_stage_window_sizes``).
+
+    ``window_size`` (an int or ``(wh, ww)`` for all stages, or one per stage) wins; else
+    ``window_ratio`` (a positive int, or one per stage) divides ``grid``; else every reference window
+    scales with ``grid / ref_grid``, keeping its window-to-grid ratio. Windows are at least 1.
+    """
+    num_stages = len(ref_windows)
+    if window_size is not None:
+        return _stage_windows(window_size, num_stages)
+    if window_ratio is not None:
+        ratios = _stage_values(window_ratio, num_stages, "window_ratio")
+        if any(isinstance(r, bool) or not isinstance(r, int) or r < 1 for r in ratios):
+            raise InputSizeError(f"window_ratio must hold positive ints, got {window_ratio!r}.")
+        return tuple((max(1, grid[0] // r), max(1, grid[1] // r)) for r in ratios)
+    return tuple((max(1, w[0] * grid[0] // ref_grid[0]), max(1, w[1] * grid[1] // ref_grid[1])) for w in ref_windows)
 
 
 def _fit_window(grid: Size, window: Size, shifted: bool, always_partition: bool) -> tuple[Size, Size]:
@@ -101,6 +124,30 @@ def _fit_window(grid: Size, window: Size, shifted: bool, always_partition: bool)
     win = (min(grid[0], window[0]), min(grid[1], window[1]))
     shift = tuple(0 if (not shifted or g <= w) else w // 2 for g, w in zip(grid, win))
     return win, (shift[0], shift[1])
+
+
+def _checked_patch_grid(img_size: Size, patch_size: Size, what: str) -> Size:
+    """``patch_grid`` of ``img_size``, as an ``InputSizeError`` naming stage 0 when it holds no patch."""
+    (h, w), (ph, pw) = img_size, patch_size
+    if h < ph or w < pw:
+        raise InputSizeError(
+            f"{what} {h}x{w} is smaller than one patch ({ph}x{pw}): stage 0 (patch embedding) would have "
+            f"an empty grid; use {'an img_size' if what == 'img_size' else 'an input'} of at least "
+            f"{max(h, ph)}x{max(w, pw)}."
+        )
+    return patch_grid(img_size, patch_size)
+
+
+def _check_window_tokens(grids: Sequence[Size], windows: Sequence[Size], always_partition: bool) -> None:
+    """``InputSizeError`` for a window whose ``N x N`` tables would be absurdly large (before allocating)."""
+    for i, (grid, window) in enumerate(zip(grids, windows)):
+        win, _ = _fit_window(grid, window, False, always_partition)
+        if win[0] * win[1] > _MAX_WINDOW_TOKENS:
+            raise InputSizeError(
+                f"stage {i} would use a {win[0]}x{win[1]} window ({win[0] * win[1]} tokens; its N x N position "
+                f"index, bias and mask would not fit), on a {grid[0]}x{grid[1]} grid; windows hold at most "
+                f"{_MAX_WINDOW_TOKENS} tokens: pass a smaller img_size, window_size or a window_ratio."
+            )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -123,7 +170,7 @@ def window_partition(x: torch.Tensor, window: Size) -> torch.Tensor:
     b, h, w, c = x.shape
     wh, ww = window
     x = x.view(b, h // wh, wh, w // ww, ww, c).permute(0, 1, 3, 2, 4, 5)
-    return x.reshape(-1, wh * ww, c)
+    return x.reshape(b * (h // wh) * (w // ww), wh * ww, c)
 
 
 def window_merge(windows: torch.Tensor, window: Size, size: Size) -> torch.Tensor:
@@ -131,8 +178,9 @@ def window_merge(windows: torch.Tensor, window: Size, size: Size) -> torch.Tenso
     wh, ww = window
     h, w = size
     c = windows.shape[-1]
-    x = windows.view(-1, h // wh, w // ww, wh, ww, c).permute(0, 1, 3, 2, 4, 5)
-    return x.reshape(-1, h, w, c)
+    b = windows.shape[0] // ((h // wh) * (w // ww))  # explicit sizes: an empty batch has no -1 to infer
+    x = windows.view(b, h // wh, w // ww, wh, ww, c).permute(0, 1, 3, 2, 4, 5)
+    return x.reshape(b, h, w, c)
 
 
 def _axis_regions(n: int, window: int, shift: int) -> torch.Tensor:
@@ -199,9 +247,9 @@ def _attend(
     logits = logits + bias.unsqueeze(0)
     if mask is not None:
         nw = mask.shape[0]
-        logits = (logits.view(-1, nw, heads, n, n) + mask[None, :, None]).view(bw, heads, n, n)
+        logits = (logits.view(bw // nw, nw, heads, n, n) + mask[None, :, None]).view(bw, heads, n, n)
     attn = drop(logits.softmax(dim=-1))
-    return (attn @ v).transpose(1, 2).reshape(bw, n, -1)
+    return (attn @ v).transpose(1, 2).reshape(bw, n, heads * v.shape[-1])
 
 
 # --------------------------------------------------------------------------------------------------
@@ -229,21 +277,16 @@ class WindowAttention(nn.Module):
         super().__init__()
         self.window_size = window_size
         self.num_heads = num_heads
-        head_dim = head_dim or dim // num_heads
-        self.scale = head_dim**-0.5
+        self.head_dim = head_dim or dim // num_heads
+        self.scale = self.head_dim**-0.5
         wh, ww = window_size
         self.relative_position_bias_table = nn.Parameter(torch.zeros((2 * wh - 1) * (2 * ww - 1), num_heads))
         nn.init.trunc_normal_(self.relative_position_bias_table, std=0.02)
         self.register_buffer("relative_position_index", relative_position_index(window_size), persistent=False)
-        self.qkv = nn.Linear(dim, 3 * head_dim * num_heads, bias=qkv_bias)
+        self.qkv = nn.Linear(dim, 3 * self.head_dim * num_heads, bias=qkv_bias)
         self.attn_drop = nn.Dropout(attn_drop)
-        self.proj = nn.Linear(head_dim * num_heads, dim)
+        self.proj = nn.Linear(self.head_dim * num_heads, dim)
         self.proj_drop = nn.Dropout(proj_drop)
-
-    def bias_grid(self) -> torch.Tensor:
-        """The bias table as its 2-D grid ``(1, 2wh-1, 2ww-1, heads)`` (a view)."""
-        wh, ww = self.window_size
-        return self.relative_position_bias_table.view(1, 2 * wh - 1, 2 * ww - 1, self.num_heads)
 
     def position_bias(self) -> torch.Tensor:
         """``(heads, N, N)`` bias of every token pair in a window."""
@@ -251,21 +294,36 @@ class WindowAttention(nn.Module):
         bias = self.relative_position_bias_table[self.relative_position_index.view(-1)]
         return bias.view(n, n, -1).permute(2, 0, 1)
 
-    def set_window_size(self, window_size: Size) -> None:
-        """Resample the table's 2-D grid bicubically to the new window's and rebuild the index."""
+    def window_tensors(self, window_size: Size, interpolation: str = "geometric") -> dict[str, torch.Tensor]:
+        """The resampled table and new index for ``window_size`` (see ``resample_relative_bias_table``).
+
+        Changes nothing: ``load_window`` installs them. Empty for the current window.
+        """
         if window_size == self.window_size:
-            return
-        old = self.relative_position_bias_table
+            return {}
         with torch.no_grad():
-            table = resample_relative_bias_table(old, self.window_size, window_size)
-        self.relative_position_bias_table = nn.Parameter(table.clone(), requires_grad=old.requires_grad)
-        self.window_size = window_size
+            table = resample_relative_bias_table(
+                self.relative_position_bias_table, self.window_size, window_size, interpolation
+            )
         index = relative_position_index(window_size).to(self.relative_position_index.device)
-        self.register_buffer("relative_position_index", index, persistent=False)
+        return {"table": table, "index": index}
+
+    def load_window(self, window_size: Size, tensors: dict[str, torch.Tensor]) -> None:
+        """Install what ``window_tensors(window_size)`` returned."""
+        if not tensors:
+            return
+        grad = self.relative_position_bias_table.requires_grad
+        self.relative_position_bias_table = nn.Parameter(tensors["table"], requires_grad=grad)
+        self.register_buffer("relative_position_index", tensors["index"], persistent=False)
+        self.window_size = window_size
+
+    def set_window_size(self, window_size: Size, interpolation: str = "geometric") -> None:
+        """Resample the table to the new window and rebuild the index."""
+        self.load_window(window_size, self.window_tensors(window_size, interpolation))
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         bw, n, _ = x.shape
-        q, k, v = self.qkv(x).view(bw, n, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4).unbind(0)
+        q, k, v = self.qkv(x).view(bw, n, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
         logits = (q * self.scale) @ k.transpose(-2, -1)
         x = _attend(logits, v, self.position_bias(), mask, self.attn_drop)
         return self.proj_drop(self.proj(x))
@@ -293,6 +351,7 @@ class WindowAttentionV2(nn.Module):
         self.window_size = window_size
         self.pretrained_window_size = pretrained_window_size
         self.num_heads = num_heads
+        self.head_dim = dim // num_heads
         self.logit_scale = nn.Parameter(torch.full((num_heads, 1, 1), math.log(10.0)))
         self.cpb_mlp = nn.Sequential(
             nn.Linear(2, 512, bias=True), nn.ReLU(inplace=True), nn.Linear(512, num_heads, bias=False)
@@ -303,20 +362,34 @@ class WindowAttentionV2(nn.Module):
         self.attn_drop = nn.Dropout(attn_drop)
         self.proj = nn.Linear(dim, dim)
         self.proj_drop = nn.Dropout(proj_drop)
-        self._build_tables()
+        self._register(self._window_buffers(window_size))
 
-    def _build_tables(self) -> None:
+    def _window_buffers(self, window_size: Size) -> dict[str, torch.Tensor]:
         weight = self.proj.weight
-        coords = log_spaced_coords(self.window_size, self.pretrained_window_size).to(weight.device, weight.dtype)
-        self.register_buffer("relative_coords_table", coords, persistent=False)
-        index = relative_position_index(self.window_size).to(self.proj.weight.device)
-        self.register_buffer("relative_position_index", index, persistent=False)
+        coords = log_spaced_coords(window_size, self.pretrained_window_size).to(weight.device, weight.dtype)
+        return {
+            "relative_coords_table": coords,
+            "relative_position_index": relative_position_index(window_size).to(weight.device),
+        }
 
-    def set_window_size(self, window_size: Size) -> None:
-        """Rebuild the coordinate table and index (nothing learned depends on the window)."""
-        if window_size != self.window_size:
+    def _register(self, buffers: dict[str, torch.Tensor]) -> None:
+        for name, value in buffers.items():
+            self.register_buffer(name, value, persistent=False)
+
+    def window_tensors(self, window_size: Size, interpolation: str = "geometric") -> dict[str, torch.Tensor]:
+        """New coordinate table and index for ``window_size`` (nothing learned depends on the window, so
+        ``interpolation`` is unused). Changes nothing; empty for the current window."""
+        return {} if window_size == self.window_size else self._window_buffers(window_size)
+
+    def load_window(self, window_size: Size, tensors: dict[str, torch.Tensor]) -> None:
+        """Install what ``window_tensors(window_size)`` returned."""
+        if tensors:
+            self._register(tensors)
             self.window_size = window_size
-            self._build_tables()
+
+    def set_window_size(self, window_size: Size, interpolation: str = "geometric") -> None:
+        """Rebuild the coordinate table and index."""
+        self.load_window(window_size, self.window_tensors(window_size))
 
     def position_bias(self) -> torch.Tensor:
         """``(heads, N, N)`` bias ``16 * sigmoid(cpb_mlp(coords))`` of every token pair in a window."""
@@ -333,7 +406,7 @@ class WindowAttentionV2(nn.Module):
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         bw, n, c = x.shape
-        q, k, v = self._qkv(x).view(bw, n, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4).unbind(0)
+        q, k, v = self._qkv(x).view(bw, n, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
         logits = F.normalize(q, dim=-1) @ F.normalize(k, dim=-1).transpose(-2, -1)
         logits = logits * torch.clamp(self.logit_scale, max=math.log(100.0)).exp()
         x = _attend(logits, v, self.position_bias(), mask, self.attn_drop)
@@ -344,11 +417,14 @@ class WindowAttentionV2(nn.Module):
 # Blocks, merging, stages
 # --------------------------------------------------------------------------------------------------
 
+_BlockPlan = tuple[Size, Size, dict[str, torch.Tensor]]  # window, shift, new attention tensors
+
 
 class SwinBlock(nn.Module):
     """One Swin block on ``(B, H, W, C)``: (shifted) window attention and an MLP, each residual.
 
-    v1 normalises before each branch (``x + attn(norm1(x))``), v2 after (``x + norm1(attn(x))``).
+    v1 normalises before each branch (``x + attn(norm1(x))``), v2 after (``x + norm1(attn(x))``; its
+    norms start at zero, so every branch starts as identity, as in timm).
     """
 
     def __init__(
@@ -370,10 +446,7 @@ class SwinBlock(nn.Module):
         pretrained_window_size: Size = (0, 0),
     ):
         super().__init__()
-        self.grid = grid
-        self.target_window = window_size
         self.shifted = shifted
-        self.always_partition = always_partition
         self.post_norm = v2
         self.window_size, self.shift_size = _fit_window(grid, window_size, shifted, always_partition)
         self._masks: dict[tuple, torch.Tensor] = {}
@@ -389,15 +462,22 @@ class SwinBlock(nn.Module):
         self.norm2 = nn.LayerNorm(dim)
         self.mlp = Mlp(dim, int(dim * mlp_ratio), act_layer=act_layer, drop=proj_drop)
         self.drop_path2 = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+        if v2:
+            for norm in (self.norm1, self.norm2):
+                nn.init.zeros_(norm.weight)
+                nn.init.zeros_(norm.bias)
 
-    def set_input_size(self, grid: Size, window_size: Size, always_partition: bool | None = None) -> None:
-        """Re-fit the window and shift to a new stage grid and target window; drop cached masks."""
-        self.grid = grid
-        self.target_window = window_size
-        if always_partition is not None:
-            self.always_partition = always_partition
-        self.window_size, self.shift_size = _fit_window(grid, window_size, self.shifted, self.always_partition)
-        self.attn.set_window_size(self.window_size)
+    def plan_input_size(
+        self, grid: Size, window_size: Size, always_partition: bool, interpolation: str = "geometric"
+    ) -> _BlockPlan:
+        """The window, shift and attention tensors for a new stage grid and target window; changes nothing."""
+        window, shift = _fit_window(grid, window_size, self.shifted, always_partition)
+        return window, shift, self.attn.window_tensors(window, interpolation)
+
+    def apply_input_size(self, plan: _BlockPlan) -> None:
+        """Install a ``plan_input_size`` result; drop cached masks."""
+        self.window_size, self.shift_size, tensors = plan
+        self.attn.load_window(self.window_size, tensors)
         self._masks.clear()
 
     def attn_mask(self, padded: Size, ref: torch.Tensor) -> torch.Tensor | None:
@@ -472,7 +552,7 @@ class SwinStage(nn.Module):
         **block_kwargs: Any,
     ):
         super().__init__()
-        self.grid = grid
+        self.grad_checkpointing = False
         self.downsample = PatchMerging(dim, out_dim, block_kwargs["v2"]) if downsample else nn.Identity()
         self.blocks = nn.Sequential(
             *[
@@ -486,31 +566,18 @@ class SwinStage(nn.Module):
         """The window of the stage's blocks (they share it)."""
         return self.blocks[0].window_size if len(self.blocks) else (0, 0)
 
-    def set_input_size(self, grid: Size, window_size: Size, always_partition: bool | None = None) -> None:
-        self.grid = grid
-        for block in self.blocks:
-            block.set_input_size(grid, window_size, always_partition)
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.blocks(self.downsample(x))
+        x = self.downsample(x)
+        if not (self.grad_checkpointing and torch.is_grad_enabled()):
+            return self.blocks(x)
+        for block in self.blocks:  # activations recomputed in the backward pass
+            x = checkpoint(block, x, use_reentrant=False)
+        return x
 
 
 # --------------------------------------------------------------------------------------------------
-# Embedding and head
+# Head
 # --------------------------------------------------------------------------------------------------
-
-
-class PatchEmbed(nn.Module):
-    """``(B, C, H, W)`` -> ``(B, H/p, W/p, embed_dim)``: a strided convolution, then LayerNorm."""
-
-    def __init__(self, patch_size: Size, in_chans: int, embed_dim: int):
-        super().__init__()
-        self.patch_size = patch_size
-        self.proj = nn.Conv2d(in_chans, embed_dim, kernel_size=patch_size, stride=patch_size)
-        self.norm = nn.LayerNorm(embed_dim)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.norm(self.proj(x).permute(0, 2, 3, 1))
 
 
 class ClassifierHead(nn.Module):
@@ -520,7 +587,6 @@ class ClassifierHead(nn.Module):
         super().__init__()
         if pool_type not in _POOL_TYPES:
             raise RectViTError(f"global_pool must be one of {_POOL_TYPES}, got {pool_type!r}.")
-        self.in_features = in_features
         self.pool_type = pool_type
         self.drop = nn.Dropout(drop_rate)
         self.num_features = in_features * (2 if pool_type == "catavgmax" else 1)
@@ -546,9 +612,12 @@ class ClassifierHead(nn.Module):
 
 
 class _SwinBase(RectViTModel):
-    """What Swin v1 and v2 share: sizes, windows, input checks, forward paths and the head."""
+    """What Swin v1 and v2 share: the one constructor path, sizes, windows, input checks, forward paths
+    and the head. Subclasses record their constructor keywords and pass the per-stage block options."""
 
     _v2 = False
+    _no_weight_decay = ("relative_position_bias_table",)  # parameter-name parts, as timm
+    _stem = r"^patch_embed"
 
     @classmethod
     def bias_windows(cls, config: dict[str, Any]) -> dict[str, Size]:
@@ -556,103 +625,132 @@ class _SwinBase(RectViTModel):
         if cls._v2:
             return {}
         c = with_defaults(cls, config)
-        grid = patch_grid(c["img_size"], c["patch_size"])
-        windows = _stage_windows(c["window_size"], len(c["depths"]))
+        depths = c["depths"]
+        grids = stage_grid_sizes(patch_grid(c["img_size"], c["patch_size"]), len(depths))
+        windows = _stage_windows(c["window_size"], len(depths))
         out = {}
-        for i, (depth, window) in enumerate(zip(c["depths"], windows)):
-            win, _ = _fit_window(_stage_grid(grid, i), window, False, c["always_partition"])
+        for i, (depth, grid, window) in enumerate(zip(depths, grids, windows)):
+            win, _ = _fit_window(grid, window, False, c["always_partition"])
             out.update({f"layers.{i}.blocks.{j}.attn.relative_position_bias_table": win for j in range(depth)})
         return out
 
-    def _build(
-        self,
-        *,
-        img_size,
-        patch_size,
-        in_chans: int,
-        num_classes: int,
-        global_pool: str,
-        embed_dim,
-        depths: Sequence[int],
-        num_heads: Sequence[int],
-        window_size,
-        always_partition: bool,
-        strict_img_size: bool,
-        dynamic_img_size: bool,
-        mlp_ratio,
-        qkv_bias: bool,
-        drop_rate: float,
-        proj_drop_rate: float,
-        attn_drop_rate: float,
-        drop_path_rate: float,
-        extra_block_kwargs: list[dict[str, Any]],
-    ) -> None:
+    def __init__(self, config: dict[str, Any], block_kwargs: list[dict[str, Any]]):
+        super().__init__()
+        self.model_config = config
+        depths = config["depths"]
         num_stages = len(depths)
-        if len(num_heads) != num_stages:
-            raise RectViTError(f"num_heads needs one value per stage ({num_stages}), got {tuple(num_heads)}.")
-        self.img_size: Size = to_size(img_size, "img_size")
-        self.patch_size: Size = to_size(patch_size, "patch_size")
-        self.in_chans = in_chans
-        self.num_classes = num_classes
-        self.global_pool = global_pool
-        self.dynamic_img_size = dynamic_img_size or not strict_img_size
-        self.always_partition = always_partition
+        if len(config["num_heads"]) != num_stages:
+            raise RectViTError(f"num_heads needs one value per stage ({num_stages}), got {tuple(config['num_heads'])}.")
+        self.in_chans = config["in_chans"]
+        self.num_classes = config["num_classes"]
+        self.global_pool = config["global_pool"]
+        self.always_partition = bool(config["always_partition"])
         self.output_fmt = "NHWC"
         self.num_layers = num_stages
-        dims = (
-            list(embed_dim) if isinstance(embed_dim, (list, tuple)) else [embed_dim * 2**i for i in range(num_stages)]
-        )
+        dims = self._stage_dims(config["embed_dim"], num_stages)
         self.embed_dim = dims[0]
         self.num_features = self.head_hidden_size = dims[-1]
-        windows = _stage_windows(window_size, num_stages)
-        mlp_ratios = _stage_values(mlp_ratio, num_stages, "mlp_ratio")
-        grid = self.grid_size  # checks that img_size holds at least one patch
+        windows = _stage_windows(config["window_size"], num_stages)
+        self.patch_embed = self._make_patch_embed(config, dims[0])
         self._ref_windows: tuple[Size, ...] = windows
-        self._ref_grid: Size = grid
+        self._ref_grid: Size = self.grid_size
+        _check_window_tokens(stage_grid_sizes(self.grid_size, num_stages), windows, self.always_partition)
+        self.layers = self._make_stages(config, dims, windows, block_kwargs)
+        self.feature_info = [
+            dict(num_chs=d, reduction=max(self.patch_size) * 2**i, module=f"layers.{i}") for i, d in enumerate(dims)
+        ]
+        self.norm = nn.LayerNorm(self.num_features)
+        self.head = ClassifierHead(self.num_features, self.num_classes, self.global_pool, config["drop_rate"])
+        self._init_weights()
 
-        self.patch_embed = PatchEmbed(self.patch_size, in_chans, dims[0])
+    @staticmethod
+    def _stage_dims(embed_dim: int | Sequence[int], num_stages: int) -> list[int]:
+        """Channels per stage: given, or ``embed_dim`` doubled at every stage."""
+        if isinstance(embed_dim, (list, tuple)):
+            return list(_stage_values(embed_dim, num_stages, "embed_dim"))
+        return [embed_dim * 2**i for i in range(num_stages)]
+
+    @staticmethod
+    def _make_patch_embed(config: dict[str, Any], dim: int) -> PatchEmbed:
+        img_size, patch_size = to_size(config["img_size"], "img_size"), to_size(config["patch_size"], "patch_size")
+        _checked_patch_grid(img_size, patch_size, "img_size")
+        dynamic = config["dynamic_img_size"] or not config["strict_img_size"]
+        return PatchEmbed(
+            img_size, patch_size, in_chans=config["in_chans"], embed_dim=dim, strict_img_size=not dynamic,
+            norm_layer=nn.LayerNorm,
+        )  # fmt: skip
+
+    def _make_stages(
+        self, config: dict[str, Any], dims: list[int], windows: tuple[Size, ...], block_kwargs: list[dict[str, Any]]
+    ) -> nn.Sequential:
+        depths, num_stages = config["depths"], len(dims)
+        mlp_ratios = _stage_values(config["mlp_ratio"], num_stages, "mlp_ratio")
         total = sum(depths)
-        rates = [drop_path_rate * i / max(total - 1, 1) for i in range(total)]  # stochastic depth decay
-        stages, start = [], 0
-        self.feature_info = []
+        rates = [config["drop_path_rate"] * i / max(total - 1, 1) for i in range(total)]  # stochastic depth decay
+        grids = stage_grid_sizes(self.grid_size, num_stages)
+        stages = []
         for i in range(num_stages):
+            start = sum(depths[:i])
             stages.append(
                 SwinStage(
                     dims[max(i - 1, 0)],
                     dims[i],
                     depths[i],
-                    _stage_grid(grid, i),
+                    grids[i],
                     downsample=i > 0,
                     drop_path=rates[start : start + depths[i]],
-                    num_heads=num_heads[i],
+                    num_heads=config["num_heads"][i],
                     window_size=windows[i],
                     v2=self._v2,
-                    always_partition=always_partition,
+                    always_partition=self.always_partition,
                     mlp_ratio=mlp_ratios[i],
-                    qkv_bias=qkv_bias,
-                    proj_drop=proj_drop_rate,
-                    attn_drop=attn_drop_rate,
-                    **extra_block_kwargs[i],
+                    qkv_bias=config["qkv_bias"],
+                    proj_drop=config["proj_drop_rate"],
+                    attn_drop=config["attn_drop_rate"],
+                    **block_kwargs[i],
                 )
             )
-            start += depths[i]
-            self.feature_info.append(dict(num_chs=dims[i], reduction=max(self.patch_size) * 2**i, module=f"layers.{i}"))
-        self.layers = nn.Sequential(*stages)
-        self.norm = nn.LayerNorm(self.num_features)
-        self.head = ClassifierHead(self.num_features, num_classes, global_pool, drop_rate)
+        return nn.Sequential(*stages)
+
+    def _init_weights(self) -> None:
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
+                nn.init.trunc_normal_(m.weight, std=0.02)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
 
     # ---- sizes ---------------------------------------------------------------------------------
 
     @property
+    def img_size(self) -> Size:
+        """The nominal input size ``(H, W)``."""
+        return self.patch_embed.img_size
+
+    @property
+    def patch_size(self) -> Size:
+        return self.patch_embed.patch_size
+
+    @property
     def grid_size(self) -> Size:
         """The patch grid ``(h, w)`` of ``img_size``."""
-        (h, w), (ph, pw) = self.img_size, self.patch_size
-        if h < ph or w < pw:
-            raise InputSizeError(
-                f"img_size {h}x{w} is smaller than one patch ({ph}x{pw}): stage 0 (patch embedding) would "
-                f"have an empty grid; use an img_size of at least {max(h, ph)}x{max(w, pw)}."
-            )
-        return (h // ph, w // pw)
+        return self.patch_embed.grid_size
+
+    @property
+    def dynamic_img_size(self) -> bool:
+        """Whether any input size (a multiple of the patch size) is accepted; ``patch_embed.strict_img_size``
+        is the switch (``set_input_size(strict_img_size=...)`` changes it)."""
+        return not self.patch_embed.strict_img_size
+
+    @dynamic_img_size.setter
+    def dynamic_img_size(self, value: bool) -> None:
+        self.patch_embed.strict_img_size = not value
+        record_config(self, strict_img_size=not value, dynamic_img_size=bool(value))
+
+    @property
+    def bias_interpolation(self) -> str:
+        """How v1 relative-position-bias tables follow a window change: ``"geometric"`` (timm's) or
+        ``"bicubic"``; set at construction. v2 has no tables to resample."""
+        return self.model_config.get("bias_interpolation", "geometric")
 
     @property
     def window_size(self) -> tuple[Size, ...]:
@@ -661,12 +759,8 @@ class _SwinBase(RectViTModel):
 
     def stage_grids(self, img_size=None) -> tuple[Size, ...]:
         """The token grid of every stage for ``img_size`` (default: the model's)."""
-        grid = self.grid_size if img_size is None else self._patch_grid_of(to_size(img_size, "img_size"))
-        return tuple(_stage_grid(grid, i) for i in range(self.num_layers))
-
-    def _patch_grid_of(self, size: Size) -> Size:
-        (h, w), (ph, pw) = size, self.patch_size
-        return (h // ph, w // pw)
+        size = self.img_size if img_size is None else to_size(img_size, "img_size")
+        return stage_grid_sizes(_checked_patch_grid(size, self.patch_size, "img_size"), self.num_layers)
 
     def _describe_stages(self, img_size: Size) -> str:
         parts = [
@@ -676,18 +770,15 @@ class _SwinBase(RectViTModel):
         return "; ".join(parts)
 
     def check_input(self, x: torch.Tensor) -> None:
-        """Raise ``InputSizeError`` for anything but a ``(B, in_chans, H, W)`` batch of a size this model takes."""
-        self._check_input(x)
+        """Raise ``InputSizeError`` for a batch this model cannot take, before any work is done.
 
-    def _check_input(self, x: torch.Tensor) -> None:
-        """Raise ``InputSizeError`` for an image this model cannot take."""
+        ``x`` must be ``(B, in_chans, H, W)`` with ``(H, W) == img_size`` (static) or, with
+        ``dynamic_img_size``, a multiple of the patch size holding at least one patch. The forward
+        paths call it; ``rectvit.forward_variable`` calls it for every input up front.
+        """
         h, w = check_image_batch(x, self.in_chans)
+        _checked_patch_grid((h, w), self.patch_size, "input")
         ph, pw = self.patch_size
-        if h < ph or w < pw:
-            raise InputSizeError(
-                f"input {h}x{w} is smaller than one patch ({ph}x{pw}): stage 0 (patch embedding) would have "
-                f"an empty grid; pass an input of at least {max(h, ph)}x{max(w, pw)}."
-            )
         if self.dynamic_img_size:
             if h % ph or w % pw:
                 fit = (_ceil_div(h, ph) * ph, _ceil_div(w, pw) * pw)
@@ -706,56 +797,100 @@ class _SwinBase(RectViTModel):
     def set_input_size(
         self,
         img_size=None,
+        patch_size=None,
         window_size=None,
         window_ratio: int | Sequence[int] | None = None,
         always_partition: bool | None = None,
+        strict_img_size: bool | None = None,
     ) -> None:
-        """Change the nominal input size and/or the windows, as timm's ``set_input_size``.
+        """Change the nominal input size, patch size and/or windows, with timm's parameters and order.
 
         ``window_size``: an int or ``(wh, ww)`` for all stages, or one per stage. Without it (and
         without ``window_ratio``, which divides the patch grid to give each stage's window), each
         stage's window scales with the patch grid so its window-to-grid ratio is kept, as in timm:
         ``set_input_size(img_size=(448, 224))`` on a 224, window-7 model gives windows ``(14, 7)``; pass
         ``window_size=7`` to keep the windows. Explicit windows become the reference for later
-        calls. A v1 window change resamples every relative-position-bias table bicubically; a v2 one
-        rebuilds the coordinate tables. A stage whose grid is smaller than its window uses the grid.
-        """
-        num_stages = self.num_layers
-        explicit = _stage_windows(window_size, num_stages) if window_size is not None else None
-        ratios = None
-        if explicit is None and window_ratio is not None:
-            ratios = _stage_values(window_ratio, num_stages, "window_ratio")
-            bad = [r for r in ratios if isinstance(r, bool) or not isinstance(r, int) or r < 1]
-            if bad:
-                raise InputSizeError(f"window_ratio must hold positive ints, got {window_ratio!r}.")
-        new_img = self.img_size if img_size is None else to_size(img_size, "img_size")
-        old_img, self.img_size = self.img_size, new_img
-        try:
-            grid = self.grid_size
-        except InputSizeError:
-            self.img_size = old_img
-            raise
+        calls. A new ``patch_size`` PI-resizes the patch kernel. A v1 window change resamples every
+        relative-position-bias table (geometrically, as timm, unless the model was built with
+        ``bias_interpolation="bicubic"``); a v2 one rebuilds the coordinate tables. A stage whose grid
+        is smaller than its window uses the grid. ``strict_img_size=False`` accepts any input size.
 
-        if explicit is not None:
-            windows = explicit
-        elif ratios is not None:
-            windows = tuple((max(1, grid[0] // r), max(1, grid[1] // r)) for r in ratios)
-        else:
-            windows = tuple(
-                (max(1, w[0] * grid[0] // self._ref_grid[0]), max(1, w[1] * grid[1] // self._ref_grid[1]))
-                for w in self._ref_windows
-            )
-        if explicit is not None or ratios is not None:
+        Everything is checked and every new table computed before the model changes, so a call that
+        fails (a bad size or window, a window too large to allocate) leaves the model as it was.
+        """
+        new_img = self.img_size if img_size is None else to_size(img_size, "img_size")
+        new_patch = self.patch_size if patch_size is None else to_size(patch_size, "patch_size")
+        grid = _checked_patch_grid(new_img, new_patch, "img_size")
+        windows = stage_window_sizes(grid, self._ref_windows, self._ref_grid, window_size, window_ratio)
+        partition = self.always_partition if always_partition is None else bool(always_partition)
+        grids = stage_grid_sizes(grid, self.num_layers)
+        _check_window_tokens(grids, windows, partition)
+        plans = [
+            [block.plan_input_size(g, win, partition, self.bias_interpolation) for block in stage.blocks]
+            for stage, g, win in zip(self.layers, grids, windows)
+        ]
+        # Nothing has changed so far; the patch embedding changes all or nothing, then the blocks.
+        self.patch_embed.set_input_size(img_size=new_img, patch_size=new_patch)
+        if strict_img_size is not None:
+            self.patch_embed.strict_img_size = bool(strict_img_size)
+        for stage, stage_plans in zip(self.layers, plans):
+            for block, plan in zip(stage.blocks, stage_plans):
+                block.apply_input_size(plan)
+        if window_size is not None or window_ratio is not None:
             self._ref_windows, self._ref_grid = windows, grid
-        if always_partition is not None:
-            self.always_partition = always_partition
-        for i, stage in enumerate(self.layers):
-            stage.set_input_size(_stage_grid(grid, i), windows[i], always_partition)
-        self.model_config.update(
-            img_size=json_ready(self.img_size),
-            window_size=json_ready(windows),
-            always_partition=self.always_partition,
+        self.always_partition = partition
+        for i, info in enumerate(self.feature_info):
+            info["reduction"] = max(new_patch) * 2**i
+        record_config(
+            self,
+            img_size=new_img,
+            patch_size=new_patch,
+            window_size=windows,
+            always_partition=partition,
+            strict_img_size=not self.dynamic_img_size,
+            dynamic_img_size=self.dynamic_img_size,
         )
+
+    # ---- timm's training conventions ----------------------------------------------------------
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Recompute each block's activations in the backward pass instead of storing them."""
+        for stage in self.layers:
+            stage.grad_checkpointing = enable
+
+    def get_classifier(self) -> nn.Module:
+        """The classifier ``head.fc`` (``nn.Identity`` without classes)."""
+        return self.head.fc
+
+    def no_weight_decay(self) -> set[str]:
+        """Names of parameters to train without weight decay (timm's: the position-bias parameters)."""
+        return {n for n, _ in self.named_parameters() if any(k in n for k in self._no_weight_decay)}
+
+    def group_matcher(self, coarse: bool = False) -> dict[str, Any]:
+        """timm's parameter groups (stem, then per stage or per block) for layer-wise learning rates."""
+        blocks = [(r"^layers\.(\d+).downsample", (0,)), (r"^layers\.(\d+)\.\w+\.(\d+)", None), (r"^norm", (99999,))]
+        return dict(stem=self._stem, blocks=r"^layers\.(\d+)" if coarse else blocks)
+
+    def prune_intermediate_layers(
+        self, indices: int | Sequence[int] = 1, prune_norm: bool = False, prune_head: bool = True
+    ) -> list[int]:
+        """Drop the stages after the last of ``indices`` (and the final norm and head, as timm).
+
+        Returns the kept indices. A pruned model's ``model_config`` still describes the full model.
+        """
+        take = take_indices(self.num_layers, indices, "stage")
+        last = max(take)
+        prune_end = last < self.num_layers - 1
+        if prune_norm or prune_end:
+            self.norm = nn.Identity()  # sized for the last stage, applied only after it
+        self.layers = self.layers[: last + 1]
+        self.num_layers = last + 1
+        self._ref_windows = self._ref_windows[: last + 1]
+        if prune_end:
+            self.num_features = self.head_hidden_size = self.feature_info[last]["num_chs"]
+        if prune_head or prune_end:
+            self.reset_classifier(0, "")
+        return take
 
     # ---- forward -------------------------------------------------------------------------------
 
@@ -766,14 +901,15 @@ class _SwinBase(RectViTModel):
         if isinstance(head.fc, nn.Linear):
             nn.init.trunc_normal_(head.fc.weight, std=0.02)
             nn.init.zeros_(head.fc.bias)
-        self.head = head.to(self.norm.weight.device, self.norm.weight.dtype).train(self.training)
+        weight = self.patch_embed.proj.weight
+        self.head = head.to(weight.device, weight.dtype).train(self.training)
         self.head_hidden_size = self.head.num_features
         self.num_classes, self.global_pool = num_classes, pool
-        self.model_config.update(num_classes=num_classes, global_pool=pool)
+        record_config(self, num_classes=num_classes, global_pool=pool)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, C, H, W)`` -> normalised last-stage features ``(B, h, w, C')`` (NHWC, like timm)."""
-        self._check_input(x)
+        self.check_input(x)
         return self.norm(self.layers(self.patch_embed(x)))
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
@@ -801,7 +937,7 @@ class _SwinBase(RectViTModel):
         if output_fmt not in ("NCHW", "NHWC"):
             raise RectViTError(f"output_fmt must be 'NCHW' or 'NHWC', got {output_fmt!r}.")
         take = take_indices(self.num_layers, indices, "stage")
-        self._check_input(x)
+        self.check_input(x)
         last = self.num_layers - 1
         stages = self.layers[: max(take) + 1] if stop_early else self.layers
         x = self.patch_embed(x)
@@ -818,17 +954,14 @@ class _SwinBase(RectViTModel):
         return x, maps
 
 
-def _constructor_args(local_vars: dict[str, Any]) -> dict[str, Any]:
-    """A constructor's arguments from its ``locals()`` taken first thing (what ``model_config`` records)."""
-    return {k: v for k, v in local_vars.items() if k not in ("self", "__class__")}
-
-
 class SwinTransformer(_SwinBase):
     """Swin Transformer v1 (Liu et al. 2021) for any ``(H, W)``; timm's constructor and state dict.
 
     ``img_size`` int or ``(H, W)``; ``window_size`` int, ``(wh, ww)`` or one per stage;
     ``strict_img_size=False`` or ``dynamic_img_size=True`` accept any input size per forward (a
-    multiple of the patch size). Features are NHWC.
+    multiple of the patch size). Features are NHWC. ``bias_interpolation`` says how the
+    relative-position-bias tables follow a window change (``set_input_size``, checkpoint loading):
+    ``"geometric"`` (timm's and BEiT's numerics) or ``"bicubic"`` (the Swin paper's).
     """
 
     def __init__(
@@ -852,20 +985,15 @@ class SwinTransformer(_SwinBase):
         proj_drop_rate: float = 0.0,
         attn_drop_rate: float = 0.0,
         drop_path_rate: float = 0.1,
+        bias_interpolation: str = "geometric",
     ):
-        super().__init__()
-        args = _constructor_args(locals())
-        self.model_config = {k: json_ready(v) for k, v in args.items()}
-        head_dims = _stage_values(args.pop("head_dim"), len(depths), "head_dim")
-        self._build(**args, extra_block_kwargs=[dict(head_dim=d) for d in head_dims])
-        self._init_weights()
-
-    def _init_weights(self) -> None:
-        for m in self.modules():
-            if isinstance(m, nn.Linear):
-                nn.init.trunc_normal_(m.weight, std=0.02)
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
+        config = constructor_config(locals())
+        if bias_interpolation not in RELATIVE_BIAS_INTERPOLATIONS:
+            raise RectViTError(
+                f"bias_interpolation must be one of {RELATIVE_BIAS_INTERPOLATIONS}, got {bias_interpolation!r}."
+            )
+        head_dims = _stage_values(head_dim, len(depths), "head_dim")
+        super().__init__(config, [dict(head_dim=d) for d in head_dims])
 
 
 class SwinTransformerV2(_SwinBase):
@@ -876,6 +1004,8 @@ class SwinTransformerV2(_SwinBase):
     """
 
     _v2 = True
+    _no_weight_decay = ("cpb_mlp", "logit_scale")
+    _stem = r"^absolute_pos_embed|patch_embed"
 
     def __init__(
         self,
@@ -900,31 +1030,15 @@ class SwinTransformerV2(_SwinBase):
         act_layer: str = "gelu",
         pretrained_window_sizes=(0, 0, 0, 0),
     ):
-        super().__init__()
-        args = _constructor_args(locals())
-        self.model_config = {k: json_ready(v) for k, v in args.items()}
-        act_layer, pretrained = args.pop("act_layer"), args.pop("pretrained_window_sizes")
+        config = constructor_config(locals())
         if act_layer not in _ACT_LAYERS:
             raise RectViTError(f"act_layer must be one of {sorted(_ACT_LAYERS)}, got {act_layer!r}.")
+        pretrained = pretrained_window_sizes
         if isinstance(pretrained, (list, tuple)) and len(pretrained) > len(depths):
             pretrained = pretrained[: len(depths)]  # timm's default lists four stages; extra entries unused
         pretrained = _stage_values(pretrained, len(depths), "pretrained_window_sizes")
         pretrained = [(0, 0) if p in (0, None) else to_size(p, "pretrained_window_sizes") for p in pretrained]
-        blocks = [dict(act_layer=_ACT_LAYERS[act_layer], pretrained_window_size=p) for p in pretrained]
-        self._build(**args, extra_block_kwargs=blocks)
-        self._init_weights()
-
-    def _init_weights(self) -> None:
-        for m in self.modules():
-            if isinstance(m, nn.Linear):
-                nn.init.trunc_normal_(m.weight, std=0.02)
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-        for block in self.modules():
-            if isinstance(block, SwinBlock):  # residual post-norm starts as identity branches, as in timm
-                for n in (block.norm1, block.norm2):
-                    nn.init.zeros_(n.weight)
-                    nn.init.zeros_(n.bias)
+        super().__init__(config, [dict(act_layer=_ACT_LAYERS[act_layer], pretrained_window_size=p) for p in pretrained])
 
 
 # --------------------------------------------------------------------------------------------------
