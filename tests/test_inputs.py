@@ -7,11 +7,13 @@ what was expected and what was given; a failed ``set_input_size`` leaves the mod
 
 from __future__ import annotations
 
+import pytest
 import torch
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from rectvit import resample_abs_pos_embed, resample_grid, resample_patch_embed
+import rectvit
+from rectvit import InputSizeError, resample_abs_pos_embed, resample_grid, resample_patch_embed
 
 # ---- resampling is independent of the input's memory layout --------------------------------------
 
@@ -111,3 +113,52 @@ def test_resample_patch_embed_layouts_agree(ph, pw, nh, nw, aa):
         weight.permute(0, 1, 3, 2).contiguous().permute(0, 1, 3, 2),
     ):
         assert torch.equal(resample_patch_embed(other, (nh, nw), antialias=aa), base)
+
+
+# ---- image dtypes: one rule for ViT, hybrid and (through the shared check) Swin ----------------------
+
+SMALL = dict(depth=1, embed_dim=32, num_heads=2)
+
+
+def _vit(**kw):
+    return rectvit.create_model("vit_small_patch16_224", **{**SMALL, "img_size": (32, 48), **kw}).eval()
+
+
+def _hybrid(**kw):
+    return rectvit.create_model("vit_tiny_r_s16_p8_224", **{**SMALL, "img_size": (32, 64), **kw}).eval()
+
+
+@pytest.mark.parametrize("build", [_vit, _hybrid], ids=["vit", "hybrid"])
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.int32, torch.int64, torch.bool])
+def test_integer_and_bool_images_are_refused_not_cast(one_thread, build, dtype):
+    model = build()
+    x = torch.zeros(1, 3, *model.img_size, dtype=dtype)
+    with pytest.raises(InputSizeError, match=rf"floating-point image batch \(torch.float32\), got {dtype}.*/ 255"):
+        model(x)
+
+
+@pytest.mark.parametrize("build", [_vit, _hybrid], ids=["vit", "hybrid"])
+def test_float_images_must_match_the_model_dtype(one_thread, build):
+    model = build()
+    size = model.img_size
+    for dtype in (torch.float64, torch.float16, torch.bfloat16):
+        match = rf"torch.float32 image batch .* got {dtype}; pass x.to\(torch.float32\)"
+        with pytest.raises(InputSizeError, match=match):
+            model(torch.zeros(1, 3, *size, dtype=dtype))
+    half = build().to(torch.bfloat16)
+    match = r"torch.bfloat16 image batch .* got torch.float32.*model.to\(torch.float32\)"
+    with pytest.raises(InputSizeError, match=match):
+        half(torch.zeros(1, 3, *size))
+    x = torch.randn(1, 3, *size)
+    assert half(x.to(torch.bfloat16)).dtype == torch.bfloat16  # the fixes the message names work
+    assert model.double()(x.double()).dtype == torch.float64
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # autocast casts, so any float dtype is fine
+        assert build()(x.to(torch.bfloat16)).shape == (1, 1000)
+
+
+def test_swin_integer_images_are_refused_by_the_shared_check(one_thread):
+    swin = rectvit.create_model(
+        "swin_tiny_patch4_window7_224", img_size=(32, 32), embed_dim=32, depths=(1, 1), num_heads=(2, 2), window_size=4
+    ).eval()
+    with pytest.raises(InputSizeError, match=r"floating-point image batch, got torch.uint8"):
+        swin(torch.zeros(1, 3, 32, 32, dtype=torch.uint8))

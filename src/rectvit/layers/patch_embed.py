@@ -13,8 +13,28 @@ from ..resample import resample_patch_embed
 __all__ = ["PatchEmbed"]
 
 
-def check_image_batch(x: torch.Tensor, in_chans: int) -> tuple[int, int]:
-    """``(H, W)`` of a ``(B, in_chans, H, W)`` batch; ``InputSizeError`` for another rank or channel count."""
+def check_image_dtype(x: torch.Tensor, dtype: torch.dtype | None = None) -> None:
+    """``InputSizeError`` unless ``x`` is a floating-point image of ``dtype`` (the model's parameter dtype).
+
+    Integer and bool images are refused, never cast: the model cannot know their scaling and
+    normalisation. Under ``torch.autocast`` any floating dtype is accepted (autocast casts it).
+    """
+    if not x.is_floating_point():
+        raise InputSizeError(
+            f"expected a floating-point image batch{f' ({dtype})' if dtype else ''}, got {x.dtype}; convert it as the "
+            "model was trained, e.g. x.float() / 255 followed by the training mean/std normalisation."
+        )
+    if dtype is not None and x.dtype != dtype and not torch.is_autocast_enabled(x.device.type):
+        raise InputSizeError(
+            f"expected a {dtype} image batch (the model's parameter dtype), got {x.dtype}; pass x.to({dtype}), "
+            f"convert the model with model.to({x.dtype}), or run it under torch.autocast."
+        )
+
+
+def check_image_batch(x: torch.Tensor, in_chans: int, dtype: torch.dtype | None = None) -> tuple[int, int]:
+    """``(H, W)`` of a ``(B, in_chans, H, W)`` batch; ``InputSizeError`` for another rank, channel count or
+    dtype (see ``check_image_dtype``; ``dtype=None`` accepts any floating dtype)."""
+    check_image_dtype(x, dtype)
     if x.dim() != 4:
         raise InputSizeError(
             f"expected an image batch (B, {in_chans}, H, W), got a {x.dim()}-d tensor of shape "
@@ -113,7 +133,7 @@ class PatchEmbed(nn.Module):
 
     def check_input(self, x: torch.Tensor) -> None:
         """Raise ``InputSizeError`` for anything but a ``(B, in_chans, H, W)`` input of an accepted size."""
-        h, w = check_image_batch(x, self.in_chans)
+        h, w = check_image_batch(x, self.in_chans, self.proj.weight.dtype)
         if self.strict_img_size:
             if (h, w) != self.img_size:
                 raise InputSizeError(

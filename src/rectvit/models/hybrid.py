@@ -21,6 +21,7 @@ Data flow for a ``(B, in_chans, H, W)`` input::
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Sequence
 from functools import partial
 from typing import Any
@@ -284,14 +285,20 @@ class ResNetV2Backbone(nn.Module):
         return size
 
 
-def make_backbone(layers: Sequence[int], in_chans: int = 3, same: bool = True) -> nn.Module:
-    """The backbone timm's ``_resnetv2(layers)`` builds: the full ResNet, or its stem alone when ``layers`` is empty."""
-    layers = tuple(int(n) for n in layers)
-    if len(layers) > len(STAGE_CHANNELS) or any(n < 1 for n in layers):
+def _block_counts(layers: Sequence[int]) -> tuple[int, ...]:
+    """``layers`` as a tuple of ints, or a ``RectViTError`` unless it lists 0 to 4 positive block counts."""
+    ok = not isinstance(layers, (str, bytes)) and isinstance(layers, Sequence) and len(layers) <= len(STAGE_CHANNELS)
+    if not ok or any(isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1 for n in layers):
         raise RectViTError(
             f"backbone_layers must list 0 to {len(STAGE_CHANNELS)} positive block counts (e.g. (3, 4, 9) for "
-            f"R50, (2, 2, 2, 2) for R26, () for the stem alone), got {layers}."
+            f"R50, (2, 2, 2, 2) for R26, () for the stem alone), got {layers!r}."
         )
+    return tuple(int(n) for n in layers)
+
+
+def make_backbone(layers: Sequence[int], in_chans: int = 3, same: bool = True) -> nn.Module:
+    """The backbone timm's ``_resnetv2(layers)`` builds: the full ResNet, or its stem alone when ``layers`` is empty."""
+    layers = _block_counts(layers)
     if not layers:
         return ResNetStem(in_chans, 64, same)
     return ResNetV2Backbone(layers, in_chans, same)
@@ -420,7 +427,7 @@ class HybridEmbed(nn.Module):
 
     def check_input(self, x: torch.Tensor) -> None:
         """Raise ``InputSizeError`` for anything but a ``(B, in_chans, H, W)`` input of an accepted size."""
-        h, w = check_image_batch(x, self.in_chans)
+        h, w = check_image_batch(x, self.in_chans, next(self.backbone.parameters()).dtype)
         if self.strict_img_size and (h, w) != self.img_size:
             raise InputSizeError(
                 f"this model takes {self.img_size[0]}x{self.img_size[1]} inputs, got {h}x{w}; call "
@@ -480,7 +487,7 @@ class HybridVisionTransformer(VisionTransformer):
     ):
         if "embed_layer" in kwargs:
             raise RectViTError("HybridVisionTransformer builds its own embed_layer; pass backbone_layers instead.")
-        layers = tuple(int(n) for n in backbone_layers)
+        layers = _block_counts(backbone_layers)
         embed_layer = partial(HybridEmbed, backbone_layers=layers, padding_same=padding_same)
         super().__init__(patch_size=patch_size, embed_layer=embed_layer, **kwargs)
         self.model_config["backbone_layers"] = list(layers)
