@@ -162,3 +162,219 @@ def test_swin_integer_images_are_refused_by_the_shared_check(one_thread):
     ).eval()
     with pytest.raises(InputSizeError, match=r"floating-point image batch, got torch.uint8"):
         swin(torch.zeros(1, 3, 32, 32, dtype=torch.uint8))
+
+
+# ---- sizes the patches do not tile: one rule for every path -----------------------------------------
+# Rule (docs/models.md): non-overlapping patches must tile the input exactly, else InputSizeError naming
+# the sizes below and above and dynamic_img_pad=True (which pads instead). Overlapping strides (AST)
+# count whole patches, as timm and HF do.
+
+NON_MULTIPLE = (100, 64)  # patch 16: a 6x4 grid would drop 4 pixel rows
+
+
+def _says_how_to_tile(e: pytest.ExceptionInfo) -> None:
+    msg = str(e.value)
+    assert "100x64" in msg and "96x64" in msg and "112x64" in msg and "dynamic_img_pad=True" in msg, msg
+
+
+def test_non_multiple_img_size_is_refused_by_constructor_and_set_input_size(one_thread):
+    with pytest.raises(InputSizeError) as e:
+        _vit(img_size=NON_MULTIPLE)
+    _says_how_to_tile(e)
+    model = _vit(img_size=(96, 64))
+    with pytest.raises(InputSizeError) as e:
+        model.set_input_size(img_size=NON_MULTIPLE)
+    _says_how_to_tile(e)
+    assert model.img_size == (96, 64) and model.grid_size == (6, 4)
+
+
+def test_non_multiple_input_is_refused_static_and_dynamic(one_thread):
+    x = torch.randn(1, 3, *NON_MULTIPLE)
+    with pytest.raises(InputSizeError, match=r"takes 96x64 inputs, got 100x64"):
+        _vit(img_size=(96, 64))(x)
+    with pytest.raises(InputSizeError) as e:
+        _vit(img_size=(96, 64), dynamic_img_size=True)(x)
+    _says_how_to_tile(e)
+    with pytest.raises(InputSizeError) as e:
+        _vit(img_size=(96, 64), dynamic_img_size=True).feat_size(NON_MULTIPLE)
+    _says_how_to_tile(e)
+
+
+def test_non_multiple_size_is_refused_by_load_model_and_adapt(one_thread, tmp_path, capsys):
+    from rectvit.cli import main
+
+    src = rectvit.save_checkpoint(_vit(img_size=(96, 64)), tmp_path / "m.safetensors")
+    with pytest.raises(InputSizeError) as e:
+        rectvit.load_model(src, img_size=NON_MULTIPLE)
+    _says_how_to_tile(e)
+    out = tmp_path / "out.safetensors"
+    argv = ["adapt", str(src), "--model", "vit_small_patch16_224", "--img-size", "100x64", "-o", str(out)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "100x64 is not a multiple of the patch size 16x16" in err and "96x64" in err and not out.exists()
+
+
+def test_dynamic_img_pad_pads_on_every_path(one_thread):
+    x = torch.randn(1, 3, *NON_MULTIPLE)
+    static = _vit(img_size=NON_MULTIPLE, dynamic_img_pad=True)
+    assert static.grid_size == (7, 4) and static.forward_features(x).shape == (1, 1 + 28, 32)
+    dynamic = _vit(img_size=(96, 64), dynamic_img_size=True, dynamic_img_pad=True)
+    assert dynamic.forward_features(x).shape == (1, 1 + 28, 32)
+    resized = _vit(img_size=(96, 64), dynamic_img_pad=True)
+    resized.set_input_size(img_size=NON_MULTIPLE)
+    assert resized.grid_size == (7, 4)
+    y = static(x)
+    static.set_input_size(img_size=(112, 64))  # the same 7x4 grid: the padding is zeros at the bottom
+    torch.testing.assert_close(y, static(torch.nn.functional.pad(x, (0, 0, 0, 12))))
+
+
+def test_overlapping_strides_count_whole_patches(one_thread):
+    # AST's own size: 16x16 patches at stride 10 over 128x1024 leave 2 and 8 pixels, as in HF and timm.
+    ast = rectvit.create_model("ast_base_patch16_s10_128x1024", **SMALL)
+    assert ast.grid_size == (12, 101)
+    ast.set_input_size(img_size=(64, 101))
+    assert ast.grid_size == (5, 9)
+
+
+def test_hybrid_follows_the_same_rule(one_thread):
+    # stem-only backbone (reduction 4) and 8x8 patches: inputs must tile into 32-pixel steps.
+    with pytest.raises(InputSizeError, match=r"img_size 100x64 gives a 25x16 feature map .* 96x64 or 128x64"):
+        _hybrid(img_size=NON_MULTIPLE)
+    model = _hybrid(img_size=(96, 64), dynamic_img_size=True)
+    with pytest.raises(InputSizeError, match=r"input 100x64 .* dynamic_img_pad=True"):
+        model(torch.randn(1, 3, *NON_MULTIPLE))
+    with pytest.raises(InputSizeError, match=r"img_size 100x64"):
+        model.set_input_size(img_size=NON_MULTIPLE)
+    assert model.img_size == (96, 64)
+    assert _hybrid(img_size=NON_MULTIPLE, dynamic_img_pad=True).grid_size == (4, 2)
+
+
+# ---- a failed set_input_size changes nothing -----------------------------------------------------------
+
+
+def _state(model):
+    return (
+        model.img_size,
+        model.grid_size,
+        model.patch_size,
+        model.patch_embed.grid_size,
+        model.patch_embed.proj.stride,
+        {k: v.clone() for k, v in model.state_dict().items()},
+        dict(model.model_config),
+    )
+
+
+def _assert_same_state(before, after):
+    *sizes_b, sd_b, cfg_b = before
+    *sizes_a, sd_a, cfg_a = after
+    assert sizes_a == sizes_b and cfg_a == cfg_b
+    assert sd_a.keys() == sd_b.keys() and all(torch.equal(sd_a[k], sd_b[k]) for k in sd_b)
+
+
+@pytest.mark.parametrize("build", [_vit, _hybrid], ids=["vit", "hybrid"])
+@pytest.mark.parametrize("pos_embed", ["learn", "sincos"])
+def test_absurd_size_leaves_model_unchanged(one_thread, build, pos_embed):
+    """1e7 x 1e7 pixels: the table cannot be allocated; img_size, grid, tables and outputs stay as they were."""
+    model = build(pos_embed=pos_embed)
+    x = torch.randn(1, 3, *model.img_size)
+    with torch.no_grad():
+        out = model(x)
+    before = _state(model)
+    with pytest.raises((RuntimeError, MemoryError)):
+        model.set_input_size(img_size=(10**7 // 32 * 32, 10**7 // 32 * 32))
+    _assert_same_state(before, _state(model))
+    with torch.no_grad():
+        assert torch.equal(model(x), out)
+
+
+@pytest.mark.parametrize("build", [_vit, _hybrid], ids=["vit", "hybrid"])
+def test_failure_after_the_embedding_changed_is_rolled_back(one_thread, build, monkeypatch):
+    """Any failure once the patch embedding took the new size and patch (simulated in the table resize)."""
+    from rectvit.models import vit as vit_module
+
+    model = build()
+    x = torch.randn(1, 3, *model.img_size)
+    with torch.no_grad():
+        out = model(x)
+    before, proj = _state(model), model.patch_embed.proj
+
+    def fail(*args, **kwargs):
+        raise RuntimeError("simulated failure")
+
+    monkeypatch.setattr(vit_module, "resample_grid", fail)
+    new_patch = (4, 4) if build is _vit else (2, 2)
+    with pytest.raises(RuntimeError, match="simulated"):
+        model.set_input_size(img_size=(64, 128), patch_size=new_patch)
+    assert model.patch_embed.proj is proj
+    _assert_same_state(before, _state(model))
+    with torch.no_grad():
+        assert torch.equal(model(x), out)
+
+
+# ---- the README's example runs as written --------------------------------------------------------------
+
+
+def test_readme_example_runs_as_written(one_thread, tmp_path, monkeypatch):
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    code = re.search(r"```python\n(.*?)```", readme, re.S).group(1)
+    monkeypatch.chdir(tmp_path)
+    scope: dict = {}
+    exec(compile(code, "README.md", "exec"), scope)
+    model, inputs, outs = scope["model"], [scope["x1"], scope["x2"], scope["x3"]], scope["outs"]
+    assert len(outs) == 3
+    with torch.no_grad():
+        for x, out in zip(inputs, outs):  # each output is the input's own forward, without the batch dim
+            assert out.shape == (10,)
+            torch.testing.assert_close(out, model(x[None])[0], atol=1e-5, rtol=0)
+    # the flat table was read on the given 64x8 grid, then resampled to 32x8 (load) and 16x8 (set_input_size)
+    table = scope["trained"].pos_embed.detach()
+    expected = resample_grid(resample_grid(table, (32, 8)), (16, 8))
+    torch.testing.assert_close(rectvit.load_model("vit_256x128.safetensors").pos_embed, expected)
+
+
+# ---- make test / make demo say what they install -------------------------------------------------------
+
+FAKE_PYTHON = """#!/bin/sh
+# "python -m venv DIR": a venv whose pip only reports its arguments (exit status $FAKE_PIP_STATUS)
+[ "$1" = "-m" ] && [ "$2" = "venv" ] || exit 3
+mkdir -p "$3/bin"
+printf '#!/bin/sh\\necho "fake pip $*"\\nexit ${FAKE_PIP_STATUS:-0}\\n' > "$3/bin/pip"
+chmod +x "$3/bin/pip"
+"""
+
+
+@pytest.mark.parametrize(
+    "target,requirements", [("venv-test", "requirements-test.txt"), ("venv-demo", "requirements-demo.txt")]
+)
+def test_make_prints_each_step_of_the_environment_build(tmp_path, target, requirements):
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    if shutil.which("make") is None:
+        pytest.skip("make is not installed")
+    repo = Path(__file__).resolve().parents[1]
+    fake = tmp_path / "python"
+    fake.write_text(FAKE_PYTHON)
+    fake.chmod(0o755)
+    argv = ["make", "--no-print-directory", "-C", str(repo), target, f"PYTHON={fake}", f"VENV_ROOT={tmp_path / 'v'}"]
+
+    def make(**env):
+        run = subprocess.run(argv, capture_output=True, text=True, env={**__import__("os").environ, **env})
+        return run.returncode, run.stdout
+
+    code, out = make(FAKE_PIP_STATUS="1")  # a failed install leaves no half-built environment behind
+    assert code != 0 and "[2/3] installing" in out and not any((tmp_path / "v").iterdir())
+    code, out = make()
+    assert code == 0, out
+    lines = [ln for ln in out.splitlines() if ln.startswith("rectvit:")]
+    assert [ln.split()[1] for ln in lines if ln.split()[1].startswith("[")] == ["[1/3]", "[2/3]", "[3/3]"], out
+    assert f"from {requirements} (first run only" in lines[0]
+    pins = [ln.strip() for ln in (repo / requirements).read_text().splitlines() if ln and not ln.startswith("#")]
+    assert all(pin in out for pin in pins) and "torch" in lines[2]  # what, and why
+    assert f"fake pip install --disable-pip-version-check -r {requirements}" in out  # pip's own output shown
+    code, out = make()
+    assert code == 0 and out.startswith("rectvit: using ") and "[1/3]" not in out

@@ -49,6 +49,22 @@ def check_image_batch(x: torch.Tensor, in_chans: int, dtype: torch.dtype | None 
     return h, w
 
 
+def check_tiling(img_size, patch: Size, what: str = "img_size") -> None:
+    """``InputSizeError`` when non-overlapping ``patch``es would not cover ``img_size`` exactly (pixels dropped).
+
+    Sizes smaller than one patch are left to ``patch_grid``, which says so.
+    """
+    (h, w), (ph, pw) = to_size(img_size, what), patch
+    if h < ph or w < pw or not (h % ph or w % pw):
+        return
+    down, up = (h // ph * ph, w // pw * pw), padded_size((h, w), patch)
+    raise InputSizeError(
+        f"{what} {h}x{w} is not a multiple of the patch size {ph}x{pw}: a {h // ph}x{w // pw} grid would drop "
+        f"the last {h - down[0]} row(s) and {w - down[1]} column(s) of pixels; use {down[0]}x{down[1]} or "
+        f"{up[0]}x{up[1]}, or build the model with dynamic_img_pad=True to pad to {up[0]}x{up[1]}."
+    )
+
+
 def resized_patch_conv(conv: nn.Conv2d, patch: Size, stride: Size) -> nn.Conv2d:
     """A copy of a patch-projection ``conv`` with a ``patch`` kernel (PI-resized weights) and ``stride``."""
     new = nn.Conv2d(conv.in_channels, conv.out_channels, patch, stride=stride, bias=conv.bias is not None)
@@ -109,6 +125,8 @@ class PatchEmbed(nn.Module):
     def _grid_of(self, img_size, patch: Size, stride: Size) -> Size:
         if self.dynamic_img_pad:
             img_size = padded_size(img_size, patch, stride)
+        elif stride == patch:
+            check_tiling(img_size, patch)
         return patch_grid(img_size, patch, stride)
 
     def set_input_size(self, img_size=None, patch_size=None, patch_stride=None) -> None:

@@ -16,6 +16,7 @@ Data flow (shapes for a ``(B, in_chans, H, W)`` input on an ``(h, w)`` patch gri
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -289,15 +290,20 @@ class VisionTransformer(nn.Module):
         Resampling always starts from the table's current grid, so a chain A -> B -> C is the same as
         the two resamplings applied in turn. A new patch size PI-resizes the patch kernel.
         """
-        self.patch_embed.set_input_size(img_size=img_size, patch_size=patch_size, patch_stride=patch_stride)
-        new_grid = self.patch_embed.grid_size
-        if self.pos_embed_type == "learn" and new_grid != self.grid_size:
-            old = self.pos_embed
-            with torch.no_grad():
-                table = resample_grid(old.detach(), new_grid)
-            self.pos_embed = nn.Parameter(table.clone(), requires_grad=old.requires_grad)
-        elif self.pos_embed_type == "sincos":
-            self.pos_embed = sincos_2d(new_grid, self.embed_dim).to(self.pos_embed.device, self.pos_embed.dtype)
+        saved = _attribute_states(self.patch_embed)
+        try:  # everything that can fail (sizes, allocations) before the model changes
+            self.patch_embed.set_input_size(img_size=img_size, patch_size=patch_size, patch_stride=patch_stride)
+            new_grid, table = self.patch_embed.grid_size, self.pos_embed
+            if self.pos_embed_type == "learn" and new_grid != self.grid_size:
+                with torch.no_grad():
+                    resampled = resample_grid(table.detach(), new_grid).clone()
+                table = nn.Parameter(resampled, requires_grad=table.requires_grad)
+            elif self.pos_embed_type == "sincos":
+                table = sincos_2d(new_grid, self.embed_dim).to(table.device, table.dtype)
+        except BaseException:
+            _restore_attributes(saved)
+            raise
+        self.pos_embed = table
         self._pos_cache.clear()
         self.model_config["img_size"] = list(self.patch_embed.img_size)
         self.model_config["patch_size"] = list(self.patch_embed.patch_size)
@@ -498,6 +504,18 @@ class VisionTransformer(nn.Module):
 
     def no_weight_decay(self) -> set[str]:
         return {"pos_embed", "prefix_pos_embed", "cls_token", "reg_token", "dist_token"}
+
+
+def _attribute_states(module: nn.Module) -> list[tuple[nn.Module, dict[str, Any]]]:
+    """Each submodule's attributes (tensors by reference), for ``_restore_attributes`` after a failed change."""
+    containers = ("_parameters", "_buffers", "_modules")
+    return [(m, {k: (copy.copy(v) if k in containers else v) for k, v in vars(m).items()}) for m in module.modules()]
+
+
+def _restore_attributes(states: list[tuple[nn.Module, dict[str, Any]]]) -> None:
+    for m, state in states:
+        vars(m).clear()
+        vars(m).update(state)
 
 
 _MIN_COUNT = {"in_chans": 1, "num_classes": 0, "embed_dim": 1, "depth": 0, "num_heads": 1}
