@@ -145,6 +145,8 @@ def test_float_images_must_match_the_model_dtype(one_thread, build):
         match = rf"torch.float32 image batch .* got {dtype}; pass x.to\(torch.float32\)"
         with pytest.raises(InputSizeError, match=match):
             model(torch.zeros(1, 3, *size, dtype=dtype))
+    with pytest.raises(InputSizeError, match=r"got torch.float64; pass x.to"):  # meta tensors: the same error
+        model.patch_embed.check_input(torch.zeros(1, 3, *size, dtype=torch.float64, device="meta"))
     half = build().to(torch.bfloat16)
     match = r"torch.bfloat16 image batch .* got torch.float32.*model.to\(torch.float32\)"
     with pytest.raises(InputSizeError, match=match):

@@ -24,7 +24,8 @@ def check_image_dtype(x: torch.Tensor, dtype: torch.dtype | None = None) -> None
             f"expected a floating-point image batch{f' ({dtype})' if dtype else ''}, got {x.dtype}; convert it as the "
             "model was trained, e.g. x.float() / 255 followed by the training mean/std normalisation."
         )
-    if dtype is not None and x.dtype != dtype and not torch.is_autocast_enabled(x.device.type):
+    autocast = x.device.type != "meta" and torch.is_autocast_enabled(x.device.type)  # meta has no autocast
+    if dtype is not None and x.dtype != dtype and not autocast:
         raise InputSizeError(
             f"expected a {dtype} image batch (the model's parameter dtype), got {x.dtype}; pass x.to({dtype}), "
             f"convert the model with model.to({x.dtype}), or run it under torch.autocast."
