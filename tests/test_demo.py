@@ -12,9 +12,22 @@ from rectvit import demo
 
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory):
+    import rectvit.viz as viz
+
     out = tmp_path_factory.mktemp("demo")
     lines: list[str] = []
-    result = demo.run(seed=0, out=out, quick=True, log=lines.append)
+    real, calls = viz.plot_position_similarity, []
+
+    def spy(*args, **kwargs):
+        calls.append((args, kwargs))
+        return real(*args, **kwargs)
+
+    viz.plot_position_similarity = spy
+    try:
+        result = demo.run(seed=0, out=out, quick=True, log=lines.append)
+    finally:
+        viz.plot_position_similarity = real
+    result["plot_calls"] = calls
     return out, result, lines
 
 
@@ -60,6 +73,49 @@ def test_picture_is_a_png_named_last(quick_run):
     assert result["picture"] is not None and path.is_file()
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert str(path.resolve()) in lines[-1]
+
+
+def test_picture_marks_the_queries_and_says_what_to_look_for(quick_run):
+    """The PNG has a red marker on every tile (viridis has no red) and the demo's one-line note."""
+    mpimg = pytest.importorskip("matplotlib.image")
+    out, result, _ = quick_run
+    ((args, kwargs),) = result["plot_calls"]
+    assert kwargs["note"] == demo.PICTURE_NOTE and "\n" not in demo.PICTURE_NOTE
+    assert [t.shape[1:3] for _, t in args[0]] == [(8, 32), (16, 32), (16, 32)]
+    rgb = mpimg.imread(out / demo.PICTURE_NAME)[..., :3]
+    red = (rgb[..., 0] > 0.8) & (rgb[..., 1] < 0.3) & (rgb[..., 2] < 0.3)
+    assert red.sum() > 3 * 24 * 10, red.sum()  # 3 panels x 24 tiles, a hollow square of >= 10 pixels each
+
+
+def test_every_panel_queries_the_same_image_points():
+    pytest.importorskip("matplotlib")
+    from rectvit.viz import position_similarity_figure
+
+    g = torch.Generator().manual_seed(0)
+    tables = [(name, torch.randn(1, h, w, 8, generator=g)) for name, (h, w) in [("a", (8, 32)), ("b", (16, 32))]]
+    fig = position_similarity_figure(tables, note="what to look for")
+    try:
+        assert fig.get_suptitle() == "what to look for"
+        # Sampled on the first grid (4 of 8 rows, 6 of 32 columns); the same image points on a 16x32 grid,
+        # by hand: row y of 8 has its centre at (y + 0.5) / 8, which lies in row 2y + 1 of 16.
+        rows = {(8, 32): [0, 2, 4, 6], (16, 32): [1, 5, 9, 13]}
+        cols = [2, 8, 13, 18, 24, 29]
+        for sub, (_, table) in zip(fig.subfigs, tables):
+            grid = tuple(table.shape[1:3])
+            assert sub.get_suptitle().endswith(f"grid {grid[0]}x{grid[1]}")
+            tiles = [ax for ax in sub.axes if ax.get_images()]
+            assert len(tiles) == 24
+            for k, ax in enumerate(tiles):
+                y, x = rows[grid][k // 6], cols[k % 6]
+                assert ax.get_title() == f"q{k + 1}: cell ({y}, {x})"
+                (marker,) = ax.get_lines()
+                assert marker.get_markeredgecolor() == "red" and tuple(marker.get_xydata()[0]) == (x, y)
+                sim = ax.get_images()[0].get_array()
+                assert sim[y, x] == pytest.approx(1.0, abs=1e-6)  # the marked cell is the query itself
+    finally:
+        import matplotlib.pyplot as plt
+
+        plt.close(fig)
 
 
 def test_without_matplotlib_the_table_still_prints(tmp_path, monkeypatch):

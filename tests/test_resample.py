@@ -60,7 +60,12 @@ def test_patch_embed_matches_timm(case):
     old, new, _, mode, aa = case
     weight = torch.randn(6, 3, *old)
     ours = resample_patch_embed(weight, new, interpolation=mode, antialias=aa)
-    ref = timm_layers.resample_patch_embed(weight, list(new), interpolation=mode, antialias=aa)
+    if aa and new[1] == 1 and old[0] != new[0]:
+        # timm meets torch's antialiasing bug for width-1 outputs (see test_inputs.py); compare with
+        # timm's result for the transposed kernel, which the bug does not touch.
+        ref = timm_layers.resample_patch_embed(weight.mT, [new[1], new[0]], interpolation=mode, antialias=aa).mT
+    else:
+        ref = timm_layers.resample_patch_embed(weight, list(new), interpolation=mode, antialias=aa)
     assert ours.shape == (6, 3, *new)
     torch.testing.assert_close(ours, ref, atol=1e-4 * max(1.0, ref.abs().max().item()), rtol=0)
 

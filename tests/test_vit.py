@@ -119,7 +119,8 @@ def test_set_input_size_chain_matches_timm():
 
 
 @pytest.mark.parametrize(
-    "change", [dict(patch_size=(8, 12)), dict(img_size=(96, 96), patch_size=(12, 16)), dict(patch_size=32)]
+    "change",
+    [dict(img_size=(128, 72), patch_size=(8, 12)), dict(img_size=(96, 96), patch_size=(12, 16)), dict(patch_size=32)],
 )
 def test_set_input_size_patch_change_matches_timm(change):
     theirs, ours = make_pair("vit_small_patch16_224", img_size=(128, 64), **SMALL)

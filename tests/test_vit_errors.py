@@ -112,3 +112,55 @@ def test_bad_intermediate_requests():
 def test_unknown_keyword_is_a_rectvit_error():
     with pytest.raises(RectViTError, match="bad keyword"):
         rectvit.create_model("vit_small_patch16_224", not_a_kwarg=1)
+
+
+# Constructor values a ViT or hybrid cannot be built with: each a RectViTError naming the keyword, the
+# value given and what to pass, raised before any layer is allocated.
+BAD_VALUES = [
+    (dict(in_chans=0), r"in_chans must be an int >= 1, got 0; pass 3 for RGB"),
+    (dict(in_chans=2.0), r"in_chans must be an int >= 1, got 2.0"),
+    (dict(depth=-1), r"depth must be an int >= 0, got -1"),
+    (dict(num_classes=-3), r"num_classes must be an int >= 0, got -3; pass 0 for a backbone"),
+    (dict(embed_dim=0), r"embed_dim must be an int >= 1, got 0"),
+    (dict(num_heads=0), r"num_heads must be an int >= 1, got 0"),
+    (dict(num_heads=5), r"embed_dim 32 must be divisible by num_heads 5 .* num_heads in \[1, 2, 4, 8, 16, 32\]"),
+    (dict(mlp_ratio=-1.0), r"mlp_ratio must be > 0 .* got -1.0"),
+    (dict(norm_eps=-1e-6), r"norm_eps must be >= 0"),
+    (dict(drop_rate=-0.1), r"drop_rate is a probability in \[0, 1\], got -0.1"),
+    (dict(pos_drop_rate=1.5), r"pos_drop_rate is a probability in \[0, 1\], got 1.5"),
+    (dict(proj_drop_rate=-1), r"proj_drop_rate is a probability"),
+    (dict(attn_drop_rate=2.0), r"attn_drop_rate is a probability"),
+    (dict(drop_path_rate=-0.5), r"drop_path_rate is a probability"),
+    (dict(drop_path_rate="0.1"), r"drop_path_rate must be a number, got '0.1'"),
+]
+
+
+@pytest.mark.parametrize("name", ["vit_small_patch16_224", "vit_tiny_r_s16_p8_224"], ids=["vit", "hybrid"])
+@pytest.mark.parametrize("kw,match", BAD_VALUES, ids=[str(kw) for kw, _ in BAD_VALUES])
+def test_bad_constructor_values(name, kw, match):
+    with pytest.raises(RectViTError, match=match):
+        rectvit.create_model(name, img_size=(64, 32), **{**SMALL, **kw})
+
+
+@pytest.mark.parametrize("layers", [None, "349", (3, 0), (3, 4, 9, 2, 2), (3, 2.5), (True,)])
+def test_bad_backbone_layers(layers):
+    with pytest.raises(RectViTError, match=r"backbone_layers must list 0 to 4 positive block counts"):
+        rectvit.create_model("vit_tiny_r_s16_p8_224", backbone_layers=layers, **SMALL)
+
+
+def test_zero_depth_and_zero_classes_are_valid_models():
+    model = _vit(img_size=(32, 32), depth=0, num_classes=0)
+    assert model(torch.randn(1, 3, 32, 32)).shape == (1, 32)
+
+
+def test_adapt_cli_refuses_a_negative_class_count(tmp_path, capsys):
+    """``adapt --num-classes -3`` wrote a headless model; it is now the constructor's error, exit 2."""
+    from rectvit.cli import main
+
+    src = rectvit.save_checkpoint(_vit(img_size=(32, 32)), tmp_path / "in.safetensors")
+    out = tmp_path / "out.safetensors"
+    argv = ["adapt", str(src), "--model", "vit_small_patch16_224", "--img-size", "32x32", "-o", str(out)]
+    assert main([*argv, "--num-classes", "-3"]) == 2
+    err = capsys.readouterr().err
+    assert "num_classes must be an int >= 0, got -3" in err and "Traceback" not in err
+    assert not out.exists()

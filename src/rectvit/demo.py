@@ -85,6 +85,10 @@ TRAIN_BATCH = 128
 TRAIN_LR = 2e-3
 CHECKPOINT_NAME = "demo_vit.safetensors"
 PICTURE_NAME = "demo_positions.png"
+PICTURE_NOTE = (
+    "Red square = query (qK: the same image point in all panels). rectvit keeps the trained pattern, "
+    "stretched; the square assumption makes stripes."
+)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -367,6 +371,7 @@ def run(
                 (f"square assumption at {ph}x{pw} (read as {side}x{side}, then resampled)", tables["square"]),
             ],
             out / PICTURE_NAME,
+            note=PICTURE_NOTE,
         )
         log("")
         log(f"done in {time.perf_counter() - t0:.0f} s")

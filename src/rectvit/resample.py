@@ -34,12 +34,14 @@ def _check_mode(interpolation: str) -> None:
 
 
 def _interpolate_nchw(x: torch.Tensor, size: Size, interpolation: str, antialias: bool) -> torch.Tensor:
+    # One memory layout for every input, so the result never depends on how the caller's tensor is strided.
+    x = x.contiguous()
     if interpolation not in ("bilinear", "bicubic"):
         return F.interpolate(x, size=size, mode=interpolation)
-    if antialias and x.shape[-1] == 1 and size[1] == 1 and x.shape[-2] != size[0]:
-        # torch's antialiased kernels return the first row repeated for a width-1 -> width-1 resize
-        # along the height (seen in torch 2.13/2.14); the same resize along the width is correct.
-        out = F.interpolate(x.transpose(-1, -2), size=(1, size[0]), mode=interpolation, antialias=True)
+    if antialias and size[1] == 1 and x.shape[-2] != size[0]:
+        # torch's antialiased kernel for contiguous NCHW is wrong when the output width is 1 and the
+        # height changes (torch 2.13/2.14; its channels-last kernel is right): resize along the width.
+        out = F.interpolate(x.transpose(-1, -2).contiguous(), size=(1, size[0]), mode=interpolation, antialias=True)
         return out.transpose(-1, -2)
     return F.interpolate(x, size=size, mode=interpolation, align_corners=False, antialias=antialias)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -15,8 +16,29 @@ from ..resample import resample_patch_embed
 __all__ = ["PatchEmbed"]
 
 
-def check_image_batch(x: torch.Tensor, in_chans: int) -> tuple[int, int]:
-    """``(H, W)`` of a ``(B, in_chans, H, W)`` batch; ``InputSizeError`` for another rank or channel count."""
+def check_image_dtype(x: torch.Tensor, dtype: torch.dtype | None = None) -> None:
+    """``InputSizeError`` unless ``x`` is a floating-point image of ``dtype`` (the model's parameter dtype).
+
+    Integer and bool images are refused, never cast: the model cannot know their scaling and
+    normalisation. Under ``torch.autocast`` any floating dtype is accepted (autocast casts it).
+    """
+    if not x.is_floating_point():
+        raise InputSizeError(
+            f"expected a floating-point image batch{f' ({dtype})' if dtype else ''}, got {x.dtype}; convert it as the "
+            "model was trained, e.g. x.float() / 255 followed by the training mean/std normalisation."
+        )
+    autocast = x.device.type != "meta" and torch.is_autocast_enabled(x.device.type)  # meta has no autocast
+    if dtype is not None and x.dtype != dtype and not autocast:
+        raise InputSizeError(
+            f"expected a {dtype} image batch (the model's parameter dtype), got {x.dtype}; pass x.to({dtype}), "
+            f"convert the model with model.to({x.dtype}), or run it under torch.autocast."
+        )
+
+
+def check_image_batch(x: torch.Tensor, in_chans: int, dtype: torch.dtype | None = None) -> tuple[int, int]:
+    """``(H, W)`` of a ``(B, in_chans, H, W)`` batch; ``InputSizeError`` for another rank, channel count or
+    dtype (see ``check_image_dtype``; ``dtype=None`` accepts any floating dtype)."""
+    check_image_dtype(x, dtype)
     if x.dim() != 4:
         raise InputSizeError(
             f"expected an image batch (B, {in_chans}, H, W), got a {x.dim()}-d tensor of shape "
@@ -29,6 +51,22 @@ def check_image_batch(x: torch.Tensor, in_chans: int) -> tuple[int, int]:
             f"build the model with in_chans={c} or convert the input."
         )
     return h, w
+
+
+def check_tiling(img_size, patch: Size, what: str = "img_size") -> None:
+    """``InputSizeError`` when non-overlapping ``patch``es would not cover ``img_size`` exactly (pixels dropped).
+
+    Sizes smaller than one patch are left to ``patch_grid``, which says so.
+    """
+    (h, w), (ph, pw) = to_size(img_size, what), patch
+    if h < ph or w < pw or not (h % ph or w % pw):
+        return
+    down, up = (h // ph * ph, w // pw * pw), padded_size((h, w), patch)
+    raise InputSizeError(
+        f"{what} {h}x{w} is not a multiple of the patch size {ph}x{pw}: a {h // ph}x{w // pw} grid would drop "
+        f"the last {h - down[0]} row(s) and {w - down[1]} column(s) of pixels; use {down[0]}x{down[1]} or "
+        f"{up[0]}x{up[1]}, or build the model with dynamic_img_pad=True to pad to {up[0]}x{up[1]}."
+    )
 
 
 def resized_patch_conv(conv: nn.Conv2d, patch: Size, stride: Size) -> nn.Conv2d:
@@ -94,13 +132,14 @@ class PatchEmbed(nn.Module):
     def _grid_of(self, img_size, patch: Size, stride: Size) -> Size:
         if self.dynamic_img_pad:
             img_size = padded_size(img_size, patch, stride)
+        elif stride == patch:
+            check_tiling(img_size, patch)
         return patch_grid(img_size, patch, stride)
 
-    def set_input_size(self, img_size=None, patch_size=None, patch_stride=None) -> None:
-        """Change the nominal input size and/or the patch size (kernel PI-resized, FlexiViT style).
+    def plan_input_size(self, img_size=None, patch_size=None, patch_stride=None) -> dict[str, Any]:
+        """What ``set_input_size`` would set, every size checked and a new kernel computed, nothing changed.
 
         The stride follows a new patch size unless it was given explicitly at construction or here.
-        Every size is checked before anything changes, so a bad call leaves the module as it was.
         """
         new_patch = self.patch_size if patch_size is None else to_size(patch_size, "patch_size")
         follows = self.stride_follows_patch and patch_stride is None
@@ -109,16 +148,33 @@ class PatchEmbed(nn.Module):
         else:
             new_stride = new_patch if follows else self.patch_stride
         new_img = self.img_size if img_size is None else to_size(img_size, "img_size")
-        new_grid = self._grid_of(new_img, new_patch, new_stride)
+        plan = dict(
+            patch_size=new_patch,
+            patch_stride=new_stride,
+            stride_follows_patch=follows,
+            img_size=new_img,
+            grid_size=self._grid_of(new_img, new_patch, new_stride),
+        )
         if new_patch != self.patch_size:
-            self.proj = resized_patch_conv(self.proj, new_patch, new_stride)
-        self.patch_size, self.patch_stride, self.stride_follows_patch = new_patch, new_stride, follows
-        self.proj.stride = new_stride
-        self.img_size, self.grid_size = new_img, new_grid
+            plan["proj"] = resized_patch_conv(self.proj, new_patch, new_stride)
+        return plan
+
+    def apply_input_size(self, plan: dict[str, Any]) -> None:
+        """Take the sizes of a ``plan_input_size`` plan; cannot fail."""
+        for name, value in plan.items():
+            setattr(self, name, value)
+        self.proj.stride = self.patch_stride
+
+    def set_input_size(self, img_size=None, patch_size=None, patch_stride=None) -> None:
+        """Change the nominal input size and/or the patch size (kernel PI-resized, FlexiViT style).
+
+        Every size is checked before anything changes, so a bad call leaves the module as it was.
+        """
+        self.apply_input_size(self.plan_input_size(img_size, patch_size, patch_stride))
 
     def check_input(self, x: torch.Tensor) -> None:
         """Raise ``InputSizeError`` for anything but a ``(B, in_chans, H, W)`` input of an accepted size."""
-        h, w = check_image_batch(x, self.in_chans)
+        h, w = check_image_batch(x, self.in_chans, self.proj.weight.dtype)
         if self.strict_img_size:
             if (h, w) != self.img_size:
                 raise InputSizeError(

@@ -21,6 +21,7 @@ Data flow for a ``(B, in_chans, H, W)`` input::
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Sequence
 from functools import partial
 from typing import Any
@@ -273,14 +274,20 @@ def backbone_out_size(img_size: Size, layers: Sequence[int], same: bool = True) 
     return size
 
 
-def make_backbone(layers: Sequence[int], in_chans: int = 3, same: bool = True) -> nn.Module:
-    """The backbone timm's ``_resnetv2(layers)`` builds: the full ResNet, or its stem alone when ``layers`` is empty."""
-    layers = tuple(int(n) for n in layers)
-    if len(layers) > len(STAGE_CHANNELS) or any(n < 1 for n in layers):
+def _block_counts(layers: Sequence[int]) -> tuple[int, ...]:
+    """``layers`` as a tuple of ints, or a ``RectViTError`` unless it lists 0 to 4 positive block counts."""
+    ok = not isinstance(layers, (str, bytes)) and isinstance(layers, Sequence) and len(layers) <= len(STAGE_CHANNELS)
+    if not ok or any(isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1 for n in layers):
         raise RectViTError(
             f"backbone_layers must list 0 to {len(STAGE_CHANNELS)} positive block counts (e.g. (3, 4, 9) for "
-            f"R50, (2, 2, 2, 2) for R26, () for the stem alone), got {layers}."
+            f"R50, (2, 2, 2, 2) for R26, () for the stem alone), got {layers!r}."
         )
+    return tuple(int(n) for n in layers)
+
+
+def make_backbone(layers: Sequence[int], in_chans: int = 3, same: bool = True) -> nn.Module:
+    """The backbone timm's ``_resnetv2(layers)`` builds: the full ResNet, or its stem alone when ``layers`` is empty."""
+    layers = _block_counts(layers)
     if not layers:
         return ResNetStem(in_chans, 64, same)
     return ResNetV2Backbone(layers, in_chans, same)
@@ -393,24 +400,35 @@ class HybridEmbed(nn.Module):
             )
         return self._grid_of(feature, patch)
 
+    def plan_input_size(self, img_size=None, patch_size=None, patch_stride=None) -> dict[str, Any]:
+        """What ``set_input_size`` would set, every size checked and a new projection computed, nothing changed."""
+        new_patch = self.patch_size if patch_size is None else to_size(patch_size, "patch_size")
+        new_patch = self._check_patch(new_patch, patch_stride)
+        new_img = self.img_size if img_size is None else to_size(img_size, "img_size")
+        plan = dict(
+            patch_size=new_patch, img_size=new_img, grid_size=self._checked_grid(new_img, new_patch, "img_size")
+        )
+        if new_patch != self.patch_size:
+            plan["proj"] = resized_patch_conv(self.proj, new_patch, new_patch)
+        return plan
+
+    def apply_input_size(self, plan: dict[str, Any]) -> None:
+        """Take the sizes of a ``plan_input_size`` plan; cannot fail."""
+        for name, value in plan.items():
+            setattr(self, name, value)
+
     def set_input_size(self, img_size=None, patch_size=None, patch_stride=None) -> None:
         """Change the nominal input size and/or the patch size (projection kernel PI-resized, FlexiViT style).
 
         Every size is checked before anything changes, so a bad call leaves the module as it was.
         """
-        new_patch = self.patch_size if patch_size is None else to_size(patch_size, "patch_size")
-        new_patch = self._check_patch(new_patch, patch_stride)
-        new_img = self.img_size if img_size is None else to_size(img_size, "img_size")
-        new_grid = self._checked_grid(new_img, new_patch, "img_size")
-        if new_patch != self.patch_size:
-            self.proj = resized_patch_conv(self.proj, new_patch, new_patch)
-        self.patch_size, self.img_size, self.grid_size = new_patch, new_img, new_grid
+        self.apply_input_size(self.plan_input_size(img_size, patch_size, patch_stride))
 
     # -- forward -----------------------------------------------------------------------------------
 
     def check_input(self, x: torch.Tensor) -> None:
         """Raise ``InputSizeError`` for anything but a ``(B, in_chans, H, W)`` input of an accepted size."""
-        h, w = check_image_batch(x, self.in_chans)
+        h, w = check_image_batch(x, self.in_chans, next(self.backbone.parameters()).dtype)
         if self.strict_img_size and (h, w) != self.img_size:
             raise InputSizeError(
                 f"this model takes {self.img_size[0]}x{self.img_size[1]} inputs, got {h}x{w}; call "
@@ -470,7 +488,7 @@ class HybridVisionTransformer(VisionTransformer):
     ):
         if "embed_layer" in kwargs:
             raise RectViTError("HybridVisionTransformer builds its own embed_layer; pass backbone_layers instead.")
-        layers = tuple(int(n) for n in backbone_layers)
+        layers = _block_counts(backbone_layers)
         embed_layer = partial(HybridEmbed, backbone_layers=layers, padding_same=padding_same)
         super().__init__(patch_size=patch_size, embed_layer=embed_layer, **kwargs)
         record_config(self, backbone_layers=layers, padding_same=bool(padding_same))

@@ -16,6 +16,7 @@ Data flow (shapes for a ``(B, in_chans, H, W)`` input on an ``(h, w)`` patch gri
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -131,6 +132,17 @@ class VisionTransformer(RectViTModel):
     ):
         super().__init__()
         self.model_config = constructor_config(locals(), skip=("embed_layer",))
+        _check_hyperparameters(
+            dict(in_chans=in_chans, num_classes=num_classes, embed_dim=embed_dim, depth=depth, num_heads=num_heads),
+            dict(mlp_ratio=mlp_ratio, norm_eps=norm_eps),
+            dict(
+                drop_rate=drop_rate,
+                pos_drop_rate=pos_drop_rate,
+                proj_drop_rate=proj_drop_rate,
+                attn_drop_rate=attn_drop_rate,
+                drop_path_rate=drop_path_rate,
+            ),
+        )
         _check_options(global_pool, pos_embed, class_token, distilled, reg_tokens, patch_drop_rate)
         use_fc_norm = global_pool in ("avg", "avgmax", "max") if fc_norm is None else fc_norm
 
@@ -296,15 +308,16 @@ class VisionTransformer(RectViTModel):
         Resampling always starts from the table's current grid, so a chain A -> B -> C is the same as
         the two resamplings applied in turn. A new patch size PI-resizes the patch kernel.
         """
-        self.patch_embed.set_input_size(img_size=img_size, patch_size=patch_size, patch_stride=patch_stride)
-        new_grid = self.patch_embed.grid_size
+        plan = self.patch_embed.plan_input_size(img_size, patch_size, patch_stride)  # checks, new kernel
+        new_grid, table = plan["grid_size"], self.pos_embed
         if self.pos_embed_type == "learn" and new_grid != self.grid_size:
-            old = self.pos_embed
             with torch.no_grad():
-                table = resample_grid(old.detach(), new_grid)
-            self.pos_embed = nn.Parameter(table.clone(), requires_grad=old.requires_grad)
+                resampled = resample_grid(table.detach(), new_grid).clone()
+            table = nn.Parameter(resampled, requires_grad=table.requires_grad)
         elif self.pos_embed_type == "sincos":
-            self.pos_embed = sincos_2d(new_grid, self.embed_dim).to(self.pos_embed.device, self.pos_embed.dtype)
+            table = sincos_2d(new_grid, self.embed_dim).to(table.device, table.dtype)
+        self.patch_embed.apply_input_size(plan)  # nothing from here on can fail
+        self.pos_embed = table
         self._pos_cache.clear()
         record_config(self, img_size=self.patch_embed.img_size, patch_size=self.patch_embed.patch_size)
         if not self.patch_embed.stride_follows_patch:
@@ -503,6 +516,41 @@ class VisionTransformer(RectViTModel):
 
     def no_weight_decay(self) -> set[str]:
         return {"pos_embed", "prefix_pos_embed", "cls_token", "reg_token", "dist_token"}
+
+
+_MIN_COUNT = {"in_chans": 1, "num_classes": 0, "embed_dim": 1, "depth": 0, "num_heads": 1}
+_COUNT_HINT = {
+    "in_chans": "3 for RGB, 1 for spectrograms",
+    "num_classes": "0 for a backbone without head",
+    "embed_dim": "e.g. 384 or 768",
+    "depth": "the number of transformer blocks, e.g. 12",
+    "num_heads": "e.g. 6 or 12",
+}
+
+
+def _check_hyperparameters(counts: dict[str, Any], numbers: dict[str, Any], rates: dict[str, Any]) -> None:
+    """Raise ``RectViTError`` for a count that is not an int >= its minimum, ``mlp_ratio <= 0``,
+    ``norm_eps < 0``, a drop rate outside [0, 1], or ``embed_dim`` not divisible by ``num_heads``."""
+    for name, value in counts.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < _MIN_COUNT[name]:
+            raise RectViTError(f"{name} must be an int >= {_MIN_COUNT[name]}, got {value!r}; pass {_COUNT_HINT[name]}.")
+    for name, value in {**numbers, **rates}.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
+            raise RectViTError(f"{name} must be a number, got {value!r}.")
+    if numbers["mlp_ratio"] <= 0:
+        raise RectViTError(f"mlp_ratio must be > 0 (MLP width / embed_dim, e.g. 4.0), got {numbers['mlp_ratio']}.")
+    if numbers["norm_eps"] < 0:
+        raise RectViTError(f"norm_eps must be >= 0, got {numbers['norm_eps']}; timm uses 1e-6.")
+    for name, value in rates.items():
+        if not 0.0 <= value <= 1.0:
+            raise RectViTError(f"{name} is a probability in [0, 1], got {value!r}; pass 0.0 to disable it.")
+    dim, heads = counts["embed_dim"], counts["num_heads"]
+    if dim % heads:
+        fits = [h for h in range(1, min(dim, 64) + 1) if dim % h == 0]
+        raise RectViTError(
+            f"embed_dim {dim} must be divisible by num_heads {heads} (each head takes embed_dim / num_heads "
+            f"channels); use num_heads in {fits} or another embed_dim."
+        )
 
 
 def _check_options(
