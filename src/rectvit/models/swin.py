@@ -776,7 +776,7 @@ class _SwinBase(RectViTModel):
         ``dynamic_img_size``, a multiple of the patch size holding at least one patch. The forward
         paths call it; ``rectvit.forward_variable`` calls it for every input up front.
         """
-        h, w = check_image_batch(x, self.in_chans)
+        h, w = check_image_batch(x, self.in_chans, self.patch_embed.proj.weight.dtype)
         _checked_patch_grid((h, w), self.patch_size, "input")
         ph, pw = self.patch_size
         if self.dynamic_img_size:
