@@ -1,4 +1,4 @@
-"""Sizes, patch grids, factorisations and the smoothness score."""
+"""Sizes, patch grids, factorisations; the grid score and its noise level (checkpoint/evidence.py)."""
 
 import math
 
@@ -8,16 +8,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from rectvit import InputSizeError, RectViTError
-from rectvit.grid import (
-    axis_smoothness,
-    factorizations,
-    grid_score,
-    padded_size,
-    patch_grid,
-    rank_grids,
-    smoothness,
-    to_size,
-)
+from rectvit.checkpoint.evidence import axis_smoothness, grid_score, rank_grids, smoothness
+from rectvit.grid import factorizations, padded_size, patch_grid, to_size
 
 
 @pytest.mark.parametrize(

@@ -117,7 +117,9 @@ def flat_pos_embed_to_grid(
     table = getattr(default, "pos_embed", None)
     if isinstance(table, torch.Tensor) and table.dim() == 4:
         candidates.append(((int(table.shape[1]), int(table.shape[2])), "architecture default grid"))
-    grid, basis = resolve_grid(flat, prefix, source_grid=source_grid, recorded=recorded, candidates=candidates)
+    grid, basis = resolve_grid(
+        flat, prefix, source_grid=source_grid, recorded=recorded, candidates=candidates, report=report
+    )
     sd["pos_embed"] = flat[:, prefix:].reshape(1, grid[0], grid[1], flat.shape[-1])
     if prefix:
         sd["prefix_pos_embed"] = flat[:, :prefix]
