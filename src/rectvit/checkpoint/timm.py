@@ -15,8 +15,9 @@ import torch
 from torch import nn
 
 from ..errors import CheckpointError, RectViTError
-from ..grid import Size
+from ..grid import Size, to_size
 from .adapt import LoadReport, resolve_grid
+from .io import check_recorded_size
 
 __all__ = ["is_flat_pos_embed", "flat_pos_embed_to_grid", "is_timm_config", "timm_config_model", "timm_config_grid"]
 
@@ -47,11 +48,14 @@ def _timm_config_kwargs(config: dict[str, Any]) -> tuple[str, dict[str, Any], bo
     kwargs = dict(kwargs)
     recorded = "img_size" in kwargs
     try:
+        if recorded:
+            check_recorded_size(to_size(kwargs["img_size"], "model_args.img_size"), where)
         if config.get("num_classes") is not None:
             kwargs.setdefault("num_classes", int(config["num_classes"]))
         input_size = (config.get("pretrained_cfg") or {}).get("input_size")
         if input_size is not None and "img_size" not in kwargs:
             c, h, w = (int(v) for v in input_size)
+            check_recorded_size((h, w), where)
             kwargs.setdefault("in_chans", c)
             kwargs["img_size"] = (h, w)
             default = get_model_entry(arch).config.get("img_size", 224)
