@@ -594,3 +594,64 @@ def test_malformed_timm_configs_are_checkpoint_errors(tmp_path, config, needle):
     (tmp_path / "config.json").write_text(json.dumps(config))
     with pytest.raises(CheckpointError, match=needle):
         rectvit.load_model(tmp_path)
+
+
+# ---- records that lie, explicit grids the content contradicts (DESIGN invariant 2) ----
+
+
+def test_an_hf_config_whose_grid_the_content_contradicts_is_a_checkpoint_error(tmp_path):
+    transformers = pytest.importorskip("transformers")
+    cfg = transformers.ViTConfig(
+        image_size=(256, 64), patch_size=16, num_labels=3, hidden_size=64, num_hidden_layers=1,
+        num_attention_heads=4, intermediate_size=128,
+    )  # fmt: skip
+    hf = randomize_(transformers.ViTForImageClassification(cfg))
+    table = trained_like(16, 4)
+    with torch.no_grad():
+        pos = hf.vit.embeddings.position_embeddings
+        pos.copy_(torch.cat([pos[:, :1], table.reshape(1, 64, -1)], dim=1))
+    hf.save_pretrained(tmp_path / "hf")
+    config = json.loads((tmp_path / "hf" / "config.json").read_text())
+    config["image_size"] = 128  # the record says 8x8: same 64 positions, another grid
+    (tmp_path / "hf" / "config.json").write_text(json.dumps(config))
+    with pytest.raises(CheckpointError, match=r"records the grid 8x8.*contradicts.*16x4.*source_grid=\(16, 4\)"):
+        rectvit.load_model(tmp_path / "hf")
+    model = rectvit.load_model(tmp_path / "hf", source_grid=(16, 4))  # the override the message names
+    torch.testing.assert_close(model.pos_embed.data, resample_grid(table, (8, 8)), atol=1e-6, rtol=0)
+    config["image_size"] = [256, 64]  # an honest record loads as before
+    (tmp_path / "hf" / "config.json").write_text(json.dumps(config))
+    assert rectvit.load_model(tmp_path / "hf").load_report.grid_basis == "grid recorded in the checkpoint"
+
+
+def test_a_timm_config_whose_grid_the_content_contradicts_is_a_checkpoint_error(tmp_path):
+    sd, table = _timm_hub_folder(tmp_path / "timm_vit", grid=(16, 4))
+    config = json.loads((tmp_path / "timm_vit" / "config.json").read_text())
+    config["model_args"] = dict(SMALL, img_size=[128, 128])  # records 8x8
+    (tmp_path / "timm_vit" / "config.json").write_text(json.dumps(config))
+    with pytest.raises(CheckpointError, match=r"records the grid 8x8.*16x4 scores .* against .*source_grid"):
+        rectvit.load_checkpoint(ours(128), tmp_path / "timm_vit")
+    with pytest.warns(UserWarning, match="decisively prefers 16x4"):
+        report = rectvit.load_checkpoint(ours(128), tmp_path / "timm_vit", source_grid=(8, 8))  # explicit wins
+    assert report.source_grid == (8, 8) and any("decisively prefers 16x4" in w for w in report.warnings)
+
+
+def test_an_explicit_source_grid_the_content_contradicts_loads_with_a_warning():
+    sd, table = timm_state((16, 4))
+    model = ours(128)
+    with pytest.warns(UserWarning, match="source_grid 8x8 was used as given.*decisively prefers 16x4"):
+        report = rectvit.load_checkpoint(model, sd, source_grid=(8, 8))
+    assert report.grid_basis == "source_grid argument" and "warning: pos_embed: source_grid 8x8" in str(report)
+    torch.testing.assert_close(model.pos_embed.data, table.reshape(1, 8, 8, -1), atol=0, rtol=0)
+    quiet = rectvit.load_checkpoint(ours(128), sd, source_grid=(16, 4))  # agreeing: no warning
+    assert not quiet.warnings
+    ref = randomize_(timm.create_model("vit_small_patch16_224", img_size=128, num_classes=10, **SMALL))
+    assert not rectvit.load_checkpoint(ours(128), ref.state_dict(), source_grid=(16, 4)).warnings  # no evidence
+
+
+def test_one_name_for_the_score_in_errors():
+    ref = randomize_(timm.create_model("vit_small_patch16_224", img_size=(96, 160), num_classes=10, **SMALL))
+    with pytest.raises(AmbiguousGridError) as info:
+        rectvit.load_checkpoint(ours(128), ref.state_dict())
+    msg = str(info.value)
+    assert "Candidate grids (grid score): " in msg and "smoothness" not in msg
+    assert "below the" in msg and "positive support needs" in msg  # why the content does not decide
