@@ -292,8 +292,10 @@ def _table_window(key: str, table: torch.Tensor, candidates: list[tuple[Size, st
     raise AmbiguousGridError(
         f"{key} has {rows} rows, which windows {listing} all give (window (grid score)), and nothing records "
         f"which one it was trained with; its content does not decide it: {evidence.why_not()}."
-        f"{named_text if named else ''} Build the model with the checkpoint's window "
-        "(create_model(..., window_size=(wh, ww))), load it, then call set_input_size(window_size=...) to resample.",
+        f"{named_text if named else ''} rectvit will not guess. If you know the window: build the model with it "
+        "(create_model(..., window_size=(wh, ww))), load the state dict with torch's model.load_state_dict "
+        "(Swin keys are timm's), save it with rectvit.save_checkpoint (which records windows), and load that file; "
+        "set_input_size(window_size=...) resamples afterwards.",
         candidates=grids,
     )
 
