@@ -39,7 +39,11 @@ def pair(name: str, img_size, **kw):
 
     theirs = randomize(timm.create_model(name, pretrained=False, img_size=img_size, **kw)).eval()
     ours = rectvit.create_model(name, img_size=img_size, **kw).eval()
-    rectvit.load_checkpoint(ours, theirs.state_dict())
+    table = getattr(ours, "pos_embed", None)
+    if table is None:  # Swin: timm's keys; random bias tables record no window (rectvit never guesses one)
+        ours.load_state_dict(theirs.state_dict())
+    else:  # a random flat table records no grid: give it
+        rectvit.load_checkpoint(ours, theirs.state_dict(), source_grid=tuple(table.shape[1:3]))
     return theirs.to(DEV), ours.to(DEV)
 
 

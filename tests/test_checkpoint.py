@@ -45,6 +45,25 @@ def timm_state(grid, prefix_rows=1, dim=64, seed=0, **model_kwargs):
     return sd, table
 
 
+def smooth_bias_tables_(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
+    """Give every Swin relative-position-bias table trained-like content: per head a smooth bump and
+    ramps over the relative offset (dy, dx), plus a little noise (random tables record no window)."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for module in model.modules():
+            table = getattr(module, "relative_position_bias_table", None)
+            if not isinstance(table, torch.Tensor):
+                continue
+            wh, ww = module.window_size
+            heads = table.shape[1]
+            dy = torch.arange(-wh + 1, wh).float()[:, None, None] / wh
+            dx = torch.arange(-ww + 1, ww).float()[None, :, None] / ww
+            a, b, c, sy, sx = torch.rand(5, heads, generator=g) + 0.3
+            t = a * torch.exp(-(dy**2) / sy - dx**2 / sx) + b * torch.sin(3 * dy + 2 * dx) + c * dx * dy
+            table.copy_((t + 0.01 * torch.randn(t.shape, generator=g)).reshape(-1, heads))
+    return model
+
+
 def ours(img_size, **kw):
     return rectvit.create_model("vit_small_patch16_224", img_size=img_size, **{"num_classes": 10, **SMALL, **kw})
 
@@ -93,7 +112,7 @@ def test_save_refuses_to_overwrite_its_source_and_writes_atomically(tmp_path):
 def test_create_model_checkpoint_path_goes_through_load_checkpoint(tmp_path):
     ref = randomize_(timm.create_model("vit_small_patch16_224", img_size=(224, 96), num_classes=10, **SMALL)).eval()
     torch.save({"state_dict": ref.state_dict(), "epoch": 3}, tmp_path / "ckpt.pth")
-    model = ours((224, 96), checkpoint_path=str(tmp_path / "ckpt.pth")).eval()
+    model = ours((224, 96), checkpoint_path=str(tmp_path / "ckpt.pth"), source_grid=(14, 6)).eval()
     x = torch.randn(2, 3, 224, 96)
     torch.testing.assert_close(model(x), ref(x), atol=1e-5, rtol=0)
     assert model.load_report.layout == "timm" and model.load_report.source_grid == (14, 6)
@@ -137,28 +156,32 @@ def test_source_grid_gives_exactly_resample_grid_of_the_true_table():
         rectvit.load_checkpoint(ours(128), sd, source_grid=(8, 9))
 
 
-def test_target_grid_accepted_when_the_content_agrees():
+def test_a_trained_table_on_the_target_grid_is_chosen_by_its_content():
     sd, table = timm_state((16, 4))
     model = ours((256, 64))
     report = rectvit.load_checkpoint(model, sd)
-    assert report.source_grid == (16, 4) and "target model grid" in report.grid_basis
+    assert report.source_grid == (16, 4) and report.grid_basis.startswith("content (grid score")
     torch.testing.assert_close(model.pos_embed.data, table, atol=0, rtol=0)
 
 
-def test_random_table_of_the_target_count_loads_on_the_target_grid():
-    # An untrained (random) table says nothing about its grid: the target grid stands.
+def test_random_table_of_the_target_count_is_not_loaded_on_the_target_grid():
+    # An untrained (random) table says nothing about its grid, and the target grid is no evidence.
     ref = randomize_(timm.create_model("vit_small_patch16_224", img_size=128, num_classes=10, **SMALL))
     model = ours(128)
-    report = rectvit.load_checkpoint(model, ref.state_dict())
-    assert report.source_grid == (8, 8) and "uninformative" in report.grid_basis
+    with pytest.raises(AmbiguousGridError) as info:
+        rectvit.load_checkpoint(model, ref.state_dict())
+    msg = str(info.value)
+    assert "8x8 (target model grid) is a candidate, not evidence" in msg and "source_grid=(h, w)" in msg
+    assert "grid score" in msg and "1x64 -" in msg and (16, 4) in info.value.candidates
+    assert rectvit.load_checkpoint(model, ref.state_dict(), source_grid=(8, 8)).grid_basis == "source_grid argument"
 
 
-def test_architecture_default_grid_is_a_candidate():
-    # A 14x14 (vit_*_224 default) table loaded into a model built at 256x64: the default grid decides.
+def test_a_trained_default_grid_table_is_chosen_by_its_content_not_as_the_default():
+    # A 14x14 (vit_*_224 default) table loaded into a model built at 256x64: its content decides.
     sd, table = timm_state((14, 14))
     model = ours((256, 64))
     report = rectvit.load_checkpoint(model, sd)
-    assert report.source_grid == (14, 14) and "default" in report.grid_basis
+    assert report.source_grid == (14, 14) and report.grid_basis.startswith("content")
     torch.testing.assert_close(model.pos_embed.data, resample_grid(table, (16, 4)), atol=1e-6, rtol=0)
 
 
@@ -188,7 +211,7 @@ def test_own_format_needs_no_argument(tmp_path):
 def test_patch_size_change_pi_resizes_the_kernel():
     ref = randomize_(timm.create_model("vit_small_patch16_224", img_size=128, num_classes=10, **SMALL))
     model = rectvit.create_model("vit_small_patch16_224", img_size=64, patch_size=8, num_classes=10, **SMALL)
-    report = rectvit.load_checkpoint(model, ref.state_dict())
+    report = rectvit.load_checkpoint(model, ref.state_dict(), source_grid=(8, 8))
     expect = resample_patch_embed(ref.patch_embed.proj.weight.data, (8, 8))
     torch.testing.assert_close(model.patch_embed.proj.weight.data, expect, atol=0, rtol=0)
     assert any("resample_patch_embed" in r[3] for r in report.rows)
@@ -200,7 +223,7 @@ def test_input_channels_adapted_as_timm_adapt_input_conv(in_chans):
 
     ref = randomize_(timm.create_model("vit_small_patch16_224", img_size=64, num_classes=10, **SMALL)).eval()
     model = ours(64, in_chans=in_chans).eval()
-    report = rectvit.load_checkpoint(model, ref.state_dict())
+    report = rectvit.load_checkpoint(model, ref.state_dict(), source_grid=(4, 4))
     w = ref.patch_embed.proj.weight.data
     torch.testing.assert_close(model.patch_embed.proj.weight.data, adapt_input_conv(in_chans, w), atol=1e-7, rtol=0)
     assert any("input channels" in r[3] for r in report.rows)
@@ -213,10 +236,10 @@ def test_input_channels_adapted_as_timm_adapt_input_conv(in_chans):
 def test_classifier_of_another_size_strict_and_not():
     ref = randomize_(timm.create_model("vit_small_patch16_224", img_size=64, num_classes=10, **SMALL))
     with pytest.raises(CheckpointError, match=r"head.weight: checkpoint \(10, 64\), model \(7, 64\).*strict=False"):
-        rectvit.load_checkpoint(ours(64, num_classes=7), ref.state_dict())
+        rectvit.load_checkpoint(ours(64, num_classes=7), ref.state_dict(), source_grid=(4, 4))
     model = rectvit.create_model("vit_small_patch16_224", img_size=64, num_classes=7, **SMALL)
     head_before = model.head.weight.clone()
-    report = rectvit.load_checkpoint(model, ref.state_dict(), strict=False)
+    report = rectvit.load_checkpoint(model, ref.state_dict(), strict=False, source_grid=(4, 4))
     assert set(report.dropped) == {"head.weight", "head.bias"} and "head.weight" in str(report)
     assert torch.equal(model.head.weight, head_before)
     torch.testing.assert_close(model.blocks[0].attn.qkv.weight.data, ref.blocks[0].attn.qkv.weight.data)
@@ -227,14 +250,14 @@ def test_missing_unexpected_misshapen_keys_name_keys_and_shapes():
     bad = dict(sd)
     del bad["blocks.1.mlp.fc1.weight"]
     with pytest.raises(CheckpointError, match=r"missing from the checkpoint: \['blocks.1.mlp.fc1.weight'\]"):
-        rectvit.load_checkpoint(ours(64), bad)
+        rectvit.load_checkpoint(ours(64), bad, source_grid=(4, 4))
     bad = dict(sd, extra_thing=torch.zeros(3))
     with pytest.raises(CheckpointError, match=r"not in the model: \['extra_thing'\]"):
-        rectvit.load_checkpoint(ours(64), bad)
+        rectvit.load_checkpoint(ours(64), bad, source_grid=(4, 4))
     bad = dict(sd)
     bad["blocks.0.mlp.fc1.weight"] = torch.zeros(100, 64)
     with pytest.raises(CheckpointError, match=r"blocks.0.mlp.fc1.weight: checkpoint \(100, 64\), model \(256, 64\)"):
-        rectvit.load_checkpoint(ours(64), bad)
+        rectvit.load_checkpoint(ours(64), bad, source_grid=(4, 4))
 
 
 @pytest.mark.parametrize("wrap", ["state_dict", "model", "module", "module_prefix"])
@@ -244,7 +267,7 @@ def test_wrappers_are_unwrapped(wrap, tmp_path):
     obj = {f"module.{k}": v for k, v in sd.items()} if wrap == "module_prefix" else {wrap: sd, "epoch": 1}
     torch.save(obj, tmp_path / "w.pth")
     model = ours(64).eval()
-    rectvit.load_checkpoint(model, tmp_path / "w.pth")
+    rectvit.load_checkpoint(model, tmp_path / "w.pth", source_grid=(4, 4))
     x = torch.randn(1, 3, 64, 64)
     torch.testing.assert_close(model(x), ref(x), atol=1e-5, rtol=0)
 
@@ -306,8 +329,10 @@ def test_nan_in_a_table_is_reported():
     sd = randomize_(timm.create_model("vit_small_patch16_224", img_size=64, num_classes=10, **SMALL)).state_dict()
     sd["pos_embed"][0, 3, 5] = float("nan")
     with pytest.warns(UserWarning, match="pos_embed holds 1 NaN/Inf"):
-        report = rectvit.load_checkpoint(ours(64), sd)
+        report = rectvit.load_checkpoint(ours(64), sd, source_grid=(4, 4))
     assert report.warnings and "NaN/Inf" in str(report)
+    with pytest.raises(AmbiguousGridError, match="NaN or Inf"):  # a table with NaN carries no evidence
+        rectvit.load_checkpoint(ours(64), sd)
 
 
 # ---- Swin through the same path ----
@@ -316,7 +341,8 @@ SWIN_SMALL = dict(embed_dim=32, depths=(2, 2), num_heads=(2, 4), num_classes=5)
 
 
 def test_swin_timm_state_dict_loads_with_parity():
-    ref = randomize_(timm.create_model("swin_tiny_patch4_window7_224", img_size=(224, 112), **SWIN_SMALL)).eval()
+    ref = randomize_(timm.create_model("swin_tiny_patch4_window7_224", img_size=(224, 112), **SWIN_SMALL))
+    ref = smooth_bias_tables_(ref).eval()  # trained-like bias tables: their content decides the 7x7 window
     model = rectvit.create_model("swin_tiny_patch4_window7_224", img_size=(224, 112), **SWIN_SMALL).eval()
     report = rectvit.load_checkpoint(model, ref.state_dict())
     assert report.layout.startswith("timm/rectvit") and report.source_grid is None
@@ -328,7 +354,7 @@ def test_swin_timm_state_dict_loads_with_parity():
 def test_swin_window_change_resamples_every_bias_table(tmp_path):
     from rectvit.resample import resample_relative_bias_table
 
-    ref = randomize_(timm.create_model("swin_tiny_patch4_window7_224", **SWIN_SMALL)).eval()
+    ref = smooth_bias_tables_(randomize_(timm.create_model("swin_tiny_patch4_window7_224", **SWIN_SMALL))).eval()
     sd = ref.state_dict()
     torch.save(sd, tmp_path / "swin.pth")
     model = rectvit.create_model(
@@ -365,7 +391,9 @@ def test_a_strip_table_is_not_loaded_into_a_2d_model():
     with pytest.raises(AmbiguousGridError, match="source_grid"):
         rectvit.load_checkpoint(_strip_model((64, 128)), sd)  # 4x8 model: the table is one smooth line
     model = _strip_model((16, 512))
-    assert rectvit.load_checkpoint(model, sd).source_grid == (1, 32)  # the strip model's own grid stands
+    with pytest.raises(AmbiguousGridError, match="1x32 and 32x1|1x32 -.*32x1 -"):  # 1x32 or 32x1: unknowable
+        rectvit.load_checkpoint(model, sd)
+    assert rectvit.load_checkpoint(model, sd, source_grid=(1, 32)).source_grid == (1, 32)
     torch.testing.assert_close(model.pos_embed.data, strip, atol=0, rtol=0)
 
 
@@ -375,12 +403,13 @@ def test_two_row_table_on_its_own_grid_loads():
     assert rectvit.load_checkpoint(model, sd).source_grid == (2, 16)
 
 
-def test_default_grid_uses_the_registered_patch_size():
-    # a random 224/16 table (14x14) into the same architecture built with patch 8: the default grid is 14x14
+def test_default_grid_uses_the_registered_patch_size_and_is_only_a_candidate():
+    # a random 224/16 table (14x14) into the same architecture built with patch 8: the default grid is
+    # 14x14 (named as a candidate), but a random table is no evidence for it
     ref = randomize_(timm.create_model("vit_small_patch16_224", num_classes=10, **SMALL))
     model = rectvit.create_model("vit_small_patch16_224", img_size=64, patch_size=8, num_classes=10, **SMALL)
-    report = rectvit.load_checkpoint(model, ref.state_dict())
-    assert report.source_grid == (14, 14) and "architecture default" in report.grid_basis
+    with pytest.raises(AmbiguousGridError, match=r"14x14 \(architecture default grid\) is a candidate, not evidence"):
+        rectvit.load_checkpoint(model, ref.state_dict())
 
 
 def test_config_with_numpy_ints_saves_and_files_get_usual_permissions(tmp_path):
@@ -400,7 +429,7 @@ def test_hybrid_input_channels_adapt_the_backbone_stem():
     kw = dict(img_size=(128, 64), num_classes=4, depth=1, embed_dim=64, num_heads=4)
     ref = randomize_(timm.create_model("vit_tiny_r_s16_p8_224", **kw))
     model = rectvit.create_model("vit_tiny_r_s16_p8_224", in_chans=1, **kw)
-    report = rectvit.load_checkpoint(model, ref.state_dict())
+    report = rectvit.load_checkpoint(model, ref.state_dict(), source_grid=(4, 2))
     stem = [r[0] for r in report.rows if "input channels" in r[3]]
     assert stem, str(report)
     for key in stem:
@@ -434,7 +463,12 @@ def test_swin_unrecorded_ambiguous_window_raises():
     with pytest.raises(AmbiguousGridError, match="5x13.*8x8|8x8.*5x13"):
         rectvit.load_checkpoint(model, sd)
     same = rectvit.create_model("swin_tiny_patch4_window7_224", img_size=(80, 208), window_size=(5, 13), **SWIN_RECT)
-    rectvit.load_checkpoint(same, sd)  # the model's own window fits the rows: it stands
+    with pytest.raises(AmbiguousGridError, match=r"5x13 \(target model window\) is a candidate, not evidence"):
+        rectvit.load_checkpoint(same, sd)  # the model's own window fits the rows, but a random table is no evidence
+    smooth_bias_tables_(src)  # trained-like content decides the window
+    rep = rectvit.load_checkpoint(model, src.state_dict())
+    key = "layers.0.blocks.0.attn.relative_position_bias_table"
+    assert any(r[0] == key and "5x13 -> 6x6" in r[3] and r[4].startswith("content") for r in rep.rows), str(rep)
 
 
 def test_swin_v2_half_precision_window_change_and_head_reset_keep_state():
@@ -560,3 +594,64 @@ def test_malformed_timm_configs_are_checkpoint_errors(tmp_path, config, needle):
     (tmp_path / "config.json").write_text(json.dumps(config))
     with pytest.raises(CheckpointError, match=needle):
         rectvit.load_model(tmp_path)
+
+
+# ---- records that lie, explicit grids the content contradicts (DESIGN invariant 2) ----
+
+
+def test_an_hf_config_whose_grid_the_content_contradicts_is_a_checkpoint_error(tmp_path):
+    transformers = pytest.importorskip("transformers")
+    cfg = transformers.ViTConfig(
+        image_size=(256, 64), patch_size=16, num_labels=3, hidden_size=64, num_hidden_layers=1,
+        num_attention_heads=4, intermediate_size=128,
+    )  # fmt: skip
+    hf = randomize_(transformers.ViTForImageClassification(cfg))
+    table = trained_like(16, 4)
+    with torch.no_grad():
+        pos = hf.vit.embeddings.position_embeddings
+        pos.copy_(torch.cat([pos[:, :1], table.reshape(1, 64, -1)], dim=1))
+    hf.save_pretrained(tmp_path / "hf")
+    config = json.loads((tmp_path / "hf" / "config.json").read_text())
+    config["image_size"] = 128  # the record says 8x8: same 64 positions, another grid
+    (tmp_path / "hf" / "config.json").write_text(json.dumps(config))
+    with pytest.raises(CheckpointError, match=r"records the grid 8x8.*contradicts.*16x4.*source_grid=\(16, 4\)"):
+        rectvit.load_model(tmp_path / "hf")
+    model = rectvit.load_model(tmp_path / "hf", source_grid=(16, 4))  # the override the message names
+    torch.testing.assert_close(model.pos_embed.data, resample_grid(table, (8, 8)), atol=1e-6, rtol=0)
+    config["image_size"] = [256, 64]  # an honest record loads as before
+    (tmp_path / "hf" / "config.json").write_text(json.dumps(config))
+    assert rectvit.load_model(tmp_path / "hf").load_report.grid_basis == "grid recorded in the checkpoint"
+
+
+def test_a_timm_config_whose_grid_the_content_contradicts_is_a_checkpoint_error(tmp_path):
+    sd, table = _timm_hub_folder(tmp_path / "timm_vit", grid=(16, 4))
+    config = json.loads((tmp_path / "timm_vit" / "config.json").read_text())
+    config["model_args"] = dict(SMALL, img_size=[128, 128])  # records 8x8
+    (tmp_path / "timm_vit" / "config.json").write_text(json.dumps(config))
+    with pytest.raises(CheckpointError, match=r"records the grid 8x8.*16x4 scores .* against .*source_grid"):
+        rectvit.load_checkpoint(ours(128), tmp_path / "timm_vit")
+    with pytest.warns(UserWarning, match="decisively prefers 16x4"):
+        report = rectvit.load_checkpoint(ours(128), tmp_path / "timm_vit", source_grid=(8, 8))  # explicit wins
+    assert report.source_grid == (8, 8) and any("decisively prefers 16x4" in w for w in report.warnings)
+
+
+def test_an_explicit_source_grid_the_content_contradicts_loads_with_a_warning():
+    sd, table = timm_state((16, 4))
+    model = ours(128)
+    with pytest.warns(UserWarning, match="source_grid 8x8 was used as given.*decisively prefers 16x4"):
+        report = rectvit.load_checkpoint(model, sd, source_grid=(8, 8))
+    assert report.grid_basis == "source_grid argument" and "warning: pos_embed: source_grid 8x8" in str(report)
+    torch.testing.assert_close(model.pos_embed.data, table.reshape(1, 8, 8, -1), atol=0, rtol=0)
+    quiet = rectvit.load_checkpoint(ours(128), sd, source_grid=(16, 4))  # agreeing: no warning
+    assert not quiet.warnings
+    ref = randomize_(timm.create_model("vit_small_patch16_224", img_size=128, num_classes=10, **SMALL))
+    assert not rectvit.load_checkpoint(ours(128), ref.state_dict(), source_grid=(16, 4)).warnings  # no evidence
+
+
+def test_one_name_for_the_score_in_errors():
+    ref = randomize_(timm.create_model("vit_small_patch16_224", img_size=(96, 160), num_classes=10, **SMALL))
+    with pytest.raises(AmbiguousGridError) as info:
+        rectvit.load_checkpoint(ours(128), ref.state_dict())
+    msg = str(info.value)
+    assert "Candidate grids (grid score): " in msg and "smoothness" not in msg
+    assert "below the" in msg and "positive support needs" in msg  # why the content does not decide

@@ -1,6 +1,7 @@
 """The command line: inspect, adapt, plot; errors are one line on stderr and exit 2, never a traceback."""
 
 import os
+import re
 import struct
 import subprocess
 import sys
@@ -40,8 +41,26 @@ def test_inspect_unstructured_table_says_to_pass_source_grid(tmp_path, capsys):
     assert main(["inspect", str(tmp_path / "r.pth")]) == 0
     out = capsys.readouterr().out
     assert "grid unknown" in out and "--source-grid" in out and "6x10" in out
+    assert "candidate grids (grid score;" in out and "smoothness" not in out
+    assert re.search(r"^    6x10: -?\d\.\d{3}$", out, re.M) and re.search(r"^    1x60: -$", out, re.M)
     assert main(["inspect", str(tmp_path / "r.pth"), "--source-grid", "6x10"]) == 0
     assert "grid 6x10 (source_grid argument)" in capsys.readouterr().out
+
+
+def test_inspect_warns_when_the_content_contradicts_source_grid(flat_16x4, capsys):
+    path, _ = flat_16x4
+    assert main(["inspect", str(path), "--source-grid", "8x8"]) == 0
+    out = capsys.readouterr().out
+    assert "grid 8x8 (source_grid argument)" in out and "warning: pos_embed: source_grid 8x8 was used" in out
+
+
+def test_inspect_says_source_grid_is_unused_on_a_2d_table(tmp_path, capsys):
+    path = rectvit.save_checkpoint(
+        rectvit.create_model("vit_small_patch16_224", img_size=64, **SMALL), tmp_path / "a.safetensors"
+    )
+    assert main(["inspect", str(path), "--source-grid", "4x4"]) == 0
+    out = capsys.readouterr().out
+    assert "note: --source-grid is unused: its position table is stored 2-D" in out
 
 
 def test_adapt_writes_our_format_and_prints_the_report(flat_16x4, tmp_path, capsys):
@@ -51,7 +70,7 @@ def test_adapt_writes_our_format_and_prints_the_report(flat_16x4, tmp_path, caps
     # --model builds the registered architecture; this checkpoint is a reduced one -> a clear error, no file
     assert main(argv) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "shapes differ" in err and not out.exists()
+    assert err.count("\n") == 1 and "another architecture" in err and not out.exists()
 
 
 def test_adapt_real_architecture(tmp_path, capsys):

@@ -73,3 +73,43 @@ def test_model_config_rebuilds_the_model_after_every_change():
         k: tuple(v.shape) for k, v in model.state_dict().items()
     }
     assert rebuilt.img_size == (96, 48) and rebuilt.global_pool == "avg"
+
+
+SWIN = dict(depths=(1, 1), num_heads=(2, 2), embed_dim=16)
+
+
+def test_swin_windows_of_a_random_timm_state_dict_are_never_guessed_and_can_be_given():
+    """169 rows fit 7x7, 1x85 and 85x1: random content decides nothing, so the window must be given."""
+    theirs = randomize_(timm.create_model("swin_tiny_patch4_window7_224", img_size=(112, 56), **SWIN)).eval()
+    ours = rectvit.create_model("swin_tiny_patch4_window7_224", img_size=(112, 56), **SWIN).eval()
+    with pytest.raises(AmbiguousGridError, match="source_windows=\\(wh, ww\\)"):
+        rectvit.load_checkpoint(ours, theirs.state_dict())
+    report = rectvit.load_checkpoint(ours, theirs.state_dict(), source_windows=7)
+    assert report.rows == [] or all("source_windows" in r[4] for r in report.rows)
+    x = torch.randn(1, 3, 112, 56)
+    with torch.no_grad():
+        assert (ours(x) - theirs(x)).abs().max() <= 1e-5
+
+
+def test_given_windows_resample_into_other_windows_like_timm():
+    from timm.layers.pos_embed_rel import resize_rel_pos_bias_table
+
+    theirs = randomize_(timm.create_model("swin_tiny_patch4_window7_224", img_size=(112, 56), **SWIN)).eval()
+    model = rectvit.create_model("swin_tiny_patch4_window7_224", img_size=(112, 56), window_size=(7, 14), **SWIN)
+    report = rectvit.load_checkpoint(model, theirs.state_dict(), source_windows=(7, 7))
+    key = "layers.0.blocks.0.attn.relative_position_bias_table"
+    assert any(r[0] == key and "7x7 -> 7x14" in r[3] and r[4] == "source_windows argument" for r in report.rows)
+    table = theirs.state_dict()[key]
+    expected = resize_rel_pos_bias_table(table, (7, 14), (13 * 27, table.shape[1]), old_window_size=(7, 7))
+    assert (model.state_dict()[key] - expected).abs().max() <= 1e-5
+
+
+@pytest.mark.parametrize(
+    "windows,match",
+    [((5, 5), "has \\[169\\] rows|rows; the checkpoint"), ({"layers.9.x": 7}, "not bias tables")],
+)
+def test_windows_that_fit_no_table_are_an_error(windows, match):
+    theirs = timm.create_model("swin_tiny_patch4_window7_224", img_size=(112, 56), **SWIN)
+    ours = rectvit.create_model("swin_tiny_patch4_window7_224", img_size=(112, 56), **SWIN)
+    with pytest.raises(CheckpointError, match=match):
+        rectvit.load_checkpoint(ours, theirs.state_dict(), source_windows=windows)

@@ -1,4 +1,4 @@
-"""Sizes, patch grids, factorisations and the smoothness score."""
+"""Sizes, patch grids, factorisations; the grid score and its noise level (checkpoint/evidence.py)."""
 
 import math
 
@@ -8,16 +8,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from rectvit import InputSizeError, RectViTError
-from rectvit.grid import (
-    axis_smoothness,
-    factorizations,
-    grid_score,
-    padded_size,
-    patch_grid,
-    rank_grids,
-    smoothness,
-    to_size,
-)
+from rectvit.checkpoint.evidence import axis_smoothness, grid_score, rank_grids, smoothness
+from rectvit.grid import factorizations, padded_size, patch_grid, to_size
 
 
 @pytest.mark.parametrize(
@@ -150,3 +142,75 @@ def test_smoothness_with_prefix_rows_and_bad_grid():
     assert smoothness(flat, (16, 4), num_prefix_tokens=2) == pytest.approx(smoothness(_trained_like(16, 4), (16, 4)))
     with pytest.raises(InputSizeError, match=r"grid 8x9 needs 72.*has 64.*\(16, 4\)"):
         smoothness(flat, (8, 9), num_prefix_tokens=2)
+
+
+# ---- the grid score's parts, its noise level and the decision rule (checkpoint/evidence.py) ----
+
+
+def test_grid_score_uses_the_weakest_column_boundary_hand_computed():
+    g = torch.Generator().manual_seed(3)
+    t = torch.randn(2, 3, 5, generator=g)  # 2x3 grid of 5-channel rows
+    c = t.reshape(6, 5) - t.reshape(6, 5).mean(0)
+    c = c.reshape(2, 3, 5)
+    cos = torch.nn.functional.cosine_similarity
+    vert = cos(c[0], c[1], dim=-1).mean()
+    col0 = cos(c[:, 0], c[:, 1], dim=-1).mean()  # boundary between columns 0 and 1, over both rows
+    col1 = cos(c[:, 1], c[:, 2], dim=-1).mean()
+    wrap = cos(c[0, 2], c[1, 0], dim=0)
+    expect = (vert + torch.minimum(col0, col1)) / 2 - wrap
+    assert grid_score(t.reshape(1, 6, 5), (2, 3)) == pytest.approx(expect.item(), abs=1e-6)
+
+
+def test_noise_fraction_of_random_smooth_and_half_noise_tables():
+    from rectvit.checkpoint.evidence import noise_fraction
+
+    g = torch.Generator().manual_seed(0)
+    assert noise_fraction(torch.randn(1, 200, 64, generator=g)) > 0.9
+    smooth = _trained_like(16, 16, dim=64)
+    assert noise_fraction(smooth) < 0.05
+    noisy = smooth + smooth.std() * torch.randn(smooth.shape, generator=g)  # noise energy = signal energy
+    assert 0.3 < noise_fraction(noisy) < 0.7
+
+
+def test_decision_rule_by_hand():
+    from rectvit.checkpoint.evidence import K_NOISE, MIN_MARGIN, MIN_SCORE, GridEvidence
+
+    sigma = {(16, 4): 0.01, (8, 8): 0.01, (4, 16): 0.01}
+    lead = max(MIN_MARGIN, K_NOISE * math.hypot(0.01, 0.01))
+    clear = GridEvidence([((16, 4), 0.8), ((8, 8), 0.8 - lead - 0.01), ((4, 16), 0.1)], sigma, 0.1, [(1, 64)])
+    assert clear.decisive() == (16, 4) and clear.contradicts((8, 8)) == (16, 4) and clear.contradicts((1, 64))
+    assert clear.contradicts((16, 4)) is None and clear.why_not() == ""
+    tie = GridEvidence([((16, 4), 0.8), ((8, 8), 0.8 - lead + 0.01), ((4, 16), 0.1)], sigma, 0.1, [])
+    assert tie.decisive() is None and "leads 8x8" in tie.why_not() and tie.contradicts((8, 8)) is None
+    weak = GridEvidence([((16, 4), MIN_SCORE - 0.01), ((8, 8), -0.5)], sigma, 0.1, [])
+    assert weak.decisive() is None and "positive support" in weak.why_not()
+    noisy = GridEvidence([((16, 4), 0.8), ((8, 8), -0.5)], {(16, 4): 0.2, (8, 8): 0.2}, 0.9, [])
+    assert noisy.decisive() is None  # 0.8 < K_NOISE * 0.2 noise levels
+
+
+def test_strips_are_never_chosen_by_content():
+    from rectvit.checkpoint.evidence import grid_evidence
+
+    line = _trained_like(1, 64)  # one smooth line: 1x64 or 64x1, unknowable
+    ev = grid_evidence(line)
+    assert ev.decisive() is None and set(ev.strips) == {(1, 64), (64, 1)}
+    prime = grid_evidence(_trained_like(1, 61))
+    assert prime.ranked == [] and prime.decisive() is None and "cannot orient a strip" in prime.why_not()
+    nan = _trained_like(16, 4).clone()
+    nan[0, 3, 0] = float("nan")
+    assert grid_evidence(nan).decisive() is None and "NaN" in grid_evidence(nan).why_not()
+
+
+def test_swin_window_from_content_only():
+    from rectvit import AmbiguousGridError
+    from rectvit.checkpoint.adapt import _table_window
+
+    dy = torch.arange(-4, 5).float()[:, None, None] / 5  # window 5x13: a 9x25 relative grid
+    dx = torch.arange(-12, 13).float()[None, :, None] / 13
+    smooth = (torch.exp(-(dy**2) - dx**2) + torch.sin(3 * dy + torch.tensor([1.0, 2.0, 3.0]) * dx)).reshape(225, 3)
+    window, basis = _table_window("t", smooth, [((8, 8), "target model window")], None)
+    assert window == (5, 13) and basis.startswith("content")
+    random = torch.randn(225, 3, generator=torch.Generator().manual_seed(0)) * 0.02
+    with pytest.raises(AmbiguousGridError, match=r"8x8 \(target model window\) is a candidate, not evidence"):
+        _table_window("t", random, [((8, 8), "target model window")], None)
+    assert _table_window("t", random, [], [8, 8])[1] == "window recorded in the checkpoint"

@@ -55,7 +55,7 @@ def test_vit_state_dict_in_memory_into_a_rectangular_model():
         mlp_ratio=2,
         norm_eps=1e-12,
     ).eval()
-    report = rectvit.load_checkpoint(model, hf.state_dict())  # transformers 5's in-memory key names
+    report = rectvit.load_checkpoint(model, hf.state_dict(), source_grid=(4, 2))  # transformers 5's key names
     assert report.layout == "hf-vit"
     x = torch.randn(1, 3, 64, 32)
     with torch.no_grad():

@@ -33,7 +33,7 @@ def make_pair(name: str, seed: int = 0, **kw) -> tuple[torch.nn.Module, HybridVi
     """A randomized timm model (GroupNorm weights included) and ours by the same call, timm's weights loaded."""
     theirs = randomize_(timm.create_model(name, **kw), seed=seed).eval()
     ours = rectvit.create_model(name, **kw).eval()
-    rectvit.load_checkpoint(ours, theirs.state_dict())
+    rectvit.load_checkpoint(ours, theirs.state_dict(), source_grid=ours.grid_size)  # random tables: grid given
     return theirs, ours
 
 
@@ -215,12 +215,15 @@ def test_bad_inputs_raise_clear_errors():
 
 
 def test_load_timm_224_checkpoint_into_rectangular_model():
-    """A timm checkpoint's flat 7x7 table, loaded into a (256, 128) model, is timm's own resample of it."""
+    """A timm checkpoint's flat 7x7 table, loaded into a (256, 128) model, is timm's own resample of it.
+    (A random table records no grid and is no evidence for the architecture's default 7x7: it is given.)"""
     from timm.layers import resample_abs_pos_embed
 
     source = randomize_(timm.create_model("vit_small_r26_s32_224", **SMALL)).eval()
     ours = rectvit.create_model("vit_small_r26_s32_224", img_size=(256, 128), **SMALL).eval()
-    report = rectvit.load_checkpoint(ours, source.state_dict())
+    with pytest.raises(rectvit.AmbiguousGridError, match=r"7x7 \(architecture default grid\) is a candidate"):
+        rectvit.load_checkpoint(ours, source.state_dict())
+    report = rectvit.load_checkpoint(ours, source.state_dict(), source_grid=(7, 7))
     assert "7x7" in str(report)
     ref = timm.create_model("vit_small_r26_s32_224", img_size=(256, 128), **SMALL).eval()
     state = source.state_dict()

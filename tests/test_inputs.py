@@ -163,14 +163,6 @@ def test_float_images_must_match_the_model_dtype(one_thread, build):
         assert build()(x.to(torch.bfloat16)).shape[0] == 1
 
 
-def test_swin_integer_images_are_refused_by_the_shared_check(one_thread):
-    swin = rectvit.create_model(
-        "swin_tiny_patch4_window7_224", img_size=(32, 32), embed_dim=32, depths=(1, 1), num_heads=(2, 2), window_size=4
-    ).eval()
-    with pytest.raises(InputSizeError, match=r"floating-point image batch, got torch.uint8"):
-        swin(torch.zeros(1, 3, 32, 32, dtype=torch.uint8))
-
-
 # ---- sizes the patches do not tile: one rule for every path -----------------------------------------
 # Rule (docs/models.md): non-overlapping patches must tile the input exactly, else InputSizeError naming
 # the sizes below and above and dynamic_img_pad=True (which pads instead). Overlapping strides (AST)

@@ -307,16 +307,16 @@ def test_v1_checkpoint_into_other_window_matches_timm():
     kw = dict(SMALL, img_size=(224, 448), window_size=(7, 14))
     ref = TimmSwin(**kw).eval()
     ref.load_state_dict(checkpoint_filter_fn(src.state_dict(), ref))
-    # a random table cannot show its window; the registered architecture's default (7x7) is the basis
+    # a random table cannot show its window (candidates are not evidence): the caller names it
     ours = rectvit.create_model("swin_tiny_patch4_window7_224", **kw).eval()
-    report = rectvit.load_checkpoint(ours, src.state_dict())
+    report = rectvit.load_checkpoint(ours, src.state_dict(), source_windows=7)
     assert any("geometric" in row[3] for row in report.rows)
     x = torch.randn(1, 3, 224, 448)
     with torch.no_grad():
         assert maxdiff(ours(x), ref(x)) <= TOL
     # plain bicubic stays one keyword away
     bicubic = rectvit.create_model("swin_tiny_patch4_window7_224", bias_interpolation="bicubic", **kw)
-    rectvit.load_checkpoint(bicubic, src.state_dict())
+    rectvit.load_checkpoint(bicubic, src.state_dict(), source_windows=7)
     key = "layers.0.blocks.0.attn.relative_position_bias_table"
     expected = resample_relative_bias_table(src.state_dict()[key], 7, (7, 14), "bicubic")
     assert torch.equal(bicubic.state_dict()[key], expected)

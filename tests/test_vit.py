@@ -40,7 +40,7 @@ def make_pair(name: str, **kw) -> tuple[torch.nn.Module, VisionTransformer]:
     """A randomized timm model and ours built by the same call, with timm's weights loaded into ours."""
     theirs = randomize_(timm.create_model(name, **kw)).eval()
     ours = rectvit.create_model(name, **kw).eval()
-    rectvit.load_checkpoint(ours, theirs.state_dict())
+    rectvit.load_checkpoint(ours, theirs.state_dict(), source_grid=ours.grid_size)  # random tables: grid given
     return theirs, ours
 
 
@@ -184,7 +184,7 @@ def test_dynamic_cache_same_result_and_invalidated():
         assert _max_diff(after, first) > 1e-3
     # load_state_dict writes in place too.
     randomize_(theirs, seed=3)
-    rectvit.load_checkpoint(ours, theirs.state_dict())
+    rectvit.load_checkpoint(ours, theirs.state_dict(), source_grid=ours.grid_size)
     with torch.no_grad():
         assert _max_diff(ours(x), theirs(x)) <= TOL
 
@@ -282,7 +282,7 @@ def test_reset_classifier_matches_timm():
     theirs.reset_classifier(5, global_pool="avg")
     ours.reset_classifier(5, global_pool="avg")
     randomize_(theirs, seed=1)
-    rectvit.load_checkpoint(ours, theirs.state_dict())
+    rectvit.load_checkpoint(ours, theirs.state_dict(), source_grid=ours.grid_size)
     assert_same(theirs, ours, torch.randn(2, 3, 64, 128))
     assert ours.model_config["num_classes"] == 5
 
@@ -385,7 +385,7 @@ def test_ast_matches_hf_ast():
                 sd[f"blocks.{i}.{ours_name}.{p}"] = s[f"layers.{i}.{hf_name}.{p}"]
         for p in ("weight", "bias"):
             sd[f"blocks.{i}.attn.qkv.{p}"] = torch.cat([s[f"layers.{i}.attention.{q}_proj.{p}"] for q in "qkv"])
-    rectvit.load_checkpoint(ours, sd)
+    rectvit.load_checkpoint(ours, sd, source_grid=ours.grid_size)
     frames_by_mel = torch.randn(2, 120, 48)  # HF's (B, frames, mel) input
     with torch.no_grad():
         ref = hf(frames_by_mel).logits
@@ -429,7 +429,9 @@ def test_load_from_files(tmp_path, suffix):
         save_file({k: v.contiguous() for k, v in theirs.state_dict().items()}, str(path))
     else:
         torch.save({"model": theirs.state_dict()}, path)
-    ours = rectvit.create_model("deit3_small_patch16_224", img_size=(48, 96), checkpoint_path=str(path), **SMALL)
+    ours = rectvit.create_model(
+        "deit3_small_patch16_224", img_size=(48, 96), checkpoint_path=str(path), source_grid=(3, 6), **SMALL
+    )
     assert ours.load_report.layout == "timm"
     assert_same(theirs, ours.eval(), torch.randn(1, 3, 48, 96))
 
@@ -439,12 +441,12 @@ def test_misshapen_and_missing_keys_are_named():
     ours = rectvit.create_model("vit_small_patch16_224", img_size=(64, 64), num_classes=7, **SMALL)
     sd = theirs.state_dict()
     with pytest.raises(rectvit.CheckpointError, match=r"head.weight: checkpoint \(10, 64\), model \(7, 64\)"):
-        rectvit.load_checkpoint(ours, sd)
-    report = rectvit.load_checkpoint(ours, sd, strict=False)
+        rectvit.load_checkpoint(ours, sd, source_grid=(4, 4))
+    report = rectvit.load_checkpoint(ours, sd, strict=False, source_grid=(4, 4))
     assert set(report.dropped) == {"head.weight", "head.bias"} and report.missing == ["head.weight", "head.bias"]
     del sd["norm.bias"]  # anything but the classifier is an error, even with strict=False
     with pytest.raises(rectvit.CheckpointError, match="missing from the checkpoint: \\['norm.bias'\\]"):
-        rectvit.load_checkpoint(ours, sd, strict=False)
+        rectvit.load_checkpoint(ours, sd, strict=False, source_grid=(4, 4))
 
 
 def test_rectvit_layout_round_trip():
@@ -499,7 +501,7 @@ def test_last_block_computes_only_the_tokens_the_head_reads(name, kw, prefix):
     assert _max_diff(out, full) <= 1e-5
     if theirs_name:
         theirs = randomize_(timm.create_model(theirs_name, img_size=size, **SMALL)).eval()
-        rectvit.load_checkpoint(ours, theirs.state_dict())
+        rectvit.load_checkpoint(ours, theirs.state_dict(), source_grid=ours.grid_size)
         with torch.no_grad():
             assert _max_diff(ours(x), theirs(x)) <= TOL
 

@@ -1,9 +1,10 @@
 """rectvit: vision transformers whose input shape is a free choice, without losing the position grid."""
 
 from .checkpoint import LoadReport, load_checkpoint, save_checkpoint
+from .checkpoint.evidence import smoothness
 from .errors import AmbiguousGridError, CheckpointError, InputSizeError, RectViTError
 from .factory import create_model, load_model
-from .grid import factorizations, patch_grid, smoothness, to_size
+from .grid import factorizations, patch_grid, to_size
 from .models import list_models
 from .resample import resample_abs_pos_embed, resample_grid, resample_patch_embed, sincos_2d
 from .variable import forward_variable

@@ -42,7 +42,13 @@ def _cmd_adapt(args: argparse.Namespace) -> int:
         if getattr(args, key) is not None:
             overrides[key] = getattr(args, key)
     model = create_model(args.model, **overrides)
-    report = load_checkpoint(model, args.checkpoint, source_grid=args.source_grid, strict=args.num_classes is None)
+    report = load_checkpoint(
+        model,
+        args.checkpoint,
+        source_grid=args.source_grid,
+        source_windows=args.source_window,
+        strict=args.num_classes is None,
+    )
     model.source_path = src
     save_checkpoint(model, args.output)
     load_model(args.output)  # the written file reloads on its own, with no arguments
@@ -84,6 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--patch-size", type=_size, metavar="PxQ", help="target patch size (ViT)")
     p.add_argument("--window-size", type=_size, metavar="HxW", help="target window size (Swin)")
     p.add_argument("--source-grid", type=_size, metavar="HxW", help="the grid of the checkpoint's flat table")
+    p.add_argument("--source-window", type=_size, metavar="HxW", help="the window its Swin bias tables had (Swin)")
     p.add_argument("--num-classes", type=int, help="a new classifier size (the old classifier is dropped)")
     p.add_argument("--in-chans", type=int, help="input channels (the patch kernel is adapted)")
     p.add_argument("-o", "--output", required=True, help="output .safetensors (never the input)")

@@ -13,11 +13,12 @@ from typing import Any
 from torch import nn
 
 from .checkpoint.hf import hf_model_kwargs
-from .checkpoint.io import read_checkpoint
+from .checkpoint.io import check_recorded_size, read_checkpoint
 from .checkpoint.layout import convert
 from .checkpoint.load import load_checkpoint, load_converted
 from .checkpoint.timm import is_timm_config, timm_config_kwargs
 from .errors import CheckpointError, RectViTError
+from .grid import to_size
 from .models.registry import build_model, get_model_entry
 from .models.vit import VisionTransformer
 
@@ -29,6 +30,7 @@ def create_model(
     *,
     checkpoint_path: str | os.PathLike | None = None,
     source_grid=None,
+    source_windows=None,
     strict: bool = True,
     **overrides: Any,
 ) -> nn.Module:
@@ -39,16 +41,18 @@ def create_model(
     """
     if not isinstance(name, str):
         raise RectViTError(f"create_model takes an architecture name (a str from rectvit.list_models()), got {name!r}.")
-    if source_grid is not None and checkpoint_path is None:
+    if (source_grid is not None or source_windows is not None) and checkpoint_path is None:
         raise RectViTError(
-            "source_grid is the grid of a checkpoint's flat position table, but no checkpoint_path was given; "
-            "pass checkpoint_path=... too, or drop source_grid."
+            "source_grid / source_windows describe a checkpoint's position tables, but no checkpoint_path was "
+            "given; pass checkpoint_path=... too, or drop them."
         )
     entry = get_model_entry(name)
     model = build_model(entry.cls, entry.config, overrides, name)
     model.arch_name = name
     if checkpoint_path is not None:
-        model.load_report = load_checkpoint(model, checkpoint_path, source_grid=source_grid, strict=strict)
+        model.load_report = load_checkpoint(
+            model, checkpoint_path, source_grid=source_grid, source_windows=source_windows, strict=strict
+        )
     return model
 
 
@@ -66,7 +70,7 @@ def _model_class(name: str) -> type[nn.Module]:
     return cls
 
 
-def load_model(path: str | os.PathLike, *, source_grid=None, **overrides: Any) -> nn.Module:
+def load_model(path: str | os.PathLike, *, source_grid=None, source_windows=None, **overrides: Any) -> nn.Module:
     """The model a checkpoint describes (our metadata, an HF or timm folder's config.json), ``overrides`` applied.
 
     ``path`` is a file, a folder, or ``hf-hub:org/name`` (through huggingface_hub's cache).
@@ -78,6 +82,8 @@ def load_model(path: str | os.PathLike, *, source_grid=None, **overrides: Any) -
     conv = convert(read_checkpoint(path))
     raw = conv.raw
     if conv.config is not None:
+        if "img_size" in conv.config and "img_size" not in overrides:
+            check_recorded_size(to_size(conv.config["img_size"], "img_size"), f"{path}: rectvit metadata")
         cls = _model_class(raw.metadata.get("model_class", ""))
         model = build_model(cls, conv.config, overrides, str(path))
         model.arch_name = raw.metadata.get("arch", "")
@@ -93,5 +99,6 @@ def load_model(path: str | os.PathLike, *, source_grid=None, **overrides: Any) -
             f"{path}: holds no rectvit metadata or config.json, so it does not say which model it is; "
             "use rectvit.create_model(NAME, checkpoint_path=...) with the architecture's name."
         )
-    model.load_report = load_converted(model, conv, source_grid, strict="num_classes" not in overrides)
+    strict = "num_classes" not in overrides
+    model.load_report = load_converted(model, conv, source_grid, strict, source_windows)
     return model

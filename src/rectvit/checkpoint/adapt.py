@@ -16,8 +16,9 @@ import torch
 from torch import nn
 
 from ..errors import AmbiguousGridError, CheckpointError
-from ..grid import Size, factorizations, grid_evidence, relative_windows, to_size
+from ..grid import Size, factorizations, relative_windows, to_size
 from ..resample import resample_grid, resample_patch_embed, resample_relative_bias_table
+from .evidence import GridEvidence, grid_evidence
 
 __all__ = [
     "LoadReport",
@@ -83,19 +84,23 @@ def resolve_grid(
     recorded: Size | None = None,
     candidates: list[tuple[Size, str]] = (),
     name: str = "pos_embed",
+    report: LoadReport | None = None,
 ) -> tuple[Size, str]:
-    """The ``(h, w)`` of a flat ``(1, P + h*w, C)`` table and the basis it was chosen on.
+    """The ``(h, w)`` of a flat ``(1, P + h*w, C)`` table and the basis it was chosen on (DESIGN invariant 2).
 
-    In DESIGN's order: an explicit ``source_grid``; the grid the file or its config ``recorded``;
-    each of ``candidates`` (``(grid, "target model grid")``, ``(grid, "architecture default grid")``)
-    whose count fits, unless the table's content contradicts it; a decisive content-based choice.
-    Otherwise ``AmbiguousGridError`` listing the candidate grids.
+    In order: an explicit ``source_grid`` (it wins; a warning goes to ``report`` when the content
+    decisively prefers another grid); the grid the file or its config ``recorded``, unless the
+    content decisively contradicts it (``CheckpointError``); a grid the content decides
+    (``evidence.GridEvidence.decisive``). Otherwise ``AmbiguousGridError`` listing every
+    factorisation with its grid score. ``candidates`` (the target model grid, the architecture
+    default) are named in that message; they are never evidence.
     """
     n = flat.shape[1] - num_prefix_tokens
     if n <= 0:
         raise CheckpointError(
             f"{name}: a flat table {tuple(flat.shape)} has no grid rows after {num_prefix_tokens} prefix rows."
         )
+    evidence = grid_evidence(flat, num_prefix_tokens)
     if source_grid is not None:
         grid = to_size(source_grid, "source_grid")
         if grid[0] * grid[1] != n:
@@ -103,30 +108,50 @@ def resolve_grid(
                 f"source_grid {grid[0]}x{grid[1]} has {grid[0] * grid[1]} positions, {name} has {n}; "
                 f"grids with {n} positions: {_grid_list(factorizations(n))}."
             )
+        other = evidence.contradicts(grid)
+        if other is not None:
+            msg = (
+                f"{name}: source_grid {grid[0]}x{grid[1]} was used as given, but the table's content decisively "
+                f"prefers {other[0]}x{other[1]} (grid score {evidence.score(other):.2f} against "
+                f"{_score(evidence, grid)}); check the grid the checkpoint was trained on."
+            )
+            if report is not None:
+                report.warnings.append(msg)
+            warnings.warn(f"rectvit: {msg}", stacklevel=3)
         return grid, "source_grid argument"
     if recorded is not None and recorded[0] * recorded[1] == n:
-        return tuple(recorded), "grid recorded in the checkpoint"
-    evidence = grid_evidence(flat, num_prefix_tokens)
-    rejected = []
-    for grid, basis in candidates:
-        if grid[0] * grid[1] != n:
-            continue
-        if evidence.contradicts(grid):
-            rejected += [tuple(grid)] if tuple(grid) not in rejected else []
-            continue
-        return tuple(grid), basis + (" (content agrees)" if evidence.structured else " (content uninformative)")
+        recorded = (int(recorded[0]), int(recorded[1]))
+        other = evidence.contradicts(recorded)
+        if other is not None:
+            raise CheckpointError(
+                f"{name}: the checkpoint records the grid {recorded[0]}x{recorded[1]}, but the table's content "
+                f"decisively contradicts it: {other[0]}x{other[1]} scores {evidence.score(other):.2f} against "
+                f"{_score(evidence, recorded)} (grid score; the record may describe another input size). Pass "
+                f"source_grid=({other[0]}, {other[1]}) (CLI: --source-grid {other[0]}x{other[1]}) if the content "
+                f"is right, or source_grid=({recorded[0]}, {recorded[1]}) to load on the recorded grid anyway."
+            )
+        return recorded, "grid recorded in the checkpoint"
     choice = evidence.decisive()
     if choice is not None:
-        return choice, f"content (smoothest grid, score {evidence.ranked[0][1]:.2f})"
-    ranked = evidence.ranked or [(g, float("nan")) for g in factorizations(n)]
-    listing = ", ".join(f"{h}x{w} ({s:.2f})" for (h, w), s in ranked[:8])
-    why = f"the content contradicts {_grid_list(rejected)}; " if rejected else ""
+        runner = ""
+        if len(evidence.ranked) > 1:
+            (h, w), s = evidence.ranked[1]
+            runner = f"; next {h}x{w} {s:.2f}"
+        return choice, f"content (grid score {evidence.ranked[0][1]:.2f}{runner})"
+    fitting = [f"{g[0]}x{g[1]} ({basis})" for g, basis in candidates if g[0] * g[1] == n]
+    named = f" The {', '.join(fitting)} {'is a candidate' if len(fitting) == 1 else 'are candidates'}, not evidence."
     raise AmbiguousGridError(
         f"{name} is flat ({n} positions after {num_prefix_tokens} prefix rows) and nothing records its grid; "
-        f"{why}no grid is clearly supported. Candidate grids (smoothness score): {listing}. "
-        f"Pass source_grid=(h, w) (CLI: --source-grid HxW) with the grid it was trained on.",
-        candidates=[g for g, _ in ranked],
+        f"its content does not decide it: {evidence.why_not()}. Candidate grids (grid score): "
+        f"{evidence.listing()}.{named if fitting else ''} Pass source_grid=(h, w) (CLI: --source-grid HxW) with the "
+        "grid it was trained on.",
+        candidates=[g for g, _ in evidence.ranked] + evidence.strips,
     )
+
+
+def _score(evidence: GridEvidence, grid: Size) -> str:
+    s = evidence.score(grid)
+    return "no score (a strip)" if math.isnan(s) else f"{s:.2f}"
 
 
 def adapt_pos_embed(sd: dict[str, torch.Tensor], model: nn.Module, report: LoadReport) -> None:
@@ -183,15 +208,18 @@ def adapt_relative_position_bias(
     report: LoadReport,
     recorded: dict[str, list[int]] | None = None,
     default_windows: dict[str, Size] | None = None,
+    source_windows=None,
 ) -> None:
     """Resample Swin v1 ``relative_position_bias_table`` ``((2wh-1)(2ww-1), heads)`` to the model's windows.
 
     A flat table does not know its window either (``(4, 12)`` and ``(12, 4)`` give the same count):
-    the window comes from ``recorded`` (our files record it), else the only window that fits, else
-    the model's own window or the architecture default's (``default_windows``) unless the content
-    contradicts it; otherwise ``AmbiguousGridError``.
+    the window comes from ``source_windows`` (one ``(wh, ww)`` for every table whose rows it fits, or
+    ``{key: (wh, ww)}``), else ``recorded`` (our files record it), else the only window that fits,
+    else the table's content when it decides; the model's own window and the architecture default's
+    (``default_windows``) are candidates, never evidence. Otherwise ``AmbiguousGridError``.
     """
     own = model.state_dict()
+    given = _given_windows(sd, source_windows)
     for key, table in list(sd.items()):
         if not key.endswith("relative_position_bias_table") or key not in own or table.dim() != 2:
             continue
@@ -201,7 +229,10 @@ def adapt_relative_position_bias(
         candidates = [(new_win, "target model window")]
         if (default_windows or {}).get(key):
             candidates.append((tuple(default_windows[key]), "architecture default window"))
-        old_win, basis = _table_window(key, table, candidates, (recorded or {}).get(key))
+        if key in given:
+            old_win, basis = given[key], "source_windows argument"
+        else:
+            old_win, basis = _table_window(key, table, candidates, (recorded or {}).get(key))
         if old_win != new_win:
             mode = getattr(model, "bias_interpolation", "geometric")
             sd[key] = resample_relative_bias_table(table, old_win, new_win, mode)
@@ -210,24 +241,66 @@ def adapt_relative_position_bias(
             report.add(key, table.shape, sd[key].shape, method, basis)
 
 
+def _given_windows(sd: dict[str, torch.Tensor], source_windows) -> dict[str, Size]:
+    """``{bias-table key: window}`` from a ``source_windows`` argument; a window that fits no table is an error."""
+    if source_windows is None:
+        return {}
+    tables = {k: v for k, v in sd.items() if k.endswith("relative_position_bias_table") and v.dim() == 2}
+    if isinstance(source_windows, dict):
+        given = {k: to_size(w, f"source_windows[{k!r}]") for k, w in source_windows.items()}
+        unknown = [k for k in given if k not in tables]
+        if unknown:
+            raise CheckpointError(
+                f"source_windows names {unknown[:4]}, which are not bias tables of the checkpoint; "
+                f"its tables are e.g. {list(tables)[:4]}."
+            )
+    else:
+        window = to_size(source_windows, "source_windows")
+        given = {k: window for k, t in tables.items() if window in relative_windows(t.shape[0])}
+        if tables and not given:
+            rows = sorted({t.shape[0] for t in tables.values()})
+            raise CheckpointError(
+                f"source_windows {window[0]}x{window[1]} gives {(2 * window[0] - 1) * (2 * window[1] - 1)} table "
+                f"rows; the checkpoint's bias tables have {rows} rows (windows "
+                f"{', '.join(f'{h}x{w}' for r in rows for h, w in relative_windows(r))})."
+            )
+    for key, window in given.items():
+        if window not in relative_windows(tables[key].shape[0]):
+            raise CheckpointError(
+                f"source_windows gives {key} the window {window[0]}x{window[1]}, which does not fit its "
+                f"{tables[key].shape[0]} rows; windows that fit: {relative_windows(tables[key].shape[0])}."
+            )
+    return given
+
+
 def _table_window(key: str, table: torch.Tensor, candidates: list[tuple[Size, str]], recorded) -> tuple[Size, str]:
-    """The window ``(wh, ww)`` a bias table of ``(2wh-1)(2ww-1)`` rows was trained with, and the basis."""
+    """The window ``(wh, ww)`` a bias table of ``(2wh-1)(2ww-1)`` rows was trained with, and the basis.
+
+    A recorded window, else the only window that fits the rows, else a window the table's content
+    decides (its ``(2wh-1, 2ww-1)`` relative-position grid, scored like a position table's). The
+    model's and the architecture default's windows (``candidates``) are never evidence.
+    """
     rows = table.shape[0]
     fits = relative_windows(rows)
     if recorded is not None and tuple(recorded) in fits:
         return tuple(recorded), "window recorded in the checkpoint"
     if len(fits) == 1:
         return fits[0], "the only window with this many rows"
-    evidence = grid_evidence(table.reshape(1, rows, -1))
-    for window, basis in candidates:
-        if window in fits and not evidence.contradicts((2 * window[0] - 1, 2 * window[1] - 1)):
-            return window, basis
-    listing = ", ".join(f"{h}x{w}" for h, w in fits)
+    grids = [(2 * h - 1, 2 * w - 1) for h, w in fits]
+    evidence = grid_evidence(table.reshape(1, rows, -1), grids=grids)
+    choice = evidence.decisive()
+    if choice is not None:
+        return ((choice[0] + 1) // 2, (choice[1] + 1) // 2), f"content (grid score {evidence.ranked[0][1]:.2f})"
+    listing = ", ".join(f"{h}x{w} ({_score(evidence, (2 * h - 1, 2 * w - 1))})" for h, w in fits)
+    named = [f"{w[0]}x{w[1]} ({basis})" for w, basis in candidates if tuple(w) in fits]
+    named_text = f" The {', '.join(named)} {'is a candidate' if len(named) == 1 else 'are candidates'}, not evidence."
     raise AmbiguousGridError(
-        f"{key} has {rows} rows, which windows {listing} all give, and nothing records which one it was "
-        f"trained with. Build the model with the checkpoint's window (create_model(..., window_size=(wh, ww))), "
-        "load it, then call set_input_size(window_size=...) to resample.",
-        candidates=[(2 * h - 1, 2 * w - 1) for h, w in fits],
+        f"{key} has {rows} rows, which windows {listing} all give (window (grid score)), and nothing records "
+        f"which one it was trained with; its content does not decide it: {evidence.why_not()}."
+        f"{named_text if named else ''} rectvit will not guess. Pass the window the checkpoint was trained with: "
+        "load_checkpoint(..., source_windows=(wh, ww)) (create_model / load_model take it too; CLI: "
+        "--source-window WHxWW), e.g. source_windows=7 for timm's *_window7_* weights.",
+        candidates=grids,
     )
 
 

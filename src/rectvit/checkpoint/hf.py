@@ -13,8 +13,9 @@ from typing import Any
 
 import torch
 
-from ..errors import CheckpointError
+from ..errors import CheckpointError, RectViTError
 from ..grid import Size, patch_grid, to_size
+from .io import check_recorded_size
 
 __all__ = ["is_hf_layout", "hf_family", "hf_to_timm", "hf_model_kwargs", "hf_grid", "HF_BACKBONES"]
 
@@ -121,23 +122,49 @@ def hf_to_timm(state_dict: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Ten
     return out, dropped
 
 
+def _value(config: dict[str, Any], key: str, default: Any, kind: type = int) -> Any:
+    """``config[key]`` (or ``default``) as a positive ``int`` or a ``float``; a ``CheckpointError`` otherwise."""
+    value = config.get(key, default)
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if kind is int:
+        ok = ok and float(value).is_integer() and value > 0
+    if not ok:
+        want = "a positive integer" if kind is int else "a number"
+        raise CheckpointError(f"HF config.json: {key} must be {want}, got {value!r} ({type(value).__name__}).")
+    return kind(value)
+
+
+def _size_value(config: dict[str, Any], key: str, default: Any) -> Size:
+    try:
+        return to_size(config.get(key, default), key)
+    except RectViTError as e:
+        raise CheckpointError(f"HF config.json: {e}") from None
+
+
 def _hf_patch_and_stride(family: str, config: dict[str, Any]) -> tuple[Size, Size]:
-    patch = to_size(config.get("patch_size", 16), "patch_size")
+    patch = _size_value(config, "patch_size", 16)
     if family == "ast":
-        return patch, (int(config.get("frequency_stride", 10)), int(config.get("time_stride", 10)))
+        return patch, (_value(config, "frequency_stride", 10), _value(config, "time_stride", 10))
     return patch, patch
 
 
 def hf_img_size(family: str, config: dict[str, Any]) -> Size:
     if family == "ast":
-        return (int(config.get("num_mel_bins", 128)), int(config.get("max_length", 1024)))
-    return to_size(config.get("image_size", 224), "image_size")
+        size = (_value(config, "num_mel_bins", 128), _value(config, "max_length", 1024))
+    else:
+        size = _size_value(config, "image_size", 224)
+    return check_recorded_size(size, "HF config.json")
 
 
 def hf_grid(family: str, config: dict[str, Any]) -> Size:
     """The position grid an HF config records (image size, patch size and strides)."""
     patch, stride = _hf_patch_and_stride(family, config)
-    return patch_grid(hf_img_size(family, config), patch, stride)
+    try:
+        return patch_grid(hf_img_size(family, config), patch, stride)
+    except CheckpointError:
+        raise
+    except RectViTError as e:
+        raise CheckpointError(f"HF config.json: {e}") from None
 
 
 def hf_model_kwargs(family: str, config: dict[str, Any], state_dict: dict[str, torch.Tensor]) -> dict[str, Any]:
@@ -150,21 +177,21 @@ def hf_model_kwargs(family: str, config: dict[str, Any], state_dict: dict[str, t
             f"HF config.json lacks {missing}; it does not describe a {family} model rectvit can build."
         )
     act = config.get("hidden_act", "gelu")
-    if act != "gelu":
+    if not isinstance(act, str) or act != "gelu":
         raise CheckpointError(f"HF hidden_act {act!r} is not supported; rectvit's ViT uses exact 'gelu'.")
-    hidden = int(config["hidden_size"])
+    hidden = _value(config, "hidden_size", None)
     patch, stride = _hf_patch_and_stride(family, config)
     num_classes = int(state_dict["head.weight"].shape[0]) if "head.weight" in state_dict else 0
     kwargs: dict[str, Any] = dict(
         img_size=hf_img_size(family, config),
         patch_size=patch,
-        in_chans=1 if family == "ast" else int(config.get("num_channels", 3)),
+        in_chans=1 if family == "ast" else _value(config, "num_channels", 3),
         embed_dim=hidden,
-        depth=int(config["num_hidden_layers"]),
-        num_heads=int(config["num_attention_heads"]),
-        mlp_ratio=int(config["intermediate_size"]) / hidden,
+        depth=_value(config, "num_hidden_layers", None),
+        num_heads=_value(config, "num_attention_heads", None),
+        mlp_ratio=_value(config, "intermediate_size", None) / hidden,
         qkv_bias=bool(config.get("qkv_bias", True)),
-        norm_eps=float(config.get("layer_norm_eps", 1e-12)),
+        norm_eps=_value(config, "layer_norm_eps", 1e-12, float),
         num_classes=num_classes,
     )
     if stride != patch:

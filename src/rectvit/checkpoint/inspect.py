@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from dataclasses import dataclass, field
 
 import torch
 
 from ..errors import AmbiguousGridError, CheckpointError, RectViTError
-from ..grid import Size, grid_evidence, relative_windows, smoothness
-from .adapt import resolve_grid
+from ..grid import Size, relative_windows, to_size
+from .adapt import LoadReport, resolve_grid
+from .evidence import grid_evidence
 from .io import RawCheckpoint, read_checkpoint
+from .layout import convert
 
 __all__ = ["CheckpointInfo", "TableInfo", "inspect_checkpoint", "grid_table"]
 
@@ -23,7 +26,8 @@ class TableInfo:
     prefix_rows: int = 0
     grid: Size | None = None
     basis: str = ""
-    candidates: list[tuple[Size, float, float]] = field(default_factory=list)  # grid, grid_score, smoothness
+    candidates: list[tuple[Size, float]] = field(default_factory=list)  # grid, grid score (nan for strips)
+    warnings: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -37,6 +41,7 @@ class CheckpointInfo:
     num_params: int
     relative_bias_tables: list[tuple[str, tuple[int, ...], list[Size], bool]]  # name, shape, windows, recorded
     state_dict: dict[str, torch.Tensor] = field(repr=False, default_factory=dict)  # timm-layout tensors
+    notes: list[str] = field(default_factory=list)  # e.g. an argument that was not used
 
     def __str__(self) -> str:
         lines = [
@@ -53,18 +58,23 @@ class CheckpointInfo:
             if t.grid is not None:
                 lines.append(f"position table {t.name} {t.shape}: grid {t.grid[0]}x{t.grid[1]} ({t.basis})")
             else:
-                lines.append(f"position table {t.name} {t.shape}: grid unknown, {t.basis}")
+                lines.append(f"position table {t.name} {t.shape}: grid unknown: {t.basis}")
             if t.prefix_rows:
                 lines.append(f"  {t.prefix_rows} prefix row(s) before the grid rows")
+            lines += [f"  warning: {w}" for w in t.warnings]
             if t.candidates:
-                lines.append("  candidate grids (grid score, smoothness; higher is smoother):")
-                lines += [f"    {g[0]}x{g[1]}: {s:.3f}, {m:.3f}" for g, s, m in t.candidates[:8]]
+                lines.append(
+                    "  candidate grids (grid score; higher fits better; - for strips, which content cannot orient):"
+                )
+                scored = [(g, s) for g, s in t.candidates if s == s][:8] + [(g, s) for g, s in t.candidates if s != s]
+                lines += [f"    {g[0]}x{g[1]}: {s:.3f}" if s == s else f"    {g[0]}x{g[1]}: -" for g, s in scored]
         for name, shape, windows, recorded in self.relative_bias_tables:
             if recorded:
                 win = f"window {windows[0][0]}x{windows[0][1]} (recorded)"
             else:
                 win = "window not recorded; fits " + ", ".join(f"{h}x{w}" for h, w in windows)
             lines.append(f"relative bias table {name} {shape}: {win}")
+        lines += [f"note: {n}" for n in self.notes]
         return "\n".join(lines)
 
 
@@ -89,8 +99,6 @@ def _arch(raw: RawCheckpoint) -> str:
 
 def inspect_checkpoint(source: str | os.PathLike, source_grid=None) -> CheckpointInfo:
     """Read ``source`` and describe it; a flat table's grid is resolved only from records or decisive content."""
-    from . import convert
-
     raw = read_checkpoint(source)
     conv = convert(raw)
     sd = conv.state_dict
@@ -98,12 +106,17 @@ def inspect_checkpoint(source: str | os.PathLike, source_grid=None) -> Checkpoin
     if layout == "rectvit" and "rectvit_format_version" in raw.metadata:
         layout = f"rectvit (format {raw.metadata['rectvit_format_version']})"
     tokens = _prefix_tokens(sd)
-    tables = []
+    tables, notes = [], []
     table = sd.get("pos_embed")
-    if isinstance(table, torch.Tensor) and table.dim() == 4:
-        tables.append(TableInfo("pos_embed", tuple(table.shape), 0, (table.shape[1], table.shape[2]), "stored 2-D"))
-    elif isinstance(table, torch.Tensor) and table.dim() == 3:
+    if isinstance(table, torch.Tensor) and table.dim() == 3:
         tables.append(_flat_info(table, sum(tokens.values()), conv.recorded_grid, source_grid))
+    elif isinstance(table, torch.Tensor) and table.dim() == 4:
+        tables.append(TableInfo("pos_embed", tuple(table.shape), 0, (table.shape[1], table.shape[2]), "stored 2-D"))
+    if source_grid is not None and not (isinstance(table, torch.Tensor) and table.dim() == 3):
+        where = (
+            "its position table is stored 2-D (the grid is its shape)" if tables else "it has no flat position table"
+        )
+        notes.append(f"--source-grid is unused: {where}.")
     weight = sd.get("patch_embed.proj.weight")
     rel = []
     for key, value in sd.items():
@@ -121,34 +134,41 @@ def inspect_checkpoint(source: str | os.PathLike, source_grid=None) -> Checkpoin
         num_params=sum(v.numel() for v in raw.state_dict.values()),
         relative_bias_tables=rel,
         state_dict=sd,
+        notes=notes,
     )
 
 
 def _flat_info(flat: torch.Tensor, tokens: int, recorded: Size | None, source_grid) -> TableInfo:
     """The grid of a flat table whose prefix tokens may or may not have position rows (``no_embed_class``).
 
-    Both readings are tried: the one a given or recorded grid fits, else the one whose content is
-    decisive, else the usual one (prefix rows present) with its candidates listed.
+    Both readings are tried: the one a given or recorded grid fits, else the one whose content
+    decides, else the usual one (prefix rows present) with its candidates and their grid scores.
     """
     n = flat.shape[1]
     readings = [p for p in dict.fromkeys((tokens, 0)) if n - p > 0]
     wanted = source_grid if source_grid is not None else recorded
     if wanted is not None:
-        from ..grid import to_size
-
         h, w = to_size(wanted, "source_grid")
         readings = [p for p in readings if n - p == h * w] or readings
     infos = []
     for prefix in readings:
         info = TableInfo("pos_embed", tuple(flat.shape), prefix)
         evidence = grid_evidence(flat, prefix)
-        info.candidates = [(g, s, smoothness(flat, g, prefix)) for g, s in evidence.ranked]
+        info.candidates = list(evidence.ranked) + [(g, float("nan")) for g in evidence.strips]
+        report = LoadReport("inspect")
         try:
-            info.grid, info.basis = resolve_grid(flat, prefix, source_grid=source_grid, recorded=recorded)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                info.grid, info.basis = resolve_grid(
+                    flat, prefix, source_grid=source_grid, recorded=recorded, report=report
+                )
         except AmbiguousGridError:
-            info.basis = "not recorded and the content is not decisive; pass --source-grid HxW"
+            info.basis = (
+                f"not recorded, and the content does not decide it ({evidence.why_not()}); pass --source-grid HxW"
+            )
         except CheckpointError as e:
             info.basis = str(e)
+        info.warnings = report.warnings
         infos.append(info)
     return next((i for i in infos if i.grid is not None), infos[0])
 
@@ -164,11 +184,11 @@ def grid_table(info: CheckpointInfo) -> torch.Tensor:
     if table.dim() == 4:
         return table
     if t.grid is None:
-        cands = [g for g, _, _ in t.candidates]
+        cands = [g for g, _ in t.candidates]
         listing = ", ".join(f"{h}x{w}" for h, w in cands[:8])
         raise AmbiguousGridError(
-            f"{info.path}: the flat position table's grid is not recorded and its content is not decisive; "
-            f"candidates: {listing}. Pass --source-grid HxW.",
+            f"{info.path}: the flat position table's grid is not recorded and its content does not decide it; "
+            f"candidate grids: {listing}. Pass --source-grid HxW.",
             candidates=cands,
         )
     return table[:, t.prefix_rows :].reshape(1, t.grid[0], t.grid[1], -1)
@@ -189,13 +209,15 @@ def _dumps(info: CheckpointInfo) -> str:  # machine-readable form for `rectvit i
                     "shape": t.shape,
                     "grid": t.grid,
                     "basis": t.basis,
-                    "candidates": [{"grid": g, "grid_score": s, "smoothness": m} for g, s, m in t.candidates],
+                    "candidates": [{"grid": g, "grid_score": s if s == s else None} for g, s in t.candidates],
+                    "warnings": t.warnings,
                 }
                 for t in info.tables
             ],
             "relative_bias_tables": [
                 {"name": n, "shape": s, "windows": w, "recorded": r} for n, s, w, r in info.relative_bias_tables
             ],
+            "notes": info.notes,
         },
         indent=2,
     )

@@ -11,7 +11,9 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import re
 import tempfile
+import time
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,13 +29,51 @@ __all__ = [
     "unwrap_state_dict",
     "write_safetensors",
     "resolve_hub",
+    "check_dtypes",
+    "check_recorded_size",
     "PICKLE_SUFFIXES",
     "HUB_PREFIX",
+    "TEMP_MARK",
 ]
 
 PICKLE_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt")
 HUB_PREFIX = "hf-hub:"
 _WRAPPER_KEYS = ("state_dict", "model", "module", "model_state_dict")
+TEMP_MARK = ".rectvit-partial-"  # in the name of a file a save is writing: .NAME.rectvit-partial-PID-XXXX.tmp
+_STALE_TEMP = re.compile(r"^\..+\.rectvit-partial-(\d+)-[^.]*\.tmp$")
+# Tensors of these names are learned floating-point values (weights, biases, position tables, tokens);
+# integer buffers (Swin's relative_position_index, BatchNorm's num_batches_tracked) have other names.
+_FLOAT_NAMES = re.compile(r"(weight|bias|pos_embed|position_embeddings|_token|bias_table|gamma)$")
+
+
+MAX_SIDE = 1 << 16  # pixels: a recorded image side above this is not a real training size
+MAX_AREA = 1 << 28  # pixels: 16384 x 16384
+
+
+def check_recorded_size(size: tuple[int, int], where: str) -> tuple[int, int]:
+    """A ``CheckpointError`` for an absurd recorded input size, before any table of that size is allocated."""
+    h, w = size
+    if h > MAX_SIDE or w > MAX_SIDE or h * w > MAX_AREA:
+        raise CheckpointError(
+            f"{where}: records an input size of {h}x{w} pixels, beyond what rectvit accepts from a file "
+            f"(sides up to {MAX_SIDE}, {MAX_AREA} pixels in all); the config is corrupt or not a model config. "
+            "Pass the size yourself (load_model(..., img_size=(H, W)) or create_model)."
+        )
+    return size
+
+
+def check_dtypes(tensors: dict[str, torch.Tensor], where: str = "checkpoint") -> None:
+    """A ``CheckpointError`` for complex tensors, and for integer or bool tensors where floats belong."""
+    bad = [
+        f"{k} ({str(v.dtype).replace('torch.', '')})"
+        for k, v in tensors.items()
+        if v.is_complex() or (not v.is_floating_point() and _FLOAT_NAMES.search(k))
+    ]
+    if bad:
+        raise CheckpointError(
+            f"{where}: {', '.join(bad[:8])} must hold real floating-point values (float32, float16 or bfloat16); "
+            "rectvit does not cast them silently. Convert the tensors to float where the checkpoint was made."
+        )
 
 
 @dataclass
@@ -69,6 +109,7 @@ def unwrap_state_dict(obj: Any, where: str = "checkpoint") -> dict[str, torch.Te
         )
     if all(k.startswith("module.") for k in tensors):
         tensors = {k[len("module.") :]: v for k, v in tensors.items()}
+    check_dtypes(tensors, where)
     return tensors
 
 
@@ -88,16 +129,25 @@ def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, st
 
 
 def _read_pickle(path: Path) -> dict[str, torch.Tensor]:
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if not (head.startswith(b"PK\x03\x04") or head.startswith(b"\x80")):
+        raise CheckpointError(
+            f"{path}: not a checkpoint — a PyTorch checkpoint is a zip archive or a pickle, this file starts with "
+            f"{head!r}. Check the path; rectvit reads .safetensors, .pth/.pt/.bin/.ckpt and HF folders."
+        )
     try:
         obj = torch.load(str(path), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        # torch's message advises weights_only=False, which would run the file's code: never repeat it.
+        found = re.search(r"(?:Unsupported global|GLOBAL|Unsupported operand)[^\n.]*", str(e))
+        what = f" ({found.group(0).strip()})" if found else ""
         raise CheckpointError(
-            f"{path}: refused — the file holds more than tensors and plain containers, and rectvit only "
-            f"loads pickles with torch.load(weights_only=True), which never runs code from the file "
-            f"({first}). Convert it to .safetensors in an environment you trust."
+            f"{path}: refused — the file holds more than tensors and plain containers{what}; rectvit only loads "
+            "pickles with torch.load(weights_only=True), which never runs code from a file. If you trust its "
+            "source, convert it to .safetensors in an environment set up for that."
         ) from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as e:
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError, KeyError, IndexError, TypeError) as e:
         if isinstance(e, (FileNotFoundError, IsADirectoryError, PermissionError)):
             raise
         first = str(e).splitlines()[0] if str(e) else ""
@@ -117,21 +167,24 @@ def _read_hf_folder(path: Path) -> RawCheckpoint:
         )
     try:
         config = json.loads(config_file.read_text())
-    except json.JSONDecodeError as e:
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise CheckpointError(f"{config_file}: not valid JSON ({e}).") from None
+    if not isinstance(config, dict):
+        raise CheckpointError(
+            f"{config_file}: must hold a JSON object of settings, got a JSON {type(config).__name__}; "
+            "it is not a Hugging Face or timm config.json."
+        )
     index = path / "model.safetensors.index.json"
     state: dict[str, torch.Tensor] = {}
     metadata: dict[str, str] = {}
     if (path / "model.safetensors").is_file():
         state, metadata = _read_safetensors(path / "model.safetensors")
+        check_dtypes(state, str(path / "model.safetensors"))
     elif index.is_file():
-        try:
-            shards = sorted(set(json.loads(index.read_text()).get("weight_map", {}).values()))
-        except (json.JSONDecodeError, AttributeError) as e:
-            raise CheckpointError(f"{index}: not a valid shard index ({e}).") from None
-        for shard in shards:
-            part, _ = _read_safetensors(path / shard)
+        for shard in _shard_files(path, index):
+            part, _ = _read_safetensors(shard)
             state.update(part)
+        check_dtypes(state, str(path))
     elif (path / "pytorch_model.bin").is_file():
         state = _read_pickle(path / "pytorch_model.bin")
     else:
@@ -139,6 +192,29 @@ def _read_hf_folder(path: Path) -> RawCheckpoint:
             f"{path}: no weights found; expected model.safetensors, model.safetensors.index.json or pytorch_model.bin."
         )
     return RawCheckpoint(state, metadata, config, path)
+
+
+def _shard_files(folder: Path, index: Path) -> list[Path]:
+    """The shard files a ``model.safetensors.index.json`` names, each checked to be a ``.safetensors`` file
+    inside ``folder`` before any is opened."""
+    try:
+        weight_map = json.loads(index.read_text()).get("weight_map", {})
+        names = sorted(set(weight_map.values()))
+    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError, TypeError) as e:
+        raise CheckpointError(f"{index}: not a valid shard index ({e}).") from None
+    root = folder.resolve()
+    shards = []
+    for name in names:
+        shard = (folder / str(name)).resolve() if isinstance(name, str) else None
+        if shard is None or shard.parent != root or shard.suffix != ".safetensors" or os.path.isabs(name):
+            raise CheckpointError(
+                f"{index}: refused — shard {name!r} is not a .safetensors file directly inside {folder}; "
+                "a shard index may only name files next to it."
+            )
+        shards.append(shard)
+    if not shards:
+        raise CheckpointError(f"{index}: names no shard files in its weight_map.")
+    return shards
 
 
 def resolve_hub(source: str) -> Path:
@@ -180,6 +256,7 @@ def read_checkpoint(source: str | os.PathLike) -> RawCheckpoint:
     suffix = path.suffix.lower()
     if suffix == ".safetensors":
         state, metadata = _read_safetensors(path)
+        check_dtypes(state, str(path))
         return RawCheckpoint(state, metadata, None, path)
     if suffix in PICKLE_SUFFIXES:
         return RawCheckpoint(_read_pickle(path), {}, None, path)
@@ -187,6 +264,48 @@ def read_checkpoint(source: str | os.PathLike) -> RawCheckpoint:
         f"{path}: unknown checkpoint suffix {suffix!r}; expected .safetensors or one of {PICKLE_SUFFIXES}, "
         "or a Hugging Face save_pretrained folder."
     )
+
+
+def _check_target(path: Path, protect: str | os.PathLike | None) -> None:
+    """Refuse to write onto a folder, under a file, or onto (or into) what the model was loaded from."""
+    if path.is_dir():
+        raise CheckpointError(f"{path}: is a folder; give the output a file name such as {path / 'model.safetensors'}.")
+    for parent in path.parents:
+        if parent.exists() and not parent.is_dir():
+            raise CheckpointError(f"{path}: {parent} is a file, not a folder; choose an output path in a folder.")
+        if parent.exists():
+            break
+    if protect is None or not Path(protect).exists():
+        return
+    source = Path(protect).expanduser()
+    sources = [p for p in source.rglob("*") if p.is_file()] if source.is_dir() else [source]
+    inside = source.is_dir() and path.resolve().is_relative_to(source.resolve())
+    if inside or (path.exists() and any(os.path.samefile(path, p) for p in sources)):
+        raise CheckpointError(
+            f"{path}: refusing to overwrite the checkpoint the model was loaded from ({source}); choose another name"
+            + (" outside that folder." if source.is_dir() else ".")
+        )
+
+
+def _remove_stale_temporaries(folder: Path, max_age_s: float = 3600.0) -> None:
+    """Remove what killed saves left in ``folder``: temporaries whose writer is gone (or older than an hour)."""
+    now = time.time()
+    for entry in folder.glob(f".*{TEMP_MARK}*.tmp"):
+        match = _STALE_TEMP.match(entry.name)
+        if match is None or not entry.is_file():
+            continue
+        try:
+            os.kill(int(match.group(1)), 0)
+            alive = True
+        except ProcessLookupError:
+            alive = False
+        except (PermissionError, OverflowError, ValueError):
+            alive = True
+        try:
+            if not alive or now - entry.stat().st_mtime > max_age_s:
+                entry.unlink()
+        except OSError:
+            pass
 
 
 def write_safetensors(
@@ -197,18 +316,21 @@ def write_safetensors(
 ) -> Path:
     """Write ``tensors`` to ``path`` atomically (temporary file in the same folder, then rename).
 
-    Refuses to write over ``protect`` (the file the tensors were loaded from).
+    Refuses to write onto ``protect`` (the file the tensors were loaded from, or any file in the
+    folder they were loaded from, hard and symbolic links included), onto a folder, or under a file.
+    A killed save leaves the previous file intact and a temporary ``.NAME.rectvit-partial-PID-*.tmp``,
+    which the next save into that folder removes.
     """
     from safetensors.torch import save_file
 
     path = Path(path).expanduser()
     if path.suffix.lower() != ".safetensors":
         raise CheckpointError(f"{path}: rectvit writes .safetensors files; give the output a .safetensors name.")
-    if protect is not None and path.exists() and Path(protect).exists() and os.path.samefile(path, protect):
-        raise CheckpointError(f"{path}: refusing to overwrite the checkpoint it was loaded from; choose another name.")
+    _check_target(path, protect)
     path.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_temporaries(path.parent)
     tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}{TEMP_MARK}{os.getpid()}-", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
         save_file(tensors, tmp, metadata=dict(metadata or {}))

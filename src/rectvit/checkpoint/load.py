@@ -109,7 +109,9 @@ def _target_grid(model: nn.Module) -> Size | None:
     return (int(own.shape[1]), int(own.shape[2])) if isinstance(own, torch.Tensor) and own.dim() == 4 else None
 
 
-def load_converted(model: nn.Module, conv: Converted, source_grid=None, strict: bool = True) -> LoadReport:
+def load_converted(
+    model: nn.Module, conv: Converted, source_grid=None, strict: bool = True, source_windows=None
+) -> LoadReport:
     """Adapt ``conv`` to ``model`` and load it; the ``LoadReport`` says what was adapted and on what basis."""
     sd = dict(conv.state_dict)
     report = LoadReport(layout=conv.layout, dropped=list(conv.dropped))
@@ -132,7 +134,7 @@ def load_converted(model: nn.Module, conv: Converted, source_grid=None, strict: 
     check_finite(sd, report)
     adapt_pos_embed(sd, model, report)
     adapt_patch_embed(sd, model, report)
-    adapt_relative_position_bias(sd, model, report, conv.recorded_windows, default_windows)
+    adapt_relative_position_bias(sd, model, report, conv.recorded_windows, default_windows, source_windows)
     check_keys(sd, model, strict, report, heads=False)
     adapt_classifier(sd, model, strict, report)
     check_keys(sd, model, strict, report)
@@ -147,13 +149,15 @@ def load_checkpoint(
     source: str | os.PathLike | dict[str, torch.Tensor] | Any,
     *,
     source_grid=None,
+    source_windows=None,
     strict: bool = True,
 ) -> LoadReport:
     """Load ``source`` (a path, an HF folder or a state dict) into ``model``, adapting it; return a ``LoadReport``.
 
     The layout (rectvit, timm, HF ViT/DeiT/AST) is detected and converted; a flat position table's
-    grid is resolved as docs/design.md's invariant 2 says (``source_grid=(h, w)`` first); tables,
-    patch kernel, input channels and Swin bias tables are adapted to the model. ``strict=False``
-    drops a classifier of another size instead of raising.
+    grid is resolved as docs/design.md's invariant 2 says (``source_grid=(h, w)`` first), and so are
+    the windows of Swin bias tables (``source_windows=(wh, ww)`` first); tables, patch kernel, input
+    channels and bias tables are adapted to the model. ``strict=False`` drops a classifier of another
+    size instead of raising.
     """
-    return load_converted(model, as_converted(source), source_grid, strict)
+    return load_converted(model, as_converted(source), source_grid, strict, source_windows)

@@ -14,9 +14,10 @@ from typing import Any
 import torch
 
 from ..errors import CheckpointError, RectViTError
-from ..grid import Size
+from ..grid import Size, to_size
 from ..models.registry import get_model_entry, list_models
 from .adapt import LoadReport, resolve_grid
+from .io import check_recorded_size
 
 __all__ = ["is_flat_pos_embed", "flat_pos_embed_to_grid", "is_timm_config", "timm_config_kwargs", "timm_config_grid"]
 
@@ -45,11 +46,14 @@ def timm_config_kwargs(config: dict[str, Any]) -> tuple[str, dict[str, Any], boo
     kwargs = dict(kwargs)
     recorded = "img_size" in kwargs
     try:
+        if recorded:
+            check_recorded_size(to_size(kwargs["img_size"], "model_args.img_size"), where)
         if config.get("num_classes") is not None:
             kwargs.setdefault("num_classes", int(config["num_classes"]))
         input_size = (config.get("pretrained_cfg") or {}).get("input_size")
         if input_size is not None and "img_size" not in kwargs:
             c, h, w = (int(v) for v in input_size)
+            check_recorded_size((h, w), where)
             kwargs.setdefault("in_chans", c)
             kwargs["img_size"] = (h, w)
             default = get_model_entry(arch).config.get("img_size", 224)
@@ -94,7 +98,9 @@ def flat_pos_embed_to_grid(
         raise CheckpointError(
             f"pos_embed: expected a flat table (1, {prefix} + h*w, C) for this model, got {tuple(flat.shape)}."
         )
-    grid, basis = resolve_grid(flat, prefix, source_grid=source_grid, recorded=recorded, candidates=candidates)
+    grid, basis = resolve_grid(
+        flat, prefix, source_grid=source_grid, recorded=recorded, candidates=candidates, report=report
+    )
     sd["pos_embed"] = flat[:, prefix:].reshape(1, grid[0], grid[1], flat.shape[-1])
     if prefix:
         sd["prefix_pos_embed"] = flat[:, :prefix]

@@ -1,0 +1,276 @@
+"""What a flat table's own content says about its grid: the grid score, its noise level, and the rule
+for when content alone decides (DESIGN invariant 2; docs/checkpoints.md states the rule).
+
+A flat ``(1, P + h*w, C)`` table has lost ``(h, w)``. Read row-major on its true grid, a trained table
+is smooth along both axes and breaks at each row end (the last position of a row and the first of
+the next are far apart in the image). The **grid score** of a factorisation ``(h, w)`` measures
+exactly that, on rows centred by their mean vector:
+
+    grid score = (vertical smoothness + weakest column boundary) / 2 - row-wrap similarity
+
+(mean cosine similarities; see ``grid_score``). Noise in the table moves every cosine by about
+``sqrt(nu * (2 - nu) / C)`` (``nu`` the noise fraction of the table's energy, estimated from second
+differences of consecutive rows; ``C`` channels), so each score has a noise level ``sigma`` from the
+number of pairs it averages. Content decides only when the best grid's score is positive by a wide
+margin (``K`` noise levels and ``MIN_SCORE``) and beats every other factorisation by ``K`` noise levels of
+the difference and at least ``MIN_MARGIN``. Strips (a side of 1) are never chosen by content: 1xN and
+Nx1 hold the same rows in the same order.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from ..errors import InputSizeError
+from ..grid import Size, factorizations, to_size
+
+__all__ = [
+    "axis_smoothness",
+    "smoothness",
+    "grid_score",
+    "wrap_similarity",
+    "rank_grids",
+    "noise_fraction",
+    "GridEvidence",
+    "grid_evidence",
+    "K_NOISE",
+    "MIN_SCORE",
+    "MIN_MARGIN",
+]
+
+# The decision rule's constants (calibrated on tests/test_grid_matrix.py; see docs/checkpoints.md).
+K_NOISE = 5.0  # a decision needs this many noise levels of margin
+MIN_SCORE = 0.2  # the chosen grid's own score must be at least this (row breaks and 2-D smoothness present)
+MIN_MARGIN = 0.1  # and beat every other factorisation by at least this, whatever the noise
+
+
+def _rows(table: torch.Tensor, num_prefix_tokens: int) -> torch.Tensor:
+    """A flat ``(1, P + N, C)`` or ``(P + N, C)`` table's ``N`` grid rows as float32 ``(N, C)``."""
+    t = table.detach().float()
+    if t.dim() == 3:
+        if t.shape[0] != 1:
+            raise InputSizeError(f"a flat table must have shape (1, P + h*w, C), got {tuple(table.shape)}.")
+        t = t[0]
+    if t.dim() != 2:
+        raise InputSizeError(f"a flat table must have shape (1, P + h*w, C) or (N, C), got {tuple(table.shape)}.")
+    return t[num_prefix_tokens:]
+
+
+def _unit(rows: torch.Tensor) -> torch.Tensor:
+    """Rows centred by their mean vector (a component every position shares says nothing) and normalised."""
+    return torch.nn.functional.normalize(rows - rows.mean(0, keepdim=True), dim=-1, eps=1e-12)
+
+
+def _check(n: int, grid, num_prefix_tokens: int) -> Size:
+    h, w = to_size(grid, "grid")
+    if h * w != n:
+        raise InputSizeError(
+            f"grid {h}x{w} needs {h * w} position rows, the table has {n} "
+            f"(after {num_prefix_tokens} prefix rows); candidate grids: {factorizations(n)}."
+        )
+    return h, w
+
+
+def _lag_cos(u: torch.Tensor, lag: int) -> torch.Tensor:
+    return (u[:-lag] * u[lag:]).sum(-1)
+
+
+def _parts(u: torch.Tensor, grid: Size, c1: torch.Tensor | None = None) -> tuple[float, float, float, float]:
+    """Under ``grid``, for unit rows ``u``: the mean vertical and horizontal neighbour cosine, the
+    lowest per-column mean of horizontal neighbour cosines (the weakest column boundary) and the mean
+    row-wrap cosine; ``nan`` where an axis has length 1."""
+    h, w = grid
+    nan = float("nan")
+    if c1 is None:
+        c1 = _lag_cos(u, 1) if len(u) > 1 else u.new_zeros(0)
+    vert = _lag_cos(u, w).mean().item() if h > 1 else nan
+    if w < 2:
+        return vert, nan, nan, nan
+    pairs = torch.cat([c1, c1.new_zeros(1)]).reshape(h, w)  # (row, column): pair (j, j + 1); last column wraps
+    within = pairs[:, :-1]
+    wrap = pairs[:-1, -1].mean().item() if h > 1 else nan
+    return vert, within.mean().item(), within.mean(0).min().item(), wrap
+
+
+def axis_smoothness(table: torch.Tensor, grid, num_prefix_tokens: int = 0) -> tuple[float, float]:
+    """Mean cosine similarity of vertically and of horizontally adjacent positions under ``grid``.
+
+    Rows are centred by their mean vector first, so a component shared by every position (common in
+    trained tables) does not make every factorisation look smooth. An axis of length 1 has no
+    neighbours and scores ``nan``.
+    """
+    rows = _rows(table, num_prefix_tokens)
+    grid = _check(len(rows), grid, num_prefix_tokens)
+    vert, horiz, _, _ = _parts(_unit(rows), grid)
+    return vert, horiz
+
+
+def smoothness(table: torch.Tensor, grid, num_prefix_tokens: int = 0) -> float:
+    """How smooth a flat table is under ``grid``: the mean of its axes' ``axis_smoothness``.
+
+    Trained tables are smooth along both axes of their true grid; a wrong factorisation puts
+    distant positions side by side along at least one axis. (Content decisions use ``grid_score``.)
+    """
+    vals = [v for v in axis_smoothness(table, grid, num_prefix_tokens) if not math.isnan(v)]
+    return sum(vals) / len(vals) if vals else float("nan")
+
+
+def wrap_similarity(table: torch.Tensor, grid, num_prefix_tokens: int = 0) -> float:
+    """Mean cosine similarity (after centring) of each row's last position and the next row's first."""
+    rows = _rows(table, num_prefix_tokens)
+    grid = _check(len(rows), grid, num_prefix_tokens)
+    if min(grid) < 2:
+        return float("nan")
+    return _parts(_unit(rows), grid)[3]
+
+
+def grid_score(table: torch.Tensor, grid, num_prefix_tokens: int = 0) -> float:
+    """The grid score of ``grid`` (``nan`` for a strip): how well it explains a flat table.
+
+    ``(vertical smoothness + weakest column boundary) / 2 - row-wrap similarity``, all mean cosine
+    similarities of centred rows. The weakest column boundary is the lowest, over the columns ``j``,
+    of the mean similarity of positions ``j`` and ``j + 1`` across the rows. On its true grid a
+    trained table is smooth along both axes (every column boundary included) and dissimilar across
+    each row wrap. A factorisation wider than the truth has true row ends inside its rows (a weak
+    column boundary); a narrower one has "row wraps" inside true rows (similar); a misaligned one
+    puts distant positions side by side vertically.
+    """
+    rows = _rows(table, num_prefix_tokens)
+    grid = _check(len(rows), grid, num_prefix_tokens)
+    if min(grid) < 2:
+        return float("nan")
+    vert, _, weakest, wrap = _parts(_unit(rows), grid)
+    return (vert + weakest) / 2 - wrap
+
+
+def noise_fraction(table: torch.Tensor, num_prefix_tokens: int = 0) -> float:
+    """The fraction of a flat table's (centred) energy that is noise, from consecutive rows' second differences.
+
+    For a smooth table plus iid noise of variance ``s2`` per entry, ``|x[i-1] - 2x[i] + x[i+1]|^2`` is
+    about ``6 C s2``; the median over rows ignores the few triples that straddle a row wrap. Smooth
+    but fast-varying content counts as noise too, which only makes decisions more cautious. 1.0 for
+    random rows.
+    """
+    rows = _rows(table, num_prefix_tokens)
+    if len(rows) < 3:
+        return 1.0
+    x = rows - rows.mean(0, keepdim=True)
+    energy = x.pow(2).sum(-1).mean().item()
+    if energy <= 0:
+        return 1.0
+    d2 = (x[:-2] - 2 * x[1:-1] + x[2:]).pow(2).sum(-1).median().item()
+    return min(1.0, d2 / 6 / energy)
+
+
+@dataclass(frozen=True)
+class GridEvidence:
+    """What a flat table's content says about its grid (see ``grid_evidence``).
+
+    ``ranked``: every scored factorisation (both sides >= 2, or the ``grids`` asked for) with its grid
+    score, best first; ``sigma``: each score's noise level; ``strips``: the factorisations with a side
+    of 1, which content cannot tell apart.
+    """
+
+    ranked: list[tuple[Size, float]]
+    sigma: dict[Size, float]
+    noise: float  # nu, the table's noise fraction
+    strips: list[Size]
+    note: str = ""  # why the content carries no evidence at all (NaN/Inf values), if so
+
+    def score(self, grid: Size) -> float:
+        return dict(self.ranked).get(tuple(grid), float("nan"))
+
+    def needed(self, grid: Size, other: Size | None = None) -> float:
+        """The margin by which ``grid`` must beat ``other`` (or, with ``other=None``, zero) to count."""
+        s = self.sigma.get(tuple(grid), math.inf)
+        if other is None:
+            return max(MIN_SCORE, K_NOISE * s)
+        return max(MIN_MARGIN, K_NOISE * math.hypot(s, self.sigma.get(tuple(other), math.inf)))
+
+    def decisive(self) -> Size | None:
+        """The best grid when its own score and its lead over every other factorisation are decisive, else None."""
+        if not self.ranked:
+            return None
+        best, top = self.ranked[0]
+        if not top >= self.needed(best):
+            return None
+        if all(top - s >= self.needed(best, g) for g, s in self.ranked[1:]):
+            return best
+        return None
+
+    def contradicts(self, grid: Size) -> Size | None:
+        """The grid the content decisively prefers to ``grid`` (a record or an explicit argument), else None."""
+        choice = self.decisive()
+        if choice is None or choice == tuple(grid):
+            return None
+        other = self.score(grid)
+        if math.isnan(other):  # a strip: the chosen 2-D grid's row breaks contradict it
+            return choice
+        return choice if self.score(choice) - other >= self.needed(choice, tuple(grid)) else None
+
+    def why_not(self) -> str:
+        """Why the content does not decide (empty when it does)."""
+        if self.decisive() is not None:
+            return ""
+        if self.note:
+            return self.note
+        if not self.ranked:
+            return "only strip readings fit, and 1xN and Nx1 hold the same rows: content cannot orient a strip"
+        best, top = self.ranked[0]
+        if not top >= self.needed(best):
+            return (
+                f"the best grid {best[0]}x{best[1]} scores {top:.2f}, below the {self.needed(best):.2f} that "
+                f"positive support needs (noise level {self.sigma[best]:.3f}, noise fraction {self.noise:.2f})"
+            )
+        g, s = next((g, s) for g, s in self.ranked[1:] if top - s < self.needed(best, g))
+        return (
+            f"{best[0]}x{best[1]} ({top:.2f}) leads {g[0]}x{g[1]} ({s:.2f}) by {top - s:.2f}, below the "
+            f"{self.needed(best, g):.2f} a decision needs"
+        )
+
+    def listing(self, limit: int = 8) -> str:
+        """``"16x4 0.81, 8x8 0.42, ..."`` then the strips as ``"1x64 -"`` (no score: orientation unknowable)."""
+        parts = [f"{h}x{w} {s:.2f}" for (h, w), s in self.ranked[:limit]]
+        parts += [f"{h}x{w} -" for h, w in self.strips]
+        return ", ".join(parts)
+
+
+def rank_grids(table: torch.Tensor, num_prefix_tokens: int = 0) -> list[tuple[Size, float]]:
+    """Every factorisation with both sides >= 2 and its ``grid_score``, best first."""
+    return grid_evidence(table, num_prefix_tokens).ranked
+
+
+def grid_evidence(table: torch.Tensor, num_prefix_tokens: int = 0, grids: list[Size] | None = None) -> GridEvidence:
+    """Score ``grids`` (default: every factorisation of the row count with both sides >= 2) and their noise.
+
+    ``sigma`` of an ``(h, w)`` grid is ``sqrt(nu (2 - nu) / C) * sqrt(1/(4 (h-1) w) + 1/(4 h) + 1/(h-1))``:
+    the score's standard deviation if each neighbour pair's cosine carried independent noise (its
+    ``(h-1) w`` vertical pairs, the ``h`` pairs of one column boundary, the ``h - 1`` row wraps).
+    """
+    rows = _rows(table, num_prefix_tokens)
+    n, dim = rows.shape
+    if grids is None:
+        grids = [g for g in factorizations(n)] if n > 0 else []
+    grids = [tuple(g) for g in grids]
+    strips = [g for g in grids if min(g) < 2]
+    scored = [g for g in grids if min(g) >= 2]
+    if not scored:
+        return GridEvidence([], {}, 1.0, strips)
+    if not torch.isfinite(rows).all():
+        note = "the table holds NaN or Inf values, which carry no evidence"
+        return GridEvidence([(g, float("nan")) for g in scored], {g: math.inf for g in scored}, 1.0, strips, note)
+    u = _unit(rows)
+    c1 = _lag_cos(u, 1)
+    nu = noise_fraction(rows)
+    pair = math.sqrt(nu * (2 - nu) / max(dim, 1))
+    ranked, sigma = [], {}
+    for g in scored:
+        vert, _, weakest, wrap = _parts(u, g, c1)
+        h, w = g
+        ranked.append((g, (vert + weakest) / 2 - wrap))
+        sigma[g] = pair * math.sqrt(1 / (4 * (h - 1) * w) + 1 / (4 * h) + 1 / (h - 1))
+    ranked.sort(key=lambda gs: -gs[1])
+    return GridEvidence(ranked, sigma, nu, strips)
