@@ -25,14 +25,14 @@ from torch.utils.checkpoint import checkpoint
 
 from ..errors import RectViTError
 from ..grid import Size, to_size
-from ..layers import Block, PatchEmbed
+from ..layers import AttentionPoolLatent, Block, PatchEmbed, get_act_layer
 from ..resample import resample_grid, sincos_2d
 from ._util import json_ready, take_indices
 from .registry import register_model
 
 __all__ = ["VisionTransformer"]
 
-GLOBAL_POOLS = ("token", "token_dist", "avg", "avgmax", "max", "")
+GLOBAL_POOLS = ("token", "token_dist", "avg", "avgmax", "max", "map", "")
 POS_EMBEDS = ("learn", "sincos", "none", "")
 
 
@@ -89,6 +89,11 @@ class VisionTransformer(nn.Module):
     - ``norm_eps``: epsilon of every LayerNorm (1e-6 as timm; 1e-12 for HF-trained models such as AST).
     - ``embed_layer``: the patch embedding class; it must produce ``(B, h, w, C)`` and know its grid
       (see ``rectvit.layers.PatchEmbed``).
+
+    CLIP and SigLIP image towers use the timm keywords too: ``pre_norm`` (LayerNorm ``norm_pre`` before
+    the blocks, patch projection without bias), ``act_layer`` by timm's name (``"gelu"``,
+    ``"gelu_tanh"``, ``"quick_gelu"``), and ``global_pool="map"``: attention pooling with a learned
+    query (``attn_pool``, SigLIP), over the patch tokens unless ``pool_include_prefix``.
     """
 
     def __init__(
@@ -118,6 +123,7 @@ class VisionTransformer(nn.Module):
         head_norm: bool = False,
         pool_include_prefix: bool = False,
         norm_eps: float = 1e-6,
+        act_layer: str = "gelu",
         dynamic_img_size: bool = False,
         dynamic_img_pad: bool = False,
         drop_rate: float = 0.0,
@@ -132,6 +138,7 @@ class VisionTransformer(nn.Module):
         self.model_config = self._config_of(locals())
         _check_options(global_pool, pos_embed, class_token, distilled, reg_tokens, patch_drop_rate)
         use_fc_norm = global_pool in ("avg", "avgmax", "max") if fc_norm is None else fc_norm
+        act = get_act_layer(act_layer)
 
         self.num_classes = num_classes
         self.in_chans = in_chans
@@ -181,11 +188,17 @@ class VisionTransformer(nn.Module):
                     attn_drop=attn_drop_rate,
                     drop_path=dpr[i],
                     norm_eps=norm_eps,
+                    act_layer=act,
                 )
                 for i in range(depth)
             ]
         )
         self.norm = nn.LayerNorm(embed_dim, eps=norm_eps) if final_norm and not use_fc_norm else nn.Identity()
+        self.attn_pool = (
+            AttentionPoolLatent(embed_dim, num_heads, mlp_ratio, norm_eps=norm_eps, act_layer=act)
+            if global_pool == "map"
+            else None
+        )
         self.fc_norm = nn.LayerNorm(embed_dim, eps=norm_eps) if final_norm and use_fc_norm else nn.Identity()
         self.head_norm = nn.LayerNorm(embed_dim, eps=norm_eps) if head_norm else nn.Identity()
         self.head_drop = nn.Dropout(drop_rate)
@@ -368,6 +381,10 @@ class VisionTransformer(nn.Module):
     def pool(self, x: torch.Tensor, pool_type: str | None = None) -> torch.Tensor:
         """``(B, P + N, C) -> (B, C)`` (or unchanged for ``""``)."""
         pool_type = self.global_pool if pool_type is None else pool_type
+        if pool_type == "map":
+            if self.attn_pool is None:
+                raise RectViTError("pool_type='map' needs an attention pool; build the model with global_pool='map'.")
+            return self.attn_pool(x if self.pool_include_prefix else x[:, self.num_prefix_tokens :])
         if not pool_type:
             return x
         if pool_type == "token":
@@ -461,6 +478,12 @@ class VisionTransformer(nn.Module):
         """A new (freshly initialised) head for ``num_classes``; optionally a new pooling."""
         if global_pool is not None:
             _check_options(global_pool, self.pos_embed_type, self.has_class_token, self.distilled, 0, 0.0)
+            if global_pool == "map" and self.attn_pool is None:
+                raise RectViTError(
+                    "reset_classifier cannot add an attention pool; build the model with global_pool='map'."
+                )
+            if global_pool != "map":
+                self.attn_pool = None  # as timm: leaving attention pooling drops its weights
             self.global_pool = global_pool
             self.model_config["global_pool"] = global_pool
             self.model_config["fc_norm"] = not isinstance(self.fc_norm, nn.Identity)
@@ -604,3 +627,113 @@ _register(
     norm_eps=1e-12,
     **_VIT_B,
 )
+
+
+# CLIP image towers (OpenAI CLIP, OpenCLIP, TinyCLIP): LayerNorm (eps 1e-5) before the blocks, patch
+# projection without bias, class-token pooling; num_classes as timm's default config (the image
+# projection width, or 1000 for the fine-tuned weights). Rows: name, img_size, patch_size, embed_dim,
+# depth, num_heads, num_classes, other keywords.
+_CLIP = [
+    ("vit_base_patch16_clip_224", 224, 16, 768, 12, 12, 1000, dict()),
+    ("vit_base_patch16_clip_384", 384, 16, 768, 12, 12, 1000, dict()),
+    ("vit_base_patch16_clip_quickgelu_224", 224, 16, 768, 12, 12, 512, dict(act_layer="quick_gelu")),
+    ("vit_base_patch16_plus_clip_240", 240, 16, 896, 12, 14, 640, dict()),
+    ("vit_base_patch32_clip_224", 224, 32, 768, 12, 12, 1000, dict()),
+    ("vit_base_patch32_clip_256", 256, 32, 768, 12, 12, 512, dict()),
+    ("vit_base_patch32_clip_384", 384, 32, 768, 12, 12, 1000, dict()),
+    ("vit_base_patch32_clip_448", 448, 32, 768, 12, 12, 1000, dict()),
+    ("vit_base_patch32_clip_quickgelu_224", 224, 32, 768, 12, 12, 512, dict(act_layer="quick_gelu")),
+    ("vit_betwixt_patch32_clip_224", 224, 32, 640, 12, 10, 512, dict()),
+    ("vit_giant_patch14_clip_224", 224, 14, 1408, 40, 16, 1024, dict(mlp_ratio=48 / 11)),
+    ("vit_gigantic_patch14_clip_224", 224, 14, 1664, 48, 16, 1280, dict(mlp_ratio=64 / 13)),
+    ("vit_gigantic_patch14_clip_378", 378, 14, 1664, 48, 16, 1280, dict(mlp_ratio=64 / 13)),
+    (
+        "vit_gigantic_patch14_clip_quickgelu_224",
+        224,
+        14,
+        1664,
+        48,
+        16,
+        1280,
+        dict(mlp_ratio=64 / 13, act_layer="quick_gelu"),
+    ),
+    ("vit_huge_patch14_clip_224", 224, 14, 1280, 32, 16, 1000, dict()),
+    ("vit_huge_patch14_clip_336", 336, 14, 1280, 32, 16, 1000, dict()),
+    ("vit_huge_patch14_clip_378", 378, 14, 1280, 32, 16, 1024, dict()),
+    ("vit_huge_patch14_clip_quickgelu_224", 224, 14, 1280, 32, 16, 1024, dict(act_layer="quick_gelu")),
+    ("vit_huge_patch14_clip_quickgelu_378", 378, 14, 1280, 32, 16, 1024, dict(act_layer="quick_gelu")),
+    ("vit_large_patch14_clip_224", 224, 14, 1024, 24, 16, 1000, dict()),
+    ("vit_large_patch14_clip_336", 336, 14, 1024, 24, 16, 1000, dict()),
+    ("vit_large_patch14_clip_quickgelu_224", 224, 14, 1024, 24, 16, 768, dict(act_layer="quick_gelu")),
+    ("vit_large_patch14_clip_quickgelu_336", 336, 14, 1024, 24, 16, 768, dict(act_layer="quick_gelu")),
+    ("vit_medium_patch16_clip_224", 224, 16, 512, 12, 8, 512, dict()),
+    ("vit_medium_patch32_clip_224", 224, 32, 512, 12, 8, 512, dict()),
+    ("vit_xsmall_patch16_clip_224", 224, 16, 256, 10, 4, 512, dict()),
+]
+for _name, _img, _patch, _dim, _depth, _heads, _classes, _extra in _CLIP:
+    _register(
+        _name,
+        img_size=_img,
+        patch_size=_patch,
+        embed_dim=_dim,
+        depth=_depth,
+        num_heads=_heads,
+        num_classes=_classes,
+        pre_norm=True,
+        norm_eps=1e-5,
+        **_extra,
+    )
+
+# SigLIP image towers: no class token, attention pooling (global_pool="map") or, for the "_gap"
+# names, average pooling without fc_norm; no classifier. Rows: name, img_size, patch_size,
+# embed_dim, depth, num_heads, other keywords.
+_SIGLIP = [
+    ("vit_base_patch16_siglip_224", 224, 16, 768, 12, 12, dict()),
+    ("vit_base_patch16_siglip_256", 256, 16, 768, 12, 12, dict()),
+    ("vit_base_patch16_siglip_384", 384, 16, 768, 12, 12, dict()),
+    ("vit_base_patch16_siglip_512", 512, 16, 768, 12, 12, dict()),
+    ("vit_base_patch16_siglip_gap_224", 224, 16, 768, 12, 12, dict()),
+    ("vit_base_patch16_siglip_gap_256", 256, 16, 768, 12, 12, dict()),
+    ("vit_base_patch16_siglip_gap_384", 384, 16, 768, 12, 12, dict()),
+    ("vit_base_patch16_siglip_gap_512", 512, 16, 768, 12, 12, dict()),
+    ("vit_base_patch32_siglip_256", 256, 32, 768, 12, 12, dict(act_layer="gelu_tanh")),
+    ("vit_base_patch32_siglip_gap_256", 256, 32, 768, 12, 12, dict(act_layer="gelu_tanh")),
+    ("vit_giantopt_patch16_siglip_256", 256, 16, 1536, 40, 16, dict(act_layer="gelu_tanh")),
+    ("vit_giantopt_patch16_siglip_384", 384, 16, 1536, 40, 16, dict(act_layer="gelu_tanh")),
+    ("vit_giantopt_patch16_siglip_gap_256", 256, 16, 1536, 40, 16, dict(act_layer="gelu_tanh")),
+    ("vit_giantopt_patch16_siglip_gap_384", 384, 16, 1536, 40, 16, dict(act_layer="gelu_tanh")),
+    ("vit_large_patch16_siglip_256", 256, 16, 1024, 24, 16, dict()),
+    ("vit_large_patch16_siglip_384", 384, 16, 1024, 24, 16, dict()),
+    ("vit_large_patch16_siglip_512", 512, 16, 1024, 24, 16, dict(act_layer="gelu_tanh")),
+    ("vit_large_patch16_siglip_gap_256", 256, 16, 1024, 24, 16, dict()),
+    ("vit_large_patch16_siglip_gap_384", 384, 16, 1024, 24, 16, dict()),
+    ("vit_large_patch16_siglip_gap_512", 512, 16, 1024, 24, 16, dict(act_layer="gelu_tanh")),
+    ("vit_so400m_patch14_siglip_224", 224, 14, 1152, 27, 16, dict(mlp_ratio=3.7362)),
+    ("vit_so400m_patch14_siglip_378", 378, 14, 1152, 27, 16, dict(mlp_ratio=3.7362)),
+    ("vit_so400m_patch14_siglip_384", 384, 14, 1152, 27, 16, dict(mlp_ratio=3.7362)),
+    ("vit_so400m_patch14_siglip_gap_224", 224, 14, 1152, 27, 16, dict(mlp_ratio=3.7362)),
+    ("vit_so400m_patch14_siglip_gap_378", 378, 14, 1152, 27, 16, dict(mlp_ratio=3.7362)),
+    ("vit_so400m_patch14_siglip_gap_384", 384, 14, 1152, 27, 16, dict(mlp_ratio=3.7362)),
+    ("vit_so400m_patch14_siglip_gap_448", 448, 14, 1152, 27, 16, dict(mlp_ratio=3.7362)),
+    ("vit_so400m_patch14_siglip_gap_896", 896, 14, 1152, 27, 16, dict(mlp_ratio=3.7362)),
+    ("vit_so400m_patch16_siglip_256", 256, 16, 1152, 27, 16, dict(mlp_ratio=3.7362, act_layer="gelu_tanh")),
+    ("vit_so400m_patch16_siglip_384", 384, 16, 1152, 27, 16, dict(mlp_ratio=3.7362, act_layer="gelu_tanh")),
+    ("vit_so400m_patch16_siglip_512", 512, 16, 1152, 27, 16, dict(mlp_ratio=3.7362, act_layer="gelu_tanh")),
+    ("vit_so400m_patch16_siglip_gap_256", 256, 16, 1152, 27, 16, dict(mlp_ratio=3.7362, act_layer="gelu_tanh")),
+    ("vit_so400m_patch16_siglip_gap_384", 384, 16, 1152, 27, 16, dict(mlp_ratio=3.7362, act_layer="gelu_tanh")),
+    ("vit_so400m_patch16_siglip_gap_512", 512, 16, 1152, 27, 16, dict(mlp_ratio=3.7362, act_layer="gelu_tanh")),
+]
+for _name, _img, _patch, _dim, _depth, _heads, _extra in _SIGLIP:
+    _pool = dict(global_pool="avg", fc_norm=False) if "_gap_" in _name else dict(global_pool="map")
+    _register(
+        _name,
+        img_size=_img,
+        patch_size=_patch,
+        embed_dim=_dim,
+        depth=_depth,
+        num_heads=_heads,
+        num_classes=0,
+        class_token=False,
+        **_pool,
+        **_extra,
+    )
