@@ -263,7 +263,7 @@ def test_errors_name_the_values():
 def test_relative_bias_table_resampler():
     table = torch.randn(13 * 13, 3)
     assert resample_relative_bias_table(table, 7, 7) is table
-    out = resample_relative_bias_table(table, 7, (4, 9))
+    out = resample_relative_bias_table(table, 7, (4, 9), "bicubic")
     expected = F.interpolate(table.T.reshape(1, 3, 13, 13), size=(7, 17), mode="bicubic", align_corners=False)
     assert maxdiff(out, expected.reshape(3, -1).T) <= 1e-6
     with pytest.raises(InputSizeError, match=r"window 8x8.*\(15\*15=225, heads\), got \(169, 3\)"):

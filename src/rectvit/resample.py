@@ -20,6 +20,7 @@ __all__ = [
     "resample_abs_pos_embed",
     "resample_patch_embed",
     "resample_relative_bias_table",
+    "RELATIVE_BIAS_INTERPOLATIONS",
     "sincos_2d",
     "INTERPOLATIONS",
 ]
@@ -137,27 +138,119 @@ def resample_patch_embed(
     return out.to(weight.dtype)
 
 
-def resample_relative_bias_table(table: torch.Tensor, old_window, new_window) -> torch.Tensor:
-    """Resample a Swin v1 relative-position-bias table ``((2wh-1) * (2ww-1), heads)`` to a new window.
+RELATIVE_BIAS_INTERPOLATIONS = ("geometric", "bicubic")
 
-    The flat table is viewed as its 2-D grid ``(1, 2wh-1, 2ww-1, heads)`` and resized bicubically
-    (without antialiasing, as the Swin paper's code does) with :func:`rectvit.resample.resample_grid`.
-    Returns ``((2wh'-1) * (2ww'-1), heads)``; the same window returns ``table`` itself.
+
+def _geometric_offsets(src: int, dst: int) -> torch.Tensor:
+    """BEiT's source positions for one axis of ``src`` relative offsets resized to ``dst`` (timm's numerics).
+
+    The offsets ``0, ±1, ±(1+q), ±(1+q+q²), ...`` grow geometrically; ``q`` in ``[1.01, 1.5]`` is found by
+    bisection (to 1e-6) so that the outermost offset reaches ``dst // 2``. Returns ``(src,)`` float32.
     """
+    half_src, half_dst = src // 2, dst // 2
+    lo, hi = 1.01, 1.5
+    while hi - lo > 1e-6:
+        q = (lo + hi) / 2.0
+        reach = (1.0 - q**half_src) / (1.0 - q)  # 1 + q + ... + q**(half_src - 1)
+        if reach > half_dst:
+            hi = q
+        else:
+            lo = q
+    offsets, cur = [], 1.0
+    for i in range(half_src):
+        offsets.append(cur)
+        cur += q ** (i + 1)
+    return torch.tensor([-o for o in reversed(offsets)] + [0.0] + offsets, dtype=torch.float32)
+
+
+def _linear_weights(points: torch.Tensor, dst: int) -> torch.Tensor:
+    """``(dst, len(points))`` linear-interpolation weights at the integer offsets ``-(dst//2) .. dst//2``.
+
+    ``points`` are sorted; targets outside their range take the nearest end value.
+    """
+    n = points.numel()
+    half = dst // 2
+    target = torch.arange(-half, half + 1, dtype=torch.float32)
+    right = torch.searchsorted(points, target).clamp(max=n - 1)
+    left = (right - 1).clamp(min=0)
+    points, target = points.double(), target.double()
+    to_left = (target - points[left]).clamp(min=0)
+    to_right = (points[right] - target).clamp(min=0)
+    span = to_left + to_right
+    on_point = span == 0  # left == right: an end point (or beyond it)
+    w_left = torch.where(on_point, torch.full_like(span, 0.5), to_right / span.where(~on_point, 1.0))
+    w_right = 1.0 - w_left
+    weights = torch.zeros(dst, n, dtype=torch.float64)
+    rows = torch.arange(dst)
+    weights.index_put_((rows, left), w_left, accumulate=True)
+    weights.index_put_((rows, right), w_right, accumulate=True)
+    return weights
+
+
+def _geometric_resize(grid: torch.Tensor, new_grid: Size) -> torch.Tensor:
+    """``(sy, sx, heads)`` -> ``(dy, dx, heads)`` by BEiT's geometric resampling (both axes, as timm)."""
+    wy = _linear_weights(_geometric_offsets(grid.shape[0], new_grid[0]), new_grid[0])
+    wx = _linear_weights(_geometric_offsets(grid.shape[1], new_grid[1]), new_grid[1])
+    wy, wx = wy.to(grid.device, torch.float32), wx.to(grid.device, torch.float32)
+    return torch.einsum("ys,sth,xt->yxh", wy, grid, wx)
+
+
+def resample_relative_bias_table(
+    table: torch.Tensor,
+    old_window,
+    new_window,
+    interpolation: str = "geometric",
+    *,
+    num_extra_tokens: int = 0,
+) -> torch.Tensor:
+    """Resample a relative-position-bias table ``((2wh-1) * (2ww-1) + E, heads)`` to a new window.
+
+    The table's first ``(2wh-1) * (2ww-1)`` rows are its 2-D grid ``(2wh-1, 2ww-1)`` of relative
+    offsets (row-major); the last ``E = num_extra_tokens`` rows (BEiT's class-token entries) are kept
+    as they are. Windows may be rectangular on both sides.
+
+    ``interpolation``:
+
+    - ``"geometric"`` (default): BEiT's and timm's ``resize_rel_pos_bias_table`` numerics (timm's
+      torch path, without scipy). Each axis's source offsets are spaced geometrically so the outermost
+      reaches the new half-width, and the new integer offsets are read off by linear interpolation.
+      As in timm, both axes are remapped once the window changes at all (an axis of unchanged length
+      is smoothed slightly).
+    - ``"bicubic"``: the grid resized bicubically without antialiasing (the Swin paper's code).
+
+    Returns ``((2wh'-1) * (2ww'-1) + E, heads)`` in the input's dtype; the same window returns ``table``.
+    """
+    if interpolation not in RELATIVE_BIAS_INTERPOLATIONS:
+        raise RectViTError(
+            f"interpolation must be one of {RELATIVE_BIAS_INTERPOLATIONS} for a relative-position-bias "
+            f"table, got {interpolation!r}."
+        )
     old_window = to_size(old_window, "old_window")
     new_window = to_size(new_window, "new_window")
+    if isinstance(num_extra_tokens, bool) or not isinstance(num_extra_tokens, int) or num_extra_tokens < 0:
+        raise InputSizeError(f"num_extra_tokens must be an int >= 0, got {num_extra_tokens!r}.")
     old_grid = (2 * old_window[0] - 1, 2 * old_window[1] - 1)
-    if table.dim() != 2 or table.shape[0] != old_grid[0] * old_grid[1]:
+    rows = old_grid[0] * old_grid[1] + num_extra_tokens
+    if not isinstance(table, torch.Tensor) or table.dim() != 2 or table.shape[0] != rows:
+        shape = tuple(table.shape) if isinstance(table, torch.Tensor) else type(table).__name__
+        extra = f" + {num_extra_tokens} extra" if num_extra_tokens else ""
         raise InputSizeError(
             f"a relative-position-bias table for window {old_window[0]}x{old_window[1]} has shape "
-            f"({old_grid[0]}*{old_grid[1]}={old_grid[0] * old_grid[1]}, heads), got {tuple(table.shape)}; "
+            f"({old_grid[0]}*{old_grid[1]}{extra}={rows}, heads), got {shape}; "
             "pass the window the table was trained with as old_window."
         )
     if old_window == new_window:
         return table
     new_grid = (2 * new_window[0] - 1, 2 * new_window[1] - 1)
-    grid = table.reshape(1, old_grid[0], old_grid[1], table.shape[1])
-    return resample_grid(grid, new_grid, interpolation="bicubic", antialias=False).reshape(-1, table.shape[1])
+    heads = table.shape[1]
+    body, extra_rows = table[: rows - num_extra_tokens], table[rows - num_extra_tokens :]
+    if interpolation == "bicubic":
+        grid = body.reshape(1, old_grid[0], old_grid[1], heads)
+        out = resample_grid(grid, new_grid, interpolation="bicubic", antialias=False).reshape(-1, heads)
+    else:
+        out = _geometric_resize(body.float().reshape(old_grid[0], old_grid[1], heads), new_grid)
+        out = out.reshape(-1, heads).to(table.dtype)
+    return torch.cat([out, extra_rows], dim=0) if num_extra_tokens else out
 
 
 def sincos_2d(grid_size, dim: int, temperature: float = 10000.0) -> torch.Tensor:

@@ -256,7 +256,7 @@ class WindowAttention(nn.Module):
             return
         old = self.relative_position_bias_table
         with torch.no_grad():
-            table = resample_relative_bias_table(old, self.window_size, window_size)
+            table = resample_relative_bias_table(old, self.window_size, window_size, "bicubic")
         self.relative_position_bias_table = nn.Parameter(table.clone(), requires_grad=old.requires_grad)
         self.window_size = window_size
         index = relative_position_index(window_size).to(self.relative_position_index.device)
