@@ -54,6 +54,7 @@ def _family_cases(quick: bool) -> list[dict[str, Any]]:
     rows = [
         ("vit_base_patch16_clip_224", [448, 224], 2, {"depth": 2}),
         ("vit_base_patch16_siglip_224", [256, 512], 2, {"depth": 2}),
+        ("beitv2_base_patch16_224", [448, 224], 2, {"depth": 2}),
     ]
     known = set(rectvit.list_models())
     return [

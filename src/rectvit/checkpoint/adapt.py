@@ -212,6 +212,9 @@ def adapt_relative_position_bias(
 ) -> None:
     """Resample Swin v1 ``relative_position_bias_table`` ``((2wh-1)(2ww-1), heads)`` to the model's windows.
 
+    BEiT's tables carry ``num_extra_bias_rows`` class-token rows after the grid (an attribute of the
+    module holding the table); they are split off to find the window and kept as they are.
+
     A flat table does not know its window either (``(4, 12)`` and ``(12, 4)`` give the same count):
     the window comes from ``recorded`` (our files record it), else the only window that fits, else
     the model's own window or the architecture default's (``default``) unless the content
@@ -221,17 +224,22 @@ def adapt_relative_position_bias(
     for key, table in list(sd.items()):
         if not key.endswith("relative_position_bias_table") or key not in own or table.dim() != 2:
             continue
-        new_win = tuple(getattr(model.get_submodule(key.rsplit(".", 1)[0]), "window_size", ()))
+        module = model.get_submodule(key.rsplit(".", 1)[0])
+        new_win = tuple(getattr(module, "window_size", None) or ())
         if len(new_win) != 2 or table.shape[1] != own[key].shape[1]:
             continue  # left to check_keys, which names both shapes
+        extra = int(getattr(module, "num_extra_bias_rows", 0))  # BEiT's class-token rows, kept as they are
+        how = dict(interpolation=module.bias_interpolation) if hasattr(module, "bias_interpolation") else {}
         candidates = [(new_win, "target model window")]
         if default is not None and _has(default, key):
             module = default.get_submodule(key.rsplit(".", 1)[0])
             candidates.append((tuple(module.window_size), "architecture default window"))
-        old_win, basis = _table_window(key, table, candidates, (recorded or {}).get(key))
+        old_win, basis = _table_window(key, table[: table.shape[0] - extra], candidates, (recorded or {}).get(key))
         if old_win != new_win:
-            sd[key] = resample_relative_bias_table(table, old_win, new_win)
-            method = f"resample_relative_bias_table, window {old_win[0]}x{old_win[1]} -> {new_win[0]}x{new_win[1]}"
+            sd[key] = resample_relative_bias_table(table, old_win, new_win, num_extra_tokens=extra, **how)
+            windows = f"{old_win[0]}x{old_win[1]} -> {new_win[0]}x{new_win[1]}"
+            label = f" ({how['interpolation']})" if how else ""
+            method = f"resample_relative_bias_table{label}, window {windows}"
             report.add(key, table.shape, sd[key].shape, method, basis)
 
 
@@ -258,8 +266,8 @@ def _table_window(key: str, table: torch.Tensor, candidates: list[tuple[Size, st
     listing = ", ".join(f"{h}x{w}" for h, w in fits)
     raise AmbiguousGridError(
         f"{key} has {rows} rows, which windows {listing} all give, and nothing records which one it was "
-        f"trained with. Build the model with the checkpoint's window (create_model(..., window_size=(wh, ww))), "
-        "load it, then call set_input_size(window_size=...) to resample.",
+        f"trained with. Build the model with the checkpoint's window (Swin: create_model(..., window_size=(wh, ww)); "
+        "BEiT: the img_size whose patch grid is that window), load it, then call set_input_size(...) to resample.",
         candidates=[(2 * h - 1, 2 * w - 1) for h, w in fits],
     )
 
