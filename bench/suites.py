@@ -55,6 +55,7 @@ def _family_cases(quick: bool) -> list[dict[str, Any]]:
         ("vit_base_patch16_clip_224", [448, 224], 2, {"depth": 2}),
         ("vit_base_patch16_siglip_224", [256, 512], 2, {"depth": 2}),
         ("beitv2_base_patch16_224", [448, 224], 2, {"depth": 2}),
+        ("swinv2_cr_tiny_224", [448, 224], 2, {"depths": [1, 1, 1, 1]}),
     ]
     known = set(rectvit.list_models())
     return [

@@ -4,6 +4,7 @@ from . import (
     beit,  # noqa: F401
     hybrid,  # noqa: F401
     swin,  # noqa: F401
+    swin_cr,  # noqa: F401
     vit,  # noqa: F401
 )
 from .registry import create_model, get_model_entry, list_models, register_model
