@@ -229,10 +229,10 @@ def load_model(path: str | os.PathLike, *, source_grid=None, **overrides: Any) -
     elif is_timm_config(conv.raw.config):
         model = timm_config_model(conv.raw.config, **overrides)
     elif conv.raw.config is not None:
-        from ..models.vit import VisionTransformer
+        from .hf import hf_model_class
 
         kwargs = hf_model_kwargs(conv.hf_family, conv.raw.config, conv.state_dict)
-        model = build_model(VisionTransformer, kwargs, overrides, str(path))
+        model = build_model(hf_model_class(conv.hf_family), kwargs, overrides, str(path))
         model.arch_name = f"hf-{conv.hf_family}"
     else:
         raise CheckpointError(

@@ -23,7 +23,7 @@ import torch
 from ..errors import CheckpointError
 from ..grid import Size, patch_grid, to_size
 
-__all__ = ["is_hf_layout", "hf_family", "hf_to_timm", "hf_model_kwargs", "hf_grid", "HF_BACKBONES"]
+__all__ = ["is_hf_layout", "hf_family", "hf_to_timm", "hf_model_kwargs", "hf_model_class", "hf_grid", "HF_BACKBONES"]
 
 HF_BACKBONES = {"vit": "vit.", "deit": "deit.", "ast": "audio_spectrogram_transformer."}
 
@@ -75,12 +75,48 @@ _TOWER_RULES = [
     (r"head\.mlp\.(fc1|fc2)\.(weight|bias)", r"attn_pool.mlp.\1.\2"),
 ]
 _TOWER_QKV = re.compile(r"encoder\.layers\.(\d+)\.self_attn\.(q|k|v)_proj\.(weight|bias)")
+# HF BEiT (BeitModel / BeitForImageClassification), after an optional "beit."; saved and in-memory names.
+_L = r"(?:encoder\.layer|layers)\.(\d+)\."
+_BEIT_RULES = [
+    (r"embeddings\.cls_token", "cls_token"),
+    (r"embeddings\.position_embeddings", "pos_embed"),
+    (r"embeddings\.patch_embeddings\.projection\.(weight|bias)", r"patch_embed.proj.\1"),
+    (_L + r"layernorm_before\.(weight|bias)", r"blocks.\1.norm1.\2"),
+    (_L + r"layernorm_after\.(weight|bias)", r"blocks.\1.norm2.\2"),
+    (_L + r"lambda_([12])", r"blocks.\1.gamma_\2"),
+    (_L + r"(?:attention\.attention\.query|attention\.q_proj)\.bias", r"blocks.\1.attn.q_bias"),
+    (_L + r"(?:attention\.attention\.value|attention\.v_proj)\.bias", r"blocks.\1.attn.v_bias"),
+    (
+        _L + r"(?:attention\.)+relative_position_bias\.relative_position_bias_table",
+        r"blocks.\1.attn.relative_position_bias_table",
+    ),
+    (_L + r"relative_position_bias\.relative_position_bias_table", r"blocks.\1.attn.relative_position_bias_table"),
+    (_L + r"(?:attention\.output\.dense|attention\.o_proj)\.(weight|bias)", r"blocks.\1.attn.proj.\2"),
+    (_L + r"(?:intermediate\.dense|mlp\.fc1)\.(weight|bias)", r"blocks.\1.mlp.fc1.\2"),
+    (_L + r"(?:output\.dense|mlp\.fc2)\.(weight|bias)", r"blocks.\1.mlp.fc2.\2"),
+    (
+        r"(?:encoder\.)?relative_position_bias\.relative_position_bias_table",
+        "rel_pos_bias.relative_position_bias_table",
+    ),
+    (r"layernorm\.(weight|bias)", r"norm.\1"),
+    (r"pooler\.layernorm\.(weight|bias)", r"fc_norm.\1"),
+    (r"classifier\.(weight|bias)", r"head.\1"),
+]
+_BEIT_QKV = re.compile(_L + r"(?:attention\.attention\.(query|key|value)|attention\.(q|k|v)_proj)\.weight")
+
 # HF hidden_act -> rectvit act_layer (the same function, not an approximation of it).
 _HF_ACTS = {"gelu": "gelu", "quick_gelu": "quick_gelu", "gelu_pytorch_tanh": "gelu_tanh"}
 
 
 def is_hf_layout(state_dict: dict[str, torch.Tensor]) -> bool:
-    return any(k.endswith("embeddings.position_embeddings") for k in state_dict) or _is_tower(state_dict)
+    keys = state_dict
+    return any(k.endswith("embeddings.position_embeddings") for k in keys) or _is_tower(keys) or _is_beit(keys)
+
+
+def _is_beit(state_dict: dict[str, torch.Tensor]) -> bool:
+    """HF BEiT keys: the ``beit.`` prefix, layer scale ``lambda_1`` or an HF bias module (not timm's keys)."""
+    ends = ("lambda_1", "relative_position_bias.relative_position_bias_table")
+    return any(k.startswith("beit.") or k.endswith(ends) for k in state_dict)
 
 
 def _is_tower(state_dict: dict[str, torch.Tensor]) -> bool:
@@ -95,6 +131,8 @@ def hf_family(state_dict: dict[str, torch.Tensor], config: dict[str, Any] | None
         return model_type
     if model_type in HF_TOWERS:
         return HF_TOWERS[model_type]
+    if model_type == "beit":
+        return "beit"
     if model_type in ("clip", "siglip"):
         tower = "CLIPVisionModelWithProjection" if model_type == "clip" else "SiglipVisionModel"
         raise CheckpointError(
@@ -108,6 +146,8 @@ def hf_family(state_dict: dict[str, torch.Tensor], config: dict[str, Any] | None
             f"HF model_type {model_type!r} is not supported; rectvit reads 'vit', 'deit' and "
             "'audio-spectrogram-transformer' checkpoints, and 'clip_vision_model' / 'siglip_vision_model' towers."
         )
+    if _is_beit(state_dict):
+        return "beit"
     if _is_tower(state_dict):
         return "clip" if any(k.endswith("embeddings.class_embedding") for k in state_dict) else "siglip"
     for family, prefix in HF_BACKBONES.items():
@@ -124,6 +164,8 @@ def hf_to_timm(state_dict: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Ten
     """
     if _is_tower(state_dict):
         return _tower_to_timm(state_dict)
+    if _is_beit(state_dict):
+        return _beit_to_timm(state_dict)
     out: dict[str, torch.Tensor] = {}
     dropped: list[str] = []
     qkv: dict[tuple[str, str], dict[str, torch.Tensor]] = {}
@@ -208,6 +250,73 @@ def _tower_to_timm(state_dict: dict[str, torch.Tensor]) -> tuple[dict[str, torch
     return out, dropped
 
 
+def _beit_to_timm(state_dict: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], list[str]]:
+    """An HF BEiT state dict in timm's ``Beit`` key names (query, key and value weights fused into ``qkv``)."""
+    out: dict[str, torch.Tensor] = {}
+    dropped: list[str] = []
+    qkv: dict[str, dict[str, torch.Tensor]] = {}
+    unknown: list[str] = []
+    for key, value in state_dict.items():
+        body = key.removeprefix("beit.")
+        m = _BEIT_QKV.fullmatch(body)
+        if m:
+            qkv.setdefault(m.group(1), {})[(m.group(2) or m.group(3))[0]] = value
+            continue
+        if body == "embeddings.mask_token" or body.endswith("relative_position_index"):
+            dropped.append(key)  # masked-image-modelling token; an index buffer
+            continue
+        for pattern, repl in _BEIT_RULES:
+            if re.fullmatch(pattern, body):
+                out[re.sub(pattern, repl, body)] = value
+                break
+        else:
+            unknown.append(key)
+    if unknown:
+        raise CheckpointError(
+            f"unrecognised keys in an HF BEiT checkpoint: {unknown[:8]}; rectvit reads BeitModel and "
+            "BeitForImageClassification weights."
+        )
+    for idx, parts in qkv.items():
+        if set(parts) != {"q", "k", "v"}:
+            raise CheckpointError(f"HF BEiT layer {idx}: attention needs query, key and value; found {sorted(parts)}.")
+        out[f"blocks.{idx}.attn.qkv.weight"] = torch.cat([parts["q"], parts["k"], parts["v"]], dim=0)
+    return out, dropped
+
+
+def hf_model_class(family: str) -> type:
+    """The rectvit model class an HF family's weights load into (``Beit`` for BEiT, else ``VisionTransformer``)."""
+    if family == "beit":
+        from ..models.beit import Beit
+
+        return Beit
+    from ..models.vit import VisionTransformer
+
+    return VisionTransformer
+
+
+def _beit_kwargs(config: dict[str, Any], state_dict: dict[str, torch.Tensor], hidden: int) -> dict[str, Any]:
+    """rectvit ``Beit`` keywords for an HF ``BeitConfig``."""
+    mean_pooling = bool(config.get("use_mean_pooling", True))
+    scale = config.get("layer_scale_init_value", 0.1)
+    return dict(
+        img_size=hf_img_size("beit", config),
+        patch_size=to_size(config.get("patch_size", 16), "patch_size"),
+        in_chans=int(config.get("num_channels", 3)),
+        embed_dim=hidden,
+        depth=int(config["num_hidden_layers"]),
+        num_heads=int(config["num_attention_heads"]),
+        mlp_ratio=_mlp_ratio(hidden, int(config["intermediate_size"])),
+        init_values=float(scale) if scale and scale > 0 else None,
+        use_abs_pos_emb=bool(config.get("use_absolute_position_embeddings", False)),
+        use_rel_pos_bias=bool(config.get("use_relative_position_bias", False)),
+        use_shared_rel_pos_bias=bool(config.get("use_shared_relative_position_bias", False)),
+        global_pool="avg" if mean_pooling else "token",
+        use_fc_norm=mean_pooling,
+        norm_eps=float(config.get("layer_norm_eps", 1e-12)),
+        num_classes=int(state_dict["head.weight"].shape[0]) if "head.weight" in state_dict else 0,
+    )
+
+
 def _mlp_ratio(hidden: int, intermediate: int) -> float:
     """A ratio ``r`` with ``int(hidden * r) == intermediate`` (plain division can land one below)."""
     ratio = intermediate / hidden
@@ -248,6 +357,10 @@ def hf_model_kwargs(family: str, config: dict[str, Any], state_dict: dict[str, t
     if act not in _HF_ACTS:
         raise CheckpointError(f"HF hidden_act {act!r} is not supported; rectvit reads {sorted(_HF_ACTS)}.")
     hidden = int(config["hidden_size"])
+    if family == "beit":
+        if act != "gelu":
+            raise CheckpointError(f"HF BEiT hidden_act {act!r} is not supported; rectvit's BEiT uses exact 'gelu'.")
+        return _beit_kwargs(config, state_dict, hidden)
     patch, stride = _hf_patch_and_stride(family, config)
     num_classes = int(state_dict["head.weight"].shape[0]) if "head.weight" in state_dict else 0
     kwargs: dict[str, Any] = dict(
