@@ -116,16 +116,23 @@ class WindowMultiHeadAttention(nn.Module):
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """``(B, nW, N, C) -> (B, nW, N, C)``; ``mask`` ``(nW, N, N)`` between shifted regions."""
         b, nw, n, c = x.shape
-        q, k, v = self.qkv(x).reshape(b, nw, n, 3, self.num_heads, -1).permute(3, 0, 1, 4, 2, 5).unbind(0)
+        qkv = self.qkv(x).reshape(b * nw, n, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv.unbind(0)  # (B * nW, heads, N, head_dim)
         scale = self.logit_scale.clamp(max=_LOGIT_MAX).exp().reshape(self.num_heads, 1, 1)
-        q = F.normalize(q, dim=-1) * scale
         bias = self.position_bias()
         if mask is not None:
             bias = bias + mask.unsqueeze(1)  # (nW, heads, N, N)
+        # A full (B * nW, heads, N, N) mask: torch's CPU attention is much slower with a broadcast one.
+        bias = bias.expand(b, nw, -1, -1, -1).reshape(b * nw, self.num_heads, n, n)
         x = F.scaled_dot_product_attention(
-            q, F.normalize(k, dim=-1), v, attn_mask=bias, scale=1.0, dropout_p=self.attn_drop if self.training else 0.0
+            F.normalize(q, dim=-1) * scale,
+            F.normalize(k, dim=-1),
+            v,
+            attn_mask=bias,
+            scale=1.0,
+            dropout_p=self.attn_drop if self.training else 0.0,
         )
-        return self.proj_drop(self.proj(x.transpose(2, 3).reshape(b, nw, n, c)))
+        return self.proj_drop(self.proj(x.transpose(1, 2).reshape(b, nw, n, c)))
 
 
 class SwinV2CrBlock(nn.Module):
