@@ -77,10 +77,11 @@ class _RelativeBiasTable(nn.Module):
     num_extra_bias_rows = NUM_CLS_ROWS
     bias_interpolation = "geometric"
 
-    def __init__(self, window_size: Size, num_heads: int):
+    def __init__(self, window_size: Size | None, num_heads: int):
         super().__init__()
-        self.window_size: Size = tuple(window_size)
-        self.relative_position_bias_table = nn.Parameter(torch.zeros(_table_rows(self.window_size), num_heads))
+        self.window_size: Size | None = None if window_size is None else tuple(window_size)
+        rows = 0 if window_size is None else _table_rows(self.window_size)
+        self.relative_position_bias_table = nn.Parameter(torch.zeros(rows, num_heads)) if rows else None
         self._indices: dict[tuple, torch.Tensor] = {}
         self._cache = _GridTableCache()
 
@@ -140,11 +141,7 @@ class BeitAttention(_RelativeBiasTable):
     ):
         if dim % num_heads:
             raise RectViTError(f"embed_dim {dim} must be divisible by num_heads {num_heads}.")
-        if window_size is not None:
-            super().__init__(window_size, num_heads)
-        else:
-            nn.Module.__init__(self)
-            self.window_size, self.relative_position_bias_table = None, None
+        super().__init__(window_size, num_heads)  # no table without a window (use_rel_pos_bias=False)
         self.num_heads = num_heads
         self.qkv = nn.Linear(dim, 3 * dim, bias=False)
         self.q_bias = nn.Parameter(torch.zeros(dim)) if qkv_bias else None
