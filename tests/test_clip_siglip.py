@@ -185,3 +185,15 @@ def test_siglip_has_no_class_token_and_errors_are_clear():
         rectvit.create_model("vit_base_patch16_siglip_224", global_pool="token", **SMALL)
     with pytest.raises(rectvit.InputSizeError, match="takes 64x96"):
         ours(torch.randn(1, 3, 96, 64))
+
+
+@pytest.mark.parametrize("name", ["vit_base_patch16_clip_quickgelu_224", "vit_base_patch32_siglip_256"])
+def test_save_and_load_model_round_trip(name, tmp_path):
+    """The recorded config rebuilds the tower (act_layer, pre_norm, attention pool) after set_input_size."""
+    ours = randomize_(rectvit.create_model(name, img_size=(64, 96), **SMALL)).eval()
+    ours.set_input_size(img_size=(96, 64))
+    back = rectvit.load_model(rectvit.save_checkpoint(ours, tmp_path / "tower.safetensors")).eval()
+    assert back.model_config["act_layer"] == ours.model_config["act_layer"] != "gelu"
+    x = torch.randn(2, 3, 96, 64)
+    with torch.no_grad():
+        assert torch.equal(back(x), ours(x))
