@@ -132,3 +132,28 @@ def test_unsupported_activation_and_unknown_keys_are_named(tmp_path):
     model = rectvit.create_model("vit_base_patch16_siglip_224", img_size=32, embed_dim=64, depth=2, num_heads=4)
     with pytest.raises(rectvit.CheckpointError, match="extra.weight"):
         rectvit.load_checkpoint(model, sd)
+
+
+@pytest.mark.parametrize("tower", ["clip", "siglip"])
+@pytest.mark.parametrize("size", [(96, 128), (48, 112), (32, 32)])
+def test_other_sizes_with_hf_interpolation(tmp_path, tower, size, one_thread):
+    """HF's interpolate_pos_encoding=True (bicubic, no antialiasing) at other, rectangular sizes equals a dynamic
+    rectvit model with pos_embed_antialias=False; the default (antialiased, as timm) differs when shrinking."""
+    if tower == "clip":
+        cfg = transformers.CLIPVisionConfig(image_size=64, patch_size=16, **SMALL)
+        hf = randomize_(transformers.CLIPVisionModel(cfg), seed=6).eval()
+    else:
+        cfg = transformers.SiglipVisionConfig(image_size=64, patch_size=16, **SMALL)
+        hf = randomize_(transformers.SiglipVisionModel(cfg), seed=6).eval()
+    path = _save(hf, tmp_path)
+    model = rectvit.load_model(path, dynamic_img_size=True, pos_embed_antialias=False).eval()
+    assert model.grid_size == (4, 4)
+    x = torch.randn(2, 3, *size)
+    with torch.no_grad():
+        ref = hf(pixel_values=x, interpolate_pos_encoding=True)
+        pooled = model.forward_head(model.forward_features(x), pre_logits=True)
+        torch.testing.assert_close(pooled, ref.pooler_output, atol=TOL, rtol=0)
+        if size == (32, 32):  # shrinking: the antialiased default is another (timm's) resampling
+            default = rectvit.load_model(path, dynamic_img_size=True).eval()
+            alt = default.forward_head(default.forward_features(x), pre_logits=True)
+            assert (alt - ref.pooler_output).abs().max() > 1e-4

@@ -94,6 +94,8 @@ class VisionTransformer(nn.Module):
     the blocks, patch projection without bias), ``act_layer`` by timm's name (``"gelu"``,
     ``"gelu_tanh"``, ``"quick_gelu"``), and ``global_pool="map"``: attention pooling with a learned
     query (``attn_pool``, SigLIP), over the patch tokens unless ``pool_include_prefix``.
+    ``pos_embed_antialias=False`` resamples the position table as HF's ``interpolate_pos_encoding`` does
+    (bicubic without antialiasing; the default antialiases as timm).
     """
 
     def __init__(
@@ -124,6 +126,7 @@ class VisionTransformer(nn.Module):
         pool_include_prefix: bool = False,
         norm_eps: float = 1e-6,
         act_layer: str = "gelu",
+        pos_embed_antialias: bool = True,
         dynamic_img_size: bool = False,
         dynamic_img_pad: bool = False,
         drop_rate: float = 0.0,
@@ -154,6 +157,7 @@ class VisionTransformer(nn.Module):
         self.dynamic_img_size = dynamic_img_size
         self.grad_checkpointing = False
         self.pos_embed_type = pos_embed or "none"
+        self.pos_embed_antialias = pos_embed_antialias
         self._pos_cache = _GridTableCache()
 
         self.patch_embed = embed_layer(
@@ -295,7 +299,7 @@ class VisionTransformer(nn.Module):
         if self.pos_embed_type == "learn" and new_grid != self.grid_size:
             old = self.pos_embed
             with torch.no_grad():
-                table = resample_grid(old.detach(), new_grid)
+                table = resample_grid(old.detach(), new_grid, antialias=self.pos_embed_antialias)
             self.pos_embed = nn.Parameter(table.clone(), requires_grad=old.requires_grad)
         elif self.pos_embed_type == "sincos":
             self.pos_embed = sincos_2d(new_grid, self.embed_dim).to(self.pos_embed.device, self.pos_embed.dtype)
@@ -321,8 +325,10 @@ class VisionTransformer(nn.Module):
                 table, grid, lambda: sincos_2d(grid, self.embed_dim).to(table.device, table.dtype)
             )
         if torch.is_grad_enabled() and table.requires_grad:
-            return resample_grid(table, grid)
-        return self._pos_cache.get(table, grid, lambda: resample_grid(table.detach(), grid))
+            return resample_grid(table, grid, antialias=self.pos_embed_antialias)
+        return self._pos_cache.get(
+            table, grid, lambda: resample_grid(table.detach(), grid, antialias=self.pos_embed_antialias)
+        )
 
     def _prefix_tokens(self, batch: int) -> torch.Tensor | None:
         """``(B, P, C)``: class, distillation and register tokens, in that order (with their positions)."""
