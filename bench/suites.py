@@ -49,6 +49,22 @@ def _hybrid_cases(quick: bool) -> list[dict[str, Any]]:
     ]
 
 
+def _family_cases(quick: bool) -> list[dict[str, Any]]:
+    """One row per further family (CLIP / SigLIP towers, BEiT, Swin v2 CR) at a rectangular size, where registered."""
+    rows = [
+        ("vit_base_patch16_clip_224", [448, 224], 2, {"depth": 2}),
+        ("vit_base_patch16_siglip_224", [256, 512], 2, {"depth": 2}),
+        ("beitv2_base_patch16_224", [448, 224], 2, {"depth": 2}),
+        ("swinv2_cr_tiny_224", [448, 224], 2, {"depths": [1, 1, 1, 1]}),
+    ]
+    known = set(rectvit.list_models())
+    return [
+        dict(kind="forward", model=m, img_size=s, batch=b, overrides=ov if quick else {})
+        for m, s, b, ov in rows
+        if m in known
+    ]
+
+
 def default_plan(
     quick: bool = False, compile_mode: str = "some", ast_depth: int = 2, n_spectrograms: int = 24
 ) -> dict[str, Any]:
@@ -65,6 +81,7 @@ def default_plan(
     forward = [dict(kind="forward", model=m, img_size=s, batch=b, overrides=vit_ov) for m, s, b in vit]
     forward += [dict(kind="forward", model=m, img_size=s, batch=b, overrides=swin_ov) for m, s, b in swin]
     forward += _hybrid_cases(quick)
+    forward += _family_cases(quick)
     if quick:
         forward = [forward[0], forward[4]] + forward[len(vit) + len(swin) :][:1]
     if compile_mode == "all":

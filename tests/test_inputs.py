@@ -164,53 +164,52 @@ def test_float_images_must_match_the_model_dtype(one_thread, build):
 
 
 # ---- sizes the patches do not tile: one rule for every path -----------------------------------------
-# Rule (docs/models.md): non-overlapping patches must tile the input exactly, else InputSizeError naming
-# the sizes below and above and dynamic_img_pad=True (which pads instead). Overlapping strides (AST)
-# count whole patches, as timm and HF do.
+# Rule (docs/models.md): the grid holds the whole patches that fit, as the convolution takes them; the
+# bottom/right remainder is not seen (timm's rule for a nominal size), on every path, static and dynamic.
+# dynamic_img_pad=True pads instead. Overlapping strides (AST) count whole patches, as timm and HF do.
 
-NON_MULTIPLE = (100, 64)  # patch 16: a 6x4 grid would drop 4 pixel rows
-
-
-def _says_how_to_tile(e: pytest.ExceptionInfo) -> None:
-    msg = str(e.value)
-    assert "100x64" in msg and "96x64" in msg and "112x64" in msg and "dynamic_img_pad=True" in msg, msg
+NON_MULTIPLE = (100, 64)  # patch 16: a 6x4 grid; the last 4 pixel rows are not seen
 
 
-def test_non_multiple_img_size_is_refused_by_constructor_and_set_input_size(one_thread):
-    with pytest.raises(InputSizeError) as e:
-        _vit(img_size=NON_MULTIPLE)
-    _says_how_to_tile(e)
-    model = _vit(img_size=(96, 64))
-    with pytest.raises(InputSizeError) as e:
-        model.set_input_size(img_size=NON_MULTIPLE)
-    _says_how_to_tile(e)
-    assert model.img_size == (96, 64) and model.grid_size == (6, 4)
-
-
-def test_non_multiple_input_is_refused_static_and_dynamic(one_thread):
-    x = torch.randn(1, 3, *NON_MULTIPLE)
-    with pytest.raises(InputSizeError, match=r"takes 96x64 inputs, got 100x64"):
-        _vit(img_size=(96, 64))(x)
-    with pytest.raises(InputSizeError) as e:
-        _vit(img_size=(96, 64), dynamic_img_size=True)(x)
-    _says_how_to_tile(e)
-    with pytest.raises(InputSizeError) as e:
-        _vit(img_size=(96, 64), dynamic_img_size=True).feat_size(NON_MULTIPLE)
-    _says_how_to_tile(e)
-
-
-def test_non_multiple_size_is_refused_by_load_model_and_adapt(one_thread, tmp_path, capsys):
+def test_non_multiple_sizes_crop_on_every_path_like_the_convolution(one_thread, tmp_path, capsys):
+    """The truth: the same model on the input cropped to the whole patches (96x64)."""
     from rectvit.cli import main
 
+    x = torch.randn(2, 3, *NON_MULTIPLE)
+    cropped = x[..., :96, :64]
+    ref = _vit(img_size=(96, 64))
+    with torch.no_grad():
+        expected = ref(cropped)
+        static = _vit(img_size=NON_MULTIPLE)
+        static.load_state_dict(ref.state_dict())
+        assert static.grid_size == (6, 4)
+        torch.testing.assert_close(static(x), expected, rtol=0, atol=1e-6)
+        ref.dynamic_img_size = True
+        torch.testing.assert_close(ref(x), expected, rtol=0, atol=1e-6)
+        ref.dynamic_img_size = False
+        ref.set_input_size(img_size=NON_MULTIPLE)
+        assert ref.grid_size == (6, 4)
+        torch.testing.assert_close(ref(x), expected, rtol=0, atol=1e-6)
     src = rectvit.save_checkpoint(_vit(img_size=(96, 64)), tmp_path / "m.safetensors")
-    with pytest.raises(InputSizeError) as e:
-        rectvit.load_model(src, img_size=NON_MULTIPLE)
-    _says_how_to_tile(e)
+    assert rectvit.load_model(src, img_size=NON_MULTIPLE).grid_size == (6, 4)
+    tiny = rectvit.save_checkpoint(
+        rectvit.create_model("vit_tiny_patch16_224", img_size=(96, 64)), tmp_path / "t.safetensors"
+    )
     out = tmp_path / "out.safetensors"
-    argv = ["adapt", str(src), "--model", "vit_small_patch16_224", "--img-size", "100x64", "-o", str(out)]
-    assert main(argv) == 2
-    err = capsys.readouterr().err
-    assert "100x64 is not a multiple of the patch size 16x16" in err and "96x64" in err and not out.exists()
+    argv = ["adapt", str(tiny), "--model", "vit_tiny_patch16_224", "--img-size", "100x64", "-o", str(out)]
+    assert main(argv) == 0
+    assert "the last 4 pixel row(s) and 0 column(s) are not seen" in capsys.readouterr().out
+    assert rectvit.load_model(out).grid_size == (6, 4)
+
+
+def test_registered_timm_size_that_patches_do_not_tile_builds_as_timm(one_thread):
+    import timm
+
+    kw = dict(depth=1, embed_dim=32, num_heads=2, num_classes=0)
+    with torch.device("meta"):
+        ours = rectvit.create_model("vit_so400m_patch14_siglip_384", **kw)
+        theirs = timm.create_model("vit_so400m_patch14_siglip_384", **kw)
+    assert ours.grid_size == tuple(theirs.patch_embed.grid_size) == (27, 27)
 
 
 def test_dynamic_img_pad_pads_on_every_path(one_thread):
@@ -236,15 +235,15 @@ def test_overlapping_strides_count_whole_patches(one_thread):
 
 
 def test_hybrid_follows_the_same_rule(one_thread):
-    # stem-only backbone (reduction 4) and 8x8 patches: inputs must tile into 32-pixel steps.
-    with pytest.raises(InputSizeError, match=r"img_size 100x64 gives a 25x16 feature map .* 96x64 or 128x64"):
-        _hybrid(img_size=NON_MULTIPLE)
-    model = _hybrid(img_size=(96, 64), dynamic_img_size=True)
-    with pytest.raises(InputSizeError, match=r"input 100x64 .* dynamic_img_pad=True"):
-        model(torch.randn(1, 3, *NON_MULTIPLE))
-    with pytest.raises(InputSizeError, match=r"img_size 100x64"):
-        model.set_input_size(img_size=NON_MULTIPLE)
-    assert model.img_size == (96, 64)
+    # stem-only backbone (reduction 4) and 8x8 patches: 100x64 -> a 25x16 feature map -> 3x2 whole patches.
+    model = _hybrid(img_size=NON_MULTIPLE)
+    assert model.grid_size == (3, 2)
+    x = torch.randn(1, 3, *NON_MULTIPLE)
+    with torch.no_grad():  # the truth: the projection of the feature map cropped to whole 8x8 patches
+        features = model.patch_embed.backbone(x)
+        assert features.shape[-2:] == (25, 16)
+        expected = model.patch_embed.proj(features[..., :24, :16]).permute(0, 2, 3, 1)
+        torch.testing.assert_close(model.patch_embed(x), expected, rtol=0, atol=1e-6)
     assert _hybrid(img_size=NON_MULTIPLE, dynamic_img_pad=True).grid_size == (4, 2)
 
 

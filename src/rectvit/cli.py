@@ -15,6 +15,7 @@ from .demo import add_demo_arguments, run_demo
 from .errors import RectViTError
 from .factory import create_model, load_model
 from .grid import to_size
+from .layers import PatchEmbed
 from .viz import plot_position_similarity
 
 CKPT_HELP = ".safetensors / .pth / .bin file, an HF or timm folder, or hf-hub:org/name"
@@ -55,7 +56,24 @@ def _cmd_adapt(args: argparse.Namespace) -> int:
     print(report)
     size = f"{args.img_size[0]}x{args.img_size[1]}"
     print(f"wrote {args.output} ({args.model} at {size}); it reloads with rectvit.load_model")
+    lost = _pixels_not_seen(model)
+    if any(lost):
+        print(
+            f"note: {size} is not tiled by the patches: the last {lost[0]} pixel row(s) and {lost[1]} column(s) are "
+            "not seen (build with dynamic_img_pad=True to pad instead)"
+        )
     return 0
+
+
+def _pixels_not_seen(model) -> tuple[int, int]:
+    """Bottom rows and right columns of ``img_size`` that a ViT's whole patches do not cover."""
+    embed = getattr(model, "patch_embed", None)
+    if not isinstance(embed, PatchEmbed) or embed.dynamic_img_pad:
+        return (0, 0)
+    return tuple(
+        s - ((g - 1) * t + p)
+        for s, g, t, p in zip(embed.img_size, embed.grid_size, embed.patch_stride, embed.patch_size)
+    )
 
 
 def _cmd_plot(args: argparse.Namespace) -> int:

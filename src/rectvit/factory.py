@@ -19,6 +19,7 @@ from .checkpoint.load import load_checkpoint, load_converted
 from .checkpoint.timm import is_timm_config, timm_config_kwargs
 from .errors import CheckpointError, RectViTError
 from .grid import to_size
+from .models.beit import Beit
 from .models.registry import build_model, get_model_entry
 from .models.vit import VisionTransformer
 
@@ -92,7 +93,8 @@ def load_model(path: str | os.PathLike, *, source_grid=None, source_windows=None
         model = create_model(arch, **{**kwargs, **overrides})
     elif raw.config is not None:
         kwargs = hf_model_kwargs(conv.hf_family, raw.config, conv.state_dict)
-        model = build_model(VisionTransformer, kwargs, overrides, str(path))
+        cls = Beit if conv.hf_family == "beit" else VisionTransformer
+        model = build_model(cls, kwargs, overrides, str(path))
         model.arch_name = f"hf-{conv.hf_family}"
     else:
         raise CheckpointError(

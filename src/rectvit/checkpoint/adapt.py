@@ -212,6 +212,9 @@ def adapt_relative_position_bias(
 ) -> None:
     """Resample Swin v1 ``relative_position_bias_table`` ``((2wh-1)(2ww-1), heads)`` to the model's windows.
 
+    BEiT's tables carry ``num_extra_bias_rows`` class-token rows after the grid (an attribute of the
+    module holding the table); they are split off to find the window and kept as they are.
+
     A flat table does not know its window either (``(4, 12)`` and ``(12, 4)`` give the same count):
     the window comes from ``source_windows`` (one ``(wh, ww)`` for every table whose rows it fits, or
     ``{key: (wh, ww)}``), else ``recorded`` (our files record it), else the only window that fits,
@@ -219,56 +222,71 @@ def adapt_relative_position_bias(
     (``default_windows``) are candidates, never evidence. Otherwise ``AmbiguousGridError``.
     """
     own = model.state_dict()
-    given = _given_windows(sd, source_windows)
+    given = _given_windows(_bias_table_rows(sd, model), source_windows)
     for key, table in list(sd.items()):
         if not key.endswith("relative_position_bias_table") or key not in own or table.dim() != 2:
             continue
-        new_win = tuple(getattr(model.get_submodule(key.rsplit(".", 1)[0]), "window_size", ()))
+        module = model.get_submodule(key.rsplit(".", 1)[0])
+        new_win = tuple(getattr(module, "window_size", None) or ())
         if len(new_win) != 2 or table.shape[1] != own[key].shape[1]:
             continue  # left to check_keys, which names both shapes
+        extra = int(getattr(module, "num_extra_bias_rows", 0))  # BEiT's class-token rows, kept as they are
         candidates = [(new_win, "target model window")]
         if (default_windows or {}).get(key):
             candidates.append((tuple(default_windows[key]), "architecture default window"))
         if key in given:
             old_win, basis = given[key], "source_windows argument"
         else:
-            old_win, basis = _table_window(key, table, candidates, (recorded or {}).get(key))
+            grid_rows = table[: table.shape[0] - extra]
+            old_win, basis = _table_window(key, grid_rows, candidates, (recorded or {}).get(key))
         if old_win != new_win:
-            mode = getattr(model, "bias_interpolation", "geometric")
-            sd[key] = resample_relative_bias_table(table, old_win, new_win, mode)
+            mode = getattr(module, "bias_interpolation", None) or getattr(model, "bias_interpolation", "geometric")
+            sd[key] = resample_relative_bias_table(table, old_win, new_win, mode, num_extra_tokens=extra)
             windows = f"{old_win[0]}x{old_win[1]} -> {new_win[0]}x{new_win[1]}"
             method = f"resample_relative_bias_table ({mode}), window {windows}"
             report.add(key, table.shape, sd[key].shape, method, basis)
 
 
-def _given_windows(sd: dict[str, torch.Tensor], source_windows) -> dict[str, Size]:
+def _bias_table_rows(sd: dict[str, torch.Tensor], model: nn.Module) -> dict[str, int]:
+    """``{key: rows of the relative-offset grid}`` of the checkpoint's bias tables (BEiT's extra rows left out)."""
+    rows = {}
+    for key, table in sd.items():
+        if key.endswith("relative_position_bias_table") and table.dim() == 2:
+            try:
+                module = model.get_submodule(key.rsplit(".", 1)[0])
+            except AttributeError:
+                module = None
+            rows[key] = table.shape[0] - int(getattr(module, "num_extra_bias_rows", 0))
+    return rows
+
+
+def _given_windows(rows: dict[str, int], source_windows) -> dict[str, Size]:
     """``{bias-table key: window}`` from a ``source_windows`` argument; a window that fits no table is an error."""
     if source_windows is None:
         return {}
-    tables = {k: v for k, v in sd.items() if k.endswith("relative_position_bias_table") and v.dim() == 2}
     if isinstance(source_windows, dict):
         given = {k: to_size(w, f"source_windows[{k!r}]") for k, w in source_windows.items()}
-        unknown = [k for k in given if k not in tables]
+        unknown = [k for k in given if k not in rows]
         if unknown:
             raise CheckpointError(
                 f"source_windows names {unknown[:4]}, which are not bias tables of the checkpoint; "
-                f"its tables are e.g. {list(tables)[:4]}."
+                f"its tables are e.g. {list(rows)[:4]}."
             )
     else:
         window = to_size(source_windows, "source_windows")
-        given = {k: window for k, t in tables.items() if window in relative_windows(t.shape[0])}
-        if tables and not given:
-            rows = sorted({t.shape[0] for t in tables.values()})
+        given = {k: window for k, n in rows.items() if window in relative_windows(n)}
+        if rows and not given:
+            counts = sorted(set(rows.values()))
             raise CheckpointError(
                 f"source_windows {window[0]}x{window[1]} gives {(2 * window[0] - 1) * (2 * window[1] - 1)} table "
-                f"rows; the checkpoint's bias tables have {rows} rows (windows "
-                f"{', '.join(f'{h}x{w}' for r in rows for h, w in relative_windows(r))})."
+                f"rows; the checkpoint's bias tables have {counts} rows (windows "
+                f"{', '.join(f'{h}x{w}' for r in counts for h, w in relative_windows(r))})."
             )
     for key, window in given.items():
-        if window not in relative_windows(tables[key].shape[0]):
+        if window not in relative_windows(rows[key]):
             raise CheckpointError(
                 f"source_windows gives {key} the window {window[0]}x{window[1]}, which does not fit its "
-                f"{tables[key].shape[0]} rows; windows that fit: {relative_windows(tables[key].shape[0])}."
+                f"{rows[key]} rows; windows that fit: {relative_windows(rows[key])}."
             )
     return given
 

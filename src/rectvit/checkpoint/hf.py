@@ -1,13 +1,20 @@
-"""Hugging Face ViT / DeiT / AST state dicts -> timm's ViT layout, and model configs from HF config.json.
+"""Hugging Face ViT / DeiT / AST and CLIP / SigLIP vision towers -> timm's ViT layout; model configs from config.json.
 
 Both HF key schemes are read: the saved one (``encoder.layer.N.attention.attention.query``, what
 ``save_pretrained`` writes and the hub holds) and transformers 5's in-memory one
 (``layers.N.attention.q_proj``). The flat position table keeps its HF form ``(1, P + h*w, C)``;
 ``hf_grid`` says which grid the config records for it.
+
+CLIP / SigLIP vision towers (``CLIPVisionModel``, ``CLIPVisionModelWithProjection``,
+``SiglipVisionModel``; keys with or without ``vision_model.``) map onto timm's CLIP / SigLIP ViT: the
+class embedding and flat position table, ``pre_layrnorm`` -> ``norm_pre``, ``post_layernorm`` ->
+``norm``, SigLIP's pooling head -> ``attn_pool`` (its fused ``in_proj`` split into ``q`` and ``kv``),
+CLIP's bias-free ``visual_projection`` -> ``head`` with a zero bias.
 """
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Any
 
@@ -54,9 +61,68 @@ _HEAD_RULES = {
 }
 _IGNORED = re.compile(r"(^|\.)pooler\.dense\.(weight|bias)$")
 
+# CLIP / SigLIP vision towers: model_type -> family, and key rules after an optional "vision_model.".
+HF_TOWERS = {"clip_vision_model": "clip", "siglip_vision_model": "siglip"}
+_TOWER_RULES = [
+    (r"embeddings\.patch_embedding\.(weight|bias)", r"patch_embed.proj.\1"),
+    (r"pre_layrnorm\.(weight|bias)", r"norm_pre.\1"),
+    (r"post_layernorm\.(weight|bias)", r"norm.\1"),
+    (r"encoder\.layers\.(\d+)\.layer_norm([12])\.(weight|bias)", r"blocks.\1.norm\2.\3"),
+    (r"encoder\.layers\.(\d+)\.self_attn\.out_proj\.(weight|bias)", r"blocks.\1.attn.proj.\2"),
+    (r"encoder\.layers\.(\d+)\.mlp\.(fc1|fc2)\.(weight|bias)", r"blocks.\1.mlp.\2.\3"),
+    (r"head\.probe", "attn_pool.latent"),
+    (r"head\.attention\.out_proj\.(weight|bias)", r"attn_pool.proj.\1"),
+    (r"head\.layernorm\.(weight|bias)", r"attn_pool.norm.\1"),
+    (r"head\.mlp\.(fc1|fc2)\.(weight|bias)", r"attn_pool.mlp.\1.\2"),
+]
+_TOWER_QKV = re.compile(r"encoder\.layers\.(\d+)\.self_attn\.(q|k|v)_proj\.(weight|bias)")
+# HF BEiT (BeitModel / BeitForImageClassification), after an optional "beit."; saved and in-memory names.
+_L = r"(?:encoder\.layer|layers)\.(\d+)\."
+_BEIT_RULES = [
+    (r"embeddings\.cls_token", "cls_token"),
+    (r"embeddings\.position_embeddings", "pos_embed"),
+    (r"embeddings\.patch_embeddings\.projection\.(weight|bias)", r"patch_embed.proj.\1"),
+    (_L + r"layernorm_before\.(weight|bias)", r"blocks.\1.norm1.\2"),
+    (_L + r"layernorm_after\.(weight|bias)", r"blocks.\1.norm2.\2"),
+    (_L + r"lambda_([12])", r"blocks.\1.gamma_\2"),
+    (_L + r"(?:attention\.attention\.query|attention\.q_proj)\.bias", r"blocks.\1.attn.q_bias"),
+    (_L + r"(?:attention\.attention\.value|attention\.v_proj)\.bias", r"blocks.\1.attn.v_bias"),
+    (
+        _L + r"(?:attention\.)+relative_position_bias\.relative_position_bias_table",
+        r"blocks.\1.attn.relative_position_bias_table",
+    ),
+    (_L + r"relative_position_bias\.relative_position_bias_table", r"blocks.\1.attn.relative_position_bias_table"),
+    (_L + r"(?:attention\.output\.dense|attention\.o_proj)\.(weight|bias)", r"blocks.\1.attn.proj.\2"),
+    (_L + r"(?:intermediate\.dense|mlp\.fc1)\.(weight|bias)", r"blocks.\1.mlp.fc1.\2"),
+    (_L + r"(?:output\.dense|mlp\.fc2)\.(weight|bias)", r"blocks.\1.mlp.fc2.\2"),
+    (
+        r"(?:encoder\.)?relative_position_bias\.relative_position_bias_table",
+        "rel_pos_bias.relative_position_bias_table",
+    ),
+    (r"layernorm\.(weight|bias)", r"norm.\1"),
+    (r"pooler\.layernorm\.(weight|bias)", r"fc_norm.\1"),
+    (r"classifier\.(weight|bias)", r"head.\1"),
+]
+_BEIT_QKV = re.compile(_L + r"(?:attention\.attention\.(query|key|value)|attention\.(q|k|v)_proj)\.weight")
+
+# HF hidden_act -> rectvit act_layer (the same function, not an approximation of it).
+_HF_ACTS = {"gelu": "gelu", "quick_gelu": "quick_gelu", "gelu_pytorch_tanh": "gelu_tanh"}
+
 
 def is_hf_layout(state_dict: dict[str, torch.Tensor]) -> bool:
-    return any(k.endswith("embeddings.position_embeddings") for k in state_dict)
+    keys = state_dict
+    return any(k.endswith("embeddings.position_embeddings") for k in keys) or _is_tower(keys) or _is_beit(keys)
+
+
+def _is_beit(state_dict: dict[str, torch.Tensor]) -> bool:
+    """HF BEiT keys: the ``beit.`` prefix, layer scale ``lambda_1`` or an HF bias module (not timm's keys)."""
+    ends = ("lambda_1", "relative_position_bias.relative_position_bias_table")
+    return any(k.startswith("beit.") or k.endswith(ends) for k in state_dict)
+
+
+def _is_tower(state_dict: dict[str, torch.Tensor]) -> bool:
+    """A CLIP / SigLIP vision tower's keys (``embeddings.patch_embedding``, singular)."""
+    return any(k.endswith("embeddings.patch_embedding.weight") for k in state_dict)
 
 
 def hf_family(state_dict: dict[str, torch.Tensor], config: dict[str, Any] | None = None) -> str:
@@ -64,13 +130,27 @@ def hf_family(state_dict: dict[str, torch.Tensor], config: dict[str, Any] | None
     model_type = (config or {}).get("model_type")
     if model_type in ("vit", "deit"):
         return model_type
+    if model_type in HF_TOWERS:
+        return HF_TOWERS[model_type]
+    if model_type == "beit":
+        return "beit"
+    if model_type in ("clip", "siglip"):
+        tower = "CLIPVisionModelWithProjection" if model_type == "clip" else "SiglipVisionModel"
+        raise CheckpointError(
+            f"HF model_type {model_type!r} is a full image-text model; rectvit reads its vision tower: save it "
+            f"with transformers.{tower}.from_pretrained(path).save_pretrained(out) and load that folder."
+        )
     if model_type == "audio-spectrogram-transformer":
         return "ast"
     if model_type:
         raise CheckpointError(
             f"HF model_type {model_type!r} is not supported; rectvit reads 'vit', 'deit' and "
-            "'audio-spectrogram-transformer' checkpoints."
+            "'audio-spectrogram-transformer' checkpoints, and 'clip_vision_model' / 'siglip_vision_model' towers."
         )
+    if _is_beit(state_dict):
+        return "beit"
+    if _is_tower(state_dict):
+        return "clip" if any(k.endswith("embeddings.class_embedding") for k in state_dict) else "siglip"
     for family, prefix in HF_BACKBONES.items():
         if any(k.startswith(prefix) for k in state_dict):
             return family
@@ -81,8 +161,12 @@ def hf_to_timm(state_dict: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Ten
     """Rename an HF ViT/DeiT/AST state dict to timm's ViT keys (q, k, v fused into ``qkv``).
 
     Returns the converted dict and the HF keys that have no timm counterpart and were dropped
-    (ViTModel's pooler). Unknown keys are a ``CheckpointError``.
+    (ViTModel's pooler). Unknown keys are a ``CheckpointError``. CLIP / SigLIP towers: see the module note.
     """
+    if _is_tower(state_dict):
+        return _tower_to_timm(state_dict)
+    if _is_beit(state_dict):
+        return _beit_to_timm(state_dict)
     out: dict[str, torch.Tensor] = {}
     dropped: list[str] = []
     qkv: dict[tuple[str, str], dict[str, torch.Tensor]] = {}
@@ -141,6 +225,115 @@ def _size_value(config: dict[str, Any], key: str, default: Any) -> Size:
         raise CheckpointError(f"HF config.json: {e}") from None
 
 
+def _tower_to_timm(state_dict: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], list[str]]:
+    """A CLIP / SigLIP vision tower's state dict in timm's ViT key names (see the module note)."""
+    out: dict[str, torch.Tensor] = {}
+    dropped: list[str] = []
+    qkv: dict[tuple[str, str], dict[str, torch.Tensor]] = {}
+    unknown: list[str] = []
+    for key, value in state_dict.items():
+        body = key.removeprefix("vision_model.")
+        m = _TOWER_QKV.fullmatch(body)
+        if m:
+            qkv.setdefault((m.group(1), m.group(3)), {})[m.group(2)] = value
+        elif body == "embeddings.class_embedding":
+            out["cls_token"] = value.reshape(1, 1, -1)
+        elif body == "embeddings.position_embedding.weight":
+            out["pos_embed"] = value.unsqueeze(0)  # flat (1, P + h*w, C); the grid is resolved on load
+        elif body == "embeddings.position_ids":
+            dropped.append(key)  # an index buffer older transformers saved
+        elif body in ("head.attention.in_proj_weight", "head.attention.in_proj_bias"):
+            kind = "weight" if body.endswith("weight") else "bias"
+            c = value.shape[0] // 3
+            out[f"attn_pool.q.{kind}"], out[f"attn_pool.kv.{kind}"] = value[:c], value[c:]
+        elif key == "visual_projection.weight":
+            out["head.weight"] = value
+            out["head.bias"] = value.new_zeros(value.shape[0])  # HF's projection has no bias
+        else:
+            for pattern, repl in _TOWER_RULES:
+                if re.fullmatch(pattern, body):
+                    out[re.sub(pattern, repl, body)] = value
+                    break
+            else:
+                unknown.append(key)
+    if unknown:
+        raise CheckpointError(
+            f"unrecognised keys in an HF CLIP / SigLIP vision checkpoint: {unknown[:8]}; rectvit reads "
+            "CLIPVisionModel, CLIPVisionModelWithProjection and SiglipVisionModel weights."
+        )
+    for (idx, kind), parts in qkv.items():
+        if set(parts) != {"q", "k", "v"}:
+            raise CheckpointError(
+                f"HF layer {idx}: attention {kind} needs q, k and v projections; found {sorted(parts)}."
+            )
+        out[f"blocks.{idx}.attn.qkv.{kind}"] = torch.cat([parts["q"], parts["k"], parts["v"]], dim=0)
+    return out, dropped
+
+
+def _beit_to_timm(state_dict: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], list[str]]:
+    """An HF BEiT state dict in timm's ``Beit`` key names (query, key and value weights fused into ``qkv``)."""
+    out: dict[str, torch.Tensor] = {}
+    dropped: list[str] = []
+    qkv: dict[str, dict[str, torch.Tensor]] = {}
+    unknown: list[str] = []
+    for key, value in state_dict.items():
+        body = key.removeprefix("beit.")
+        m = _BEIT_QKV.fullmatch(body)
+        if m:
+            qkv.setdefault(m.group(1), {})[(m.group(2) or m.group(3))[0]] = value
+            continue
+        if body == "embeddings.mask_token" or body.endswith("relative_position_index"):
+            dropped.append(key)  # masked-image-modelling token; an index buffer
+            continue
+        for pattern, repl in _BEIT_RULES:
+            if re.fullmatch(pattern, body):
+                out[re.sub(pattern, repl, body)] = value
+                break
+        else:
+            unknown.append(key)
+    if unknown:
+        raise CheckpointError(
+            f"unrecognised keys in an HF BEiT checkpoint: {unknown[:8]}; rectvit reads BeitModel and "
+            "BeitForImageClassification weights."
+        )
+    for idx, parts in qkv.items():
+        if set(parts) != {"q", "k", "v"}:
+            raise CheckpointError(f"HF BEiT layer {idx}: attention needs query, key and value; found {sorted(parts)}.")
+        out[f"blocks.{idx}.attn.qkv.weight"] = torch.cat([parts["q"], parts["k"], parts["v"]], dim=0)
+    return out, dropped
+
+
+def _beit_kwargs(config: dict[str, Any], state_dict: dict[str, torch.Tensor], hidden: int) -> dict[str, Any]:
+    """rectvit ``Beit`` keywords for an HF ``BeitConfig``."""
+    mean_pooling = bool(config.get("use_mean_pooling", True))
+    scale = config.get("layer_scale_init_value", 0.1)
+    return dict(
+        img_size=hf_img_size("beit", config),
+        patch_size=to_size(config.get("patch_size", 16), "patch_size"),
+        in_chans=int(config.get("num_channels", 3)),
+        embed_dim=hidden,
+        depth=int(config["num_hidden_layers"]),
+        num_heads=int(config["num_attention_heads"]),
+        mlp_ratio=_mlp_ratio(hidden, int(config["intermediate_size"])),
+        init_values=float(scale) if scale and scale > 0 else None,
+        use_abs_pos_emb=bool(config.get("use_absolute_position_embeddings", False)),
+        use_rel_pos_bias=bool(config.get("use_relative_position_bias", False)),
+        use_shared_rel_pos_bias=bool(config.get("use_shared_relative_position_bias", False)),
+        global_pool="avg" if mean_pooling else "token",
+        use_fc_norm=mean_pooling,
+        norm_eps=float(config.get("layer_norm_eps", 1e-12)),
+        num_classes=int(state_dict["head.weight"].shape[0]) if "head.weight" in state_dict else 0,
+    )
+
+
+def _mlp_ratio(hidden: int, intermediate: int) -> float:
+    """A ratio ``r`` with ``int(hidden * r) == intermediate`` (plain division can land one below)."""
+    ratio = intermediate / hidden
+    while int(hidden * ratio) < intermediate:
+        ratio = math.nextafter(ratio, math.inf)
+    return ratio
+
+
 def _hf_patch_and_stride(family: str, config: dict[str, Any]) -> tuple[Size, Size]:
     patch = _size_value(config, "patch_size", 16)
     if family == "ast":
@@ -177,9 +370,13 @@ def hf_model_kwargs(family: str, config: dict[str, Any], state_dict: dict[str, t
             f"HF config.json lacks {missing}; it does not describe a {family} model rectvit can build."
         )
     act = config.get("hidden_act", "gelu")
-    if not isinstance(act, str) or act != "gelu":
-        raise CheckpointError(f"HF hidden_act {act!r} is not supported; rectvit's ViT uses exact 'gelu'.")
+    if act not in _HF_ACTS:
+        raise CheckpointError(f"HF hidden_act {act!r} is not supported; rectvit reads {sorted(_HF_ACTS)}.")
     hidden = _value(config, "hidden_size", None)
+    if family == "beit":
+        if act != "gelu":
+            raise CheckpointError(f"HF BEiT hidden_act {act!r} is not supported; rectvit's BEiT uses exact 'gelu'.")
+        return _beit_kwargs(config, state_dict, hidden)
     patch, stride = _hf_patch_and_stride(family, config)
     num_classes = int(state_dict["head.weight"].shape[0]) if "head.weight" in state_dict else 0
     kwargs: dict[str, Any] = dict(
@@ -189,13 +386,20 @@ def hf_model_kwargs(family: str, config: dict[str, Any], state_dict: dict[str, t
         embed_dim=hidden,
         depth=_value(config, "num_hidden_layers", None),
         num_heads=_value(config, "num_attention_heads", None),
-        mlp_ratio=_value(config, "intermediate_size", None) / hidden,
+        mlp_ratio=_mlp_ratio(hidden, _value(config, "intermediate_size", None)),
         qkv_bias=bool(config.get("qkv_bias", True)),
         norm_eps=_value(config, "layer_norm_eps", 1e-12, float),
         num_classes=num_classes,
     )
     if stride != patch:
         kwargs["patch_stride"] = stride
+    if _HF_ACTS[act] != "gelu":
+        kwargs["act_layer"] = _HF_ACTS[act]
+    if family == "clip":
+        kwargs.update(pre_norm=True, norm_eps=float(config.get("layer_norm_eps", 1e-5)))
+    elif family == "siglip":
+        pool = dict(global_pool="map") if "attn_pool.latent" in state_dict else dict(global_pool="avg", fc_norm=False)
+        kwargs.update(class_token=False, norm_eps=float(config.get("layer_norm_eps", 1e-6)), **pool)
     if family == "ast":  # a headless ASTModel keeps the pooling (mean of class and distillation tokens)
         kwargs.update(distilled=True, global_pool="token_dist", head_norm="head_norm.weight" in state_dict)
     elif family == "deit" and "dist_token" in state_dict:

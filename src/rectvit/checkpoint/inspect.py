@@ -122,7 +122,8 @@ def inspect_checkpoint(source: str | os.PathLike, source_grid=None) -> Checkpoin
     for key, value in sd.items():
         if key.endswith("relative_position_bias_table") and value.dim() == 2:
             recorded = conv.recorded_windows.get(key)
-            fits = [tuple(recorded)] if recorded else relative_windows(value.shape[0])
+            rows = value.shape[0]  # BEiT's tables carry 3 class-token rows after the grid
+            fits = [tuple(recorded)] if recorded else relative_windows(rows) or relative_windows(rows - 3)
             rel.append((key, tuple(value.shape), fits, bool(recorded)))
     return CheckpointInfo(
         path=str(source),

@@ -1,6 +1,8 @@
 """Model-agnostic building blocks shared by every model family."""
 
+from .activations import GELUTanh, QuickGELU, get_act_layer
 from .attention import Attention
+from .attention_pool import AttentionPoolLatent
 from .block import Block
 from .drop import DropPath, drop_path
 from .layer_scale import LayerScale
@@ -8,3 +10,4 @@ from .mlp import Mlp
 from .patch_embed import PatchEmbed
 
 __all__ = ["Attention", "Block", "DropPath", "drop_path", "LayerScale", "Mlp", "PatchEmbed"]
+__all__ += ["AttentionPoolLatent", "GELUTanh", "QuickGELU", "get_act_layer"]

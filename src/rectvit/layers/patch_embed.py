@@ -53,22 +53,6 @@ def check_image_batch(x: torch.Tensor, in_chans: int, dtype: torch.dtype | None 
     return h, w
 
 
-def check_tiling(img_size, patch: Size, what: str = "img_size") -> None:
-    """``InputSizeError`` when non-overlapping ``patch``es would not cover ``img_size`` exactly (pixels dropped).
-
-    Sizes smaller than one patch are left to ``patch_grid``, which says so.
-    """
-    (h, w), (ph, pw) = to_size(img_size, what), patch
-    if h < ph or w < pw or not (h % ph or w % pw):
-        return
-    down, up = (h // ph * ph, w // pw * pw), padded_size((h, w), patch)
-    raise InputSizeError(
-        f"{what} {h}x{w} is not a multiple of the patch size {ph}x{pw}: a {h // ph}x{w // pw} grid would drop "
-        f"the last {h - down[0]} row(s) and {w - down[1]} column(s) of pixels; use {down[0]}x{down[1]} or "
-        f"{up[0]}x{up[1]}, or build the model with dynamic_img_pad=True to pad to {up[0]}x{up[1]}."
-    )
-
-
 def resized_patch_conv(conv: nn.Conv2d, patch: Size, stride: Size) -> nn.Conv2d:
     """A copy of a patch-projection ``conv`` with a ``patch`` kernel (PI-resized weights) and ``stride``."""
     new = nn.Conv2d(conv.in_channels, conv.out_channels, patch, stride=stride, bias=conv.bias is not None)
@@ -88,8 +72,9 @@ class PatchEmbed(nn.Module):
 
     ``patch_stride`` defaults to the patch size; a smaller stride gives overlapping patches (AST:
     16x16 patches at stride 10 make a (12, 101) grid of a 128x1024 spectrogram). With
-    ``strict_img_size`` only ``img_size`` is accepted; otherwise any size whose patches tile it
-    (or any size at all with ``dynamic_img_pad``, which zero-pads bottom/right up to the next tiling).
+    ``strict_img_size`` only ``img_size`` is accepted; otherwise any size holding one patch. A size the
+    patches do not tile is cropped as the convolution takes it (whole patches only; the bottom/right
+    remainder is not seen), unless ``dynamic_img_pad`` zero-pads it up to the next tiling.
     ``norm_layer`` (e.g. ``nn.LayerNorm``, as Swin) normalises the tokens; ``None`` leaves them as they are.
 
     Any embedding module a ViT takes (see ``VisionTransformer(embed_layer=...)``) offers the same
@@ -132,8 +117,6 @@ class PatchEmbed(nn.Module):
     def _grid_of(self, img_size, patch: Size, stride: Size) -> Size:
         if self.dynamic_img_pad:
             img_size = padded_size(img_size, patch, stride)
-        elif stride == patch:
-            check_tiling(img_size, patch)
         return patch_grid(img_size, patch, stride)
 
     def plan_input_size(self, img_size=None, patch_size=None, patch_stride=None) -> dict[str, Any]:
@@ -190,13 +173,6 @@ class PatchEmbed(nn.Module):
             raise InputSizeError(
                 f"input {h}x{w} is smaller than one patch ({ph}x{pw}); use an input of at least "
                 f"{max(h, ph)}x{max(w, pw)} or build the model with dynamic_img_pad=True."
-            )
-        if self.patch_stride == self.patch_size and (h % ph or w % pw):
-            ok = (h // ph * ph, w // pw * pw)
-            up = padded_size((h, w), self.patch_size)
-            raise InputSizeError(
-                f"input {h}x{w} is not a multiple of the patch size {ph}x{pw}; crop to "
-                f"{ok[0]}x{ok[1]}, pad to {up[0]}x{up[1]}, or build the model with dynamic_img_pad=True."
             )
 
     def _pad(self, x: torch.Tensor) -> torch.Tensor:

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..errors import RectViTError
+from ..grid import Size, padded_size, patch_grid
 
 
 def take_indices(count: int, indices: int | Sequence[int] | None, what: str = "block") -> list[int]:
@@ -64,3 +65,26 @@ def with_defaults(cls: type, config: dict[str, Any]) -> dict[str, Any]:
             if p.default is not inspect.Parameter.empty:
                 full[p.name] = p.default
     return {**full, **config}
+
+
+def switch_property(doc: str) -> property:
+    """``dynamic_img_size`` as the switch it claims to be: it reads and sets ``patch_embed.strict_img_size``
+    (the one place the size check looks) and records the change in ``model_config``."""
+
+    def get(self) -> bool:
+        return not self.patch_embed.strict_img_size
+
+    def set(self, enable: bool) -> None:
+        self.patch_embed.strict_img_size = not enable
+        record_config(self, dynamic_img_size=bool(enable))
+
+    return property(get, set, doc=doc)
+
+
+def config_patch_grid(config: dict[str, Any]) -> Size:
+    """The patch grid a (complete) config's ``img_size``, ``patch_size``, ``patch_stride`` and
+    ``dynamic_img_pad`` give, as ``layers.PatchEmbed`` computes it."""
+    img, patch, stride = config["img_size"], config["patch_size"], config.get("patch_stride")
+    if config.get("dynamic_img_pad"):
+        img = padded_size(img, patch, stride)
+    return patch_grid(img, patch, stride)

@@ -379,7 +379,7 @@ class HybridEmbed(nn.Module):
         return patch
 
     def _checked_grid(self, img_size: Size, patch: Size, what: str) -> Size:
-        """The grid of ``img_size``, or an ``InputSizeError`` when no whole patch fits or patches do not tile."""
+        """The grid of ``img_size`` (whole patches of its feature map), or an ``InputSizeError`` when none fits."""
         feature = self.feature_size(img_size)
         h, w = img_size
         if feature[0] < patch[0] or feature[1] < patch[1]:
@@ -388,15 +388,6 @@ class HybridEmbed(nn.Module):
                 f"{what} {h}x{w} is too small: the backbone reduces it to a {feature[0]}x{feature[1]} feature map, "
                 f"smaller than one {patch[0]}x{patch[1]} patch; the minimum size is {max(h, mh)}x{max(w, mw)} "
                 f"(at least {mh}x{mw})."
-            )
-        if not self.dynamic_img_pad and (feature[0] % patch[0] or feature[1] % patch[1]):
-            ratio = self.feature_ratio
-            down = tuple(f // p * p * r for f, p, r in zip(feature, patch, ratio))
-            up = tuple(math.ceil(f / p) * p * r for f, p, r in zip(feature, patch, ratio))
-            raise InputSizeError(
-                f"{what} {h}x{w} gives a {feature[0]}x{feature[1]} feature map that {patch[0]}x{patch[1]} patches "
-                f"do not tile; use e.g. {down[0]}x{down[1]} or {up[0]}x{up[1]}, or build the model with "
-                "dynamic_img_pad=True."
             )
         return self._grid_of(feature, patch)
 

@@ -25,16 +25,16 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from ..errors import RectViTError
-from ..grid import Size, padded_size, patch_grid, to_size
-from ..layers import Block, PatchEmbed
+from ..grid import Size, to_size
+from ..layers import AttentionPoolLatent, Block, PatchEmbed, get_act_layer
 from ..resample import resample_grid, sincos_2d
-from ._util import constructor_config, record_config, take_indices, with_defaults
+from ._util import config_patch_grid, constructor_config, record_config, switch_property, take_indices, with_defaults
 from .base import RectViTModel
 from .registry import register_model
 
 __all__ = ["VisionTransformer"]
 
-GLOBAL_POOLS = ("token", "token_dist", "avg", "avgmax", "max", "")
+GLOBAL_POOLS = ("token", "token_dist", "avg", "avgmax", "max", "map", "")
 POS_EMBEDS = ("learn", "sincos", "none", "")
 
 
@@ -91,6 +91,13 @@ class VisionTransformer(RectViTModel):
     - ``norm_eps``: epsilon of every LayerNorm (1e-6 as timm; 1e-12 for HF-trained models such as AST).
     - ``embed_layer``: the patch embedding class; it must produce ``(B, h, w, C)`` and know its grid
       (see ``rectvit.layers.PatchEmbed``).
+
+    CLIP and SigLIP image towers use the timm keywords too: ``pre_norm`` (LayerNorm ``norm_pre`` before
+    the blocks, patch projection without bias), ``act_layer`` by timm's name (``"gelu"``,
+    ``"gelu_tanh"``, ``"quick_gelu"``), and ``global_pool="map"``: attention pooling with a learned
+    query (``attn_pool``, SigLIP), over the patch tokens unless ``pool_include_prefix``.
+    ``pos_embed_antialias=False`` resamples the position table as HF's ``interpolate_pos_encoding`` does
+    (bicubic without antialiasing; the default antialiases as timm).
     """
 
     def __init__(
@@ -120,6 +127,8 @@ class VisionTransformer(RectViTModel):
         head_norm: bool = False,
         pool_include_prefix: bool = False,
         norm_eps: float = 1e-6,
+        act_layer: str = "gelu",
+        pos_embed_antialias: bool = True,
         dynamic_img_size: bool = False,
         dynamic_img_pad: bool = False,
         drop_rate: float = 0.0,
@@ -145,6 +154,7 @@ class VisionTransformer(RectViTModel):
         )
         _check_options(global_pool, pos_embed, class_token, distilled, reg_tokens, patch_drop_rate)
         use_fc_norm = global_pool in ("avg", "avgmax", "max") if fc_norm is None else fc_norm
+        act = get_act_layer(act_layer)
 
         self.num_classes = num_classes
         self.in_chans = in_chans
@@ -159,6 +169,7 @@ class VisionTransformer(RectViTModel):
         self.pool_include_prefix = pool_include_prefix
         self.grad_checkpointing = False
         self.pos_embed_type = pos_embed or "none"
+        self.pos_embed_antialias = pos_embed_antialias
         self._pos_cache = _GridTableCache()
 
         self.patch_embed = embed_layer(
@@ -193,11 +204,17 @@ class VisionTransformer(RectViTModel):
                     attn_drop=attn_drop_rate,
                     drop_path=dpr[i],
                     norm_eps=norm_eps,
+                    act_layer=act,
                 )
                 for i in range(depth)
             ]
         )
         self.norm = nn.LayerNorm(embed_dim, eps=norm_eps) if final_norm and not use_fc_norm else nn.Identity()
+        self.attn_pool = (
+            AttentionPoolLatent(embed_dim, num_heads, mlp_ratio, norm_eps=norm_eps, act_layer=act)
+            if global_pool == "map"
+            else None
+        )
         self.fc_norm = nn.LayerNorm(embed_dim, eps=norm_eps) if final_norm and use_fc_norm else nn.Identity()
         self.head_norm = nn.LayerNorm(embed_dim, eps=norm_eps) if head_norm else nn.Identity()
         self.head_drop = nn.Dropout(drop_rate)
@@ -212,12 +229,7 @@ class VisionTransformer(RectViTModel):
     def table_grid(cls, config: dict[str, Any]) -> Size | None:
         """The ``(h, w)`` grid of the position table a model built from ``config`` has: size arithmetic only."""
         c = with_defaults(cls, config)
-        if (c["pos_embed"] or "none") == "none":
-            return None
-        img, patch, stride = c["img_size"], c["patch_size"], c["patch_stride"]
-        if c["dynamic_img_pad"]:
-            img = padded_size(img, patch, stride)
-        return patch_grid(img, patch, stride)
+        return None if (c["pos_embed"] or "none") == "none" else config_patch_grid(c)
 
     def _make_head(self, num_classes: int) -> nn.Module:
         return nn.Linear(self.embed_dim, num_classes) if num_classes > 0 else nn.Identity()
@@ -284,15 +296,7 @@ class VisionTransformer(RectViTModel):
             return (int(self.pos_embed.shape[1]), int(self.pos_embed.shape[2]))
         return self.patch_embed.grid_size
 
-    @property
-    def dynamic_img_size(self) -> bool:
-        """True: any input size per forward (positions resampled to its grid); False: ``img_size`` only."""
-        return not self.patch_embed.strict_img_size
-
-    @dynamic_img_size.setter
-    def dynamic_img_size(self, enable: bool) -> None:
-        self.patch_embed.strict_img_size = not enable
-        record_config(self, dynamic_img_size=bool(enable))
+    dynamic_img_size = switch_property("True: any input size per forward (positions resampled); False: img_size only.")
 
     def check_input(self, x: torch.Tensor) -> None:
         """Raise ``InputSizeError`` for anything but a ``(B, in_chans, H, W)`` batch of a size this model takes."""
@@ -312,7 +316,7 @@ class VisionTransformer(RectViTModel):
         new_grid, table = plan["grid_size"], self.pos_embed
         if self.pos_embed_type == "learn" and new_grid != self.grid_size:
             with torch.no_grad():
-                resampled = resample_grid(table.detach(), new_grid).clone()
+                resampled = resample_grid(table.detach(), new_grid, antialias=self.pos_embed_antialias).clone()
             table = nn.Parameter(resampled, requires_grad=table.requires_grad)
         elif self.pos_embed_type == "sincos":
             table = sincos_2d(new_grid, self.embed_dim).to(table.device, table.dtype)
@@ -339,8 +343,10 @@ class VisionTransformer(RectViTModel):
                 table, grid, lambda: sincos_2d(grid, self.embed_dim).to(table.device, table.dtype)
             )
         if torch.is_grad_enabled() and table.requires_grad:
-            return resample_grid(table, grid)
-        return self._pos_cache.get(table, grid, lambda: resample_grid(table.detach(), grid))
+            return resample_grid(table, grid, antialias=self.pos_embed_antialias)
+        return self._pos_cache.get(
+            table, grid, lambda: resample_grid(table.detach(), grid, antialias=self.pos_embed_antialias)
+        )
 
     def _prefix_tokens(self, batch: int) -> torch.Tensor | None:
         """``(B, P, C)``: class, distillation and register tokens, in that order (with their positions)."""
@@ -399,6 +405,10 @@ class VisionTransformer(RectViTModel):
     def pool(self, x: torch.Tensor, pool_type: str | None = None) -> torch.Tensor:
         """``(B, P + N, C) -> (B, C)`` (or unchanged for ``""``)."""
         pool_type = self.global_pool if pool_type is None else pool_type
+        if pool_type == "map":
+            if self.attn_pool is None:
+                raise RectViTError("pool_type='map' needs an attention pool; build the model with global_pool='map'.")
+            return self.attn_pool(x if self.pool_include_prefix else x[:, self.num_prefix_tokens :])
         if not pool_type:
             return x
         if pool_type == "token":
@@ -492,6 +502,12 @@ class VisionTransformer(RectViTModel):
         """A new (freshly initialised) head for ``num_classes``; optionally a new pooling."""
         if global_pool is not None:
             _check_options(global_pool, self.pos_embed_type, self.has_class_token, self.distilled, 0, 0.0)
+            if global_pool == "map" and self.attn_pool is None:
+                raise RectViTError(
+                    "reset_classifier cannot add an attention pool; build the model with global_pool='map'."
+                )
+            if global_pool != "map":
+                self.attn_pool = None  # as timm: leaving attention pooling drops its weights
             self.global_pool = global_pool
             record_config(self, global_pool=global_pool, fc_norm=not isinstance(self.fc_norm, nn.Identity))
         self.num_classes = num_classes
@@ -669,3 +685,113 @@ _register(
     norm_eps=1e-12,
     **_VIT_B,
 )
+
+
+# CLIP image towers (OpenAI CLIP, OpenCLIP, TinyCLIP): LayerNorm (eps 1e-5) before the blocks, patch
+# projection without bias, class-token pooling; num_classes as timm's default config (the image
+# projection width, or 1000 for the fine-tuned weights). Rows: name, img_size, patch_size, embed_dim,
+# depth, num_heads, num_classes, other keywords.
+_CLIP = [
+    ("vit_base_patch16_clip_224", 224, 16, 768, 12, 12, 1000, dict()),
+    ("vit_base_patch16_clip_384", 384, 16, 768, 12, 12, 1000, dict()),
+    ("vit_base_patch16_clip_quickgelu_224", 224, 16, 768, 12, 12, 512, dict(act_layer="quick_gelu")),
+    ("vit_base_patch16_plus_clip_240", 240, 16, 896, 12, 14, 640, dict()),
+    ("vit_base_patch32_clip_224", 224, 32, 768, 12, 12, 1000, dict()),
+    ("vit_base_patch32_clip_256", 256, 32, 768, 12, 12, 512, dict()),
+    ("vit_base_patch32_clip_384", 384, 32, 768, 12, 12, 1000, dict()),
+    ("vit_base_patch32_clip_448", 448, 32, 768, 12, 12, 1000, dict()),
+    ("vit_base_patch32_clip_quickgelu_224", 224, 32, 768, 12, 12, 512, dict(act_layer="quick_gelu")),
+    ("vit_betwixt_patch32_clip_224", 224, 32, 640, 12, 10, 512, dict()),
+    ("vit_giant_patch14_clip_224", 224, 14, 1408, 40, 16, 1024, dict(mlp_ratio=48 / 11)),
+    ("vit_gigantic_patch14_clip_224", 224, 14, 1664, 48, 16, 1280, dict(mlp_ratio=64 / 13)),
+    ("vit_gigantic_patch14_clip_378", 378, 14, 1664, 48, 16, 1280, dict(mlp_ratio=64 / 13)),
+    (
+        "vit_gigantic_patch14_clip_quickgelu_224",
+        224,
+        14,
+        1664,
+        48,
+        16,
+        1280,
+        dict(mlp_ratio=64 / 13, act_layer="quick_gelu"),
+    ),
+    ("vit_huge_patch14_clip_224", 224, 14, 1280, 32, 16, 1000, dict()),
+    ("vit_huge_patch14_clip_336", 336, 14, 1280, 32, 16, 1000, dict()),
+    ("vit_huge_patch14_clip_378", 378, 14, 1280, 32, 16, 1024, dict()),
+    ("vit_huge_patch14_clip_quickgelu_224", 224, 14, 1280, 32, 16, 1024, dict(act_layer="quick_gelu")),
+    ("vit_huge_patch14_clip_quickgelu_378", 378, 14, 1280, 32, 16, 1024, dict(act_layer="quick_gelu")),
+    ("vit_large_patch14_clip_224", 224, 14, 1024, 24, 16, 1000, dict()),
+    ("vit_large_patch14_clip_336", 336, 14, 1024, 24, 16, 1000, dict()),
+    ("vit_large_patch14_clip_quickgelu_224", 224, 14, 1024, 24, 16, 768, dict(act_layer="quick_gelu")),
+    ("vit_large_patch14_clip_quickgelu_336", 336, 14, 1024, 24, 16, 768, dict(act_layer="quick_gelu")),
+    ("vit_medium_patch16_clip_224", 224, 16, 512, 12, 8, 512, dict()),
+    ("vit_medium_patch32_clip_224", 224, 32, 512, 12, 8, 512, dict()),
+    ("vit_xsmall_patch16_clip_224", 224, 16, 256, 10, 4, 512, dict()),
+]
+for _name, _img, _patch, _dim, _depth, _heads, _classes, _extra in _CLIP:
+    _register(
+        _name,
+        img_size=_img,
+        patch_size=_patch,
+        embed_dim=_dim,
+        depth=_depth,
+        num_heads=_heads,
+        num_classes=_classes,
+        pre_norm=True,
+        norm_eps=1e-5,
+        **_extra,
+    )
+
+# SigLIP image towers: no class token, attention pooling (global_pool="map") or, for the "_gap"
+# names, average pooling without fc_norm; no classifier. Rows: name, img_size, patch_size,
+# embed_dim, depth, num_heads, other keywords.
+_SIGLIP = [
+    ("vit_base_patch16_siglip_224", 224, 16, 768, 12, 12, dict()),
+    ("vit_base_patch16_siglip_256", 256, 16, 768, 12, 12, dict()),
+    ("vit_base_patch16_siglip_384", 384, 16, 768, 12, 12, dict()),
+    ("vit_base_patch16_siglip_512", 512, 16, 768, 12, 12, dict()),
+    ("vit_base_patch16_siglip_gap_224", 224, 16, 768, 12, 12, dict()),
+    ("vit_base_patch16_siglip_gap_256", 256, 16, 768, 12, 12, dict()),
+    ("vit_base_patch16_siglip_gap_384", 384, 16, 768, 12, 12, dict()),
+    ("vit_base_patch16_siglip_gap_512", 512, 16, 768, 12, 12, dict()),
+    ("vit_base_patch32_siglip_256", 256, 32, 768, 12, 12, dict(act_layer="gelu_tanh")),
+    ("vit_base_patch32_siglip_gap_256", 256, 32, 768, 12, 12, dict(act_layer="gelu_tanh")),
+    ("vit_giantopt_patch16_siglip_256", 256, 16, 1536, 40, 16, dict(act_layer="gelu_tanh")),
+    ("vit_giantopt_patch16_siglip_384", 384, 16, 1536, 40, 16, dict(act_layer="gelu_tanh")),
+    ("vit_giantopt_patch16_siglip_gap_256", 256, 16, 1536, 40, 16, dict(act_layer="gelu_tanh")),
+    ("vit_giantopt_patch16_siglip_gap_384", 384, 16, 1536, 40, 16, dict(act_layer="gelu_tanh")),
+    ("vit_large_patch16_siglip_256", 256, 16, 1024, 24, 16, dict()),
+    ("vit_large_patch16_siglip_384", 384, 16, 1024, 24, 16, dict()),
+    ("vit_large_patch16_siglip_512", 512, 16, 1024, 24, 16, dict(act_layer="gelu_tanh")),
+    ("vit_large_patch16_siglip_gap_256", 256, 16, 1024, 24, 16, dict()),
+    ("vit_large_patch16_siglip_gap_384", 384, 16, 1024, 24, 16, dict()),
+    ("vit_large_patch16_siglip_gap_512", 512, 16, 1024, 24, 16, dict(act_layer="gelu_tanh")),
+    ("vit_so400m_patch14_siglip_224", 224, 14, 1152, 27, 16, dict(mlp_ratio=3.7362)),
+    ("vit_so400m_patch14_siglip_378", 378, 14, 1152, 27, 16, dict(mlp_ratio=3.7362)),
+    ("vit_so400m_patch14_siglip_384", 384, 14, 1152, 27, 16, dict(mlp_ratio=3.7362)),
+    ("vit_so400m_patch14_siglip_gap_224", 224, 14, 1152, 27, 16, dict(mlp_ratio=3.7362)),
+    ("vit_so400m_patch14_siglip_gap_378", 378, 14, 1152, 27, 16, dict(mlp_ratio=3.7362)),
+    ("vit_so400m_patch14_siglip_gap_384", 384, 14, 1152, 27, 16, dict(mlp_ratio=3.7362)),
+    ("vit_so400m_patch14_siglip_gap_448", 448, 14, 1152, 27, 16, dict(mlp_ratio=3.7362)),
+    ("vit_so400m_patch14_siglip_gap_896", 896, 14, 1152, 27, 16, dict(mlp_ratio=3.7362)),
+    ("vit_so400m_patch16_siglip_256", 256, 16, 1152, 27, 16, dict(mlp_ratio=3.7362, act_layer="gelu_tanh")),
+    ("vit_so400m_patch16_siglip_384", 384, 16, 1152, 27, 16, dict(mlp_ratio=3.7362, act_layer="gelu_tanh")),
+    ("vit_so400m_patch16_siglip_512", 512, 16, 1152, 27, 16, dict(mlp_ratio=3.7362, act_layer="gelu_tanh")),
+    ("vit_so400m_patch16_siglip_gap_256", 256, 16, 1152, 27, 16, dict(mlp_ratio=3.7362, act_layer="gelu_tanh")),
+    ("vit_so400m_patch16_siglip_gap_384", 384, 16, 1152, 27, 16, dict(mlp_ratio=3.7362, act_layer="gelu_tanh")),
+    ("vit_so400m_patch16_siglip_gap_512", 512, 16, 1152, 27, 16, dict(mlp_ratio=3.7362, act_layer="gelu_tanh")),
+]
+for _name, _img, _patch, _dim, _depth, _heads, _extra in _SIGLIP:
+    _pool = dict(global_pool="avg", fc_norm=False) if "_gap_" in _name else dict(global_pool="map")
+    _register(
+        _name,
+        img_size=_img,
+        patch_size=_patch,
+        embed_dim=_dim,
+        depth=_depth,
+        num_heads=_heads,
+        num_classes=0,
+        class_token=False,
+        **_pool,
+        **_extra,
+    )
