@@ -26,7 +26,7 @@ from torch.utils.checkpoint import checkpoint
 from ..errors import RectViTError
 from ..grid import Size, to_size
 from ..layers import Block, PatchEmbed
-from ..resample import resample_grid, sincos_2d
+from ..resample import TRACEABLE_INTERPOLATIONS, resample_grid, resample_grid_separable, sincos_2d, sincos_table
 from ._util import json_ready, take_indices
 from .registry import register_model
 
@@ -37,30 +37,38 @@ POS_EMBEDS = ("learn", "sincos", "none", "")
 
 
 class _GridTableCache:
-    """Resampled copies of a ``(1, h, w, C)`` table, one per target grid, valid while the table is unchanged.
+    """Resampled copies of a ``(1, h, w, C)`` table, one per target grid, served only while the table
+    still holds the values they were made from.
 
-    A parameter's ``_version`` counts in-place writes (optimizer steps, ``load_state_dict``) and its
-    ``data_ptr`` changes when it is replaced (``set_input_size``, ``.to()``), so either invalidates.
+    Every lookup compares the table with a copy of it taken when the entries were made (one
+    elementwise pass over the table, small next to a forward), so any change is seen: optimizer steps
+    (fused and foreach kernels included, which do not bump ``_version``), ``load_state_dict``, ``.to()``,
+    ``.data`` writes, and tables created under ``torch.inference_mode()`` (which have no version
+    counter). Nothing in the key depends on grad or inference mode.
     """
 
     def __init__(self, max_entries: int = 32):
         self.max_entries = max_entries
+        self._source: torch.Tensor | None = None  # the table the entries were made from
         self._entries: dict[tuple, torch.Tensor] = {}
 
-    def get(self, table: torch.Tensor, grid: Size, make: Callable[[], torch.Tensor]) -> torch.Tensor:
-        key = (
-            grid,
-            table.device,
-            table.dtype,
-            table.data_ptr(),
-            table._version,
-            tuple(table.shape),
-            torch.is_inference_mode_enabled(),
+    def _is_source(self, table: torch.Tensor) -> bool:
+        src = self._source
+        return (
+            src is not None
+            and src.shape == table.shape
+            and src.dtype == table.dtype
+            and src.device == table.device
+            and torch.equal(src, table)
         )
+
+    def get(self, table: torch.Tensor, grid: Size, make: Callable[[], torch.Tensor]) -> torch.Tensor:
+        if not self._is_source(table):
+            self._entries.clear()
+            self._source = table.detach().clone()
+        key = (tuple(grid), table.dtype, table.device)
         out = self._entries.pop(key, None)
         if out is None:
-            # Entries for an older version of the table are stale: drop them before adding.
-            self._entries = {k: v for k, v in self._entries.items() if k[3:5] == key[3:5]}
             if len(self._entries) >= self.max_entries:
                 self._entries.pop(next(iter(self._entries)))  # the least recently used
             out = make()
@@ -69,6 +77,7 @@ class _GridTableCache:
 
     def clear(self) -> None:
         self._entries.clear()
+        self._source = None
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -89,6 +98,10 @@ class VisionTransformer(nn.Module):
     - ``norm_eps``: epsilon of every LayerNorm (1e-6 as timm; 1e-12 for HF-trained models such as AST).
     - ``embed_layer``: the patch embedding class; it must produce ``(B, h, w, C)`` and know its grid
       (see ``rectvit.layers.PatchEmbed``).
+    - ``pos_interpolation`` (``"bicubic"`` or ``"bilinear"``) and ``pos_antialias``: how a learned table
+      is resampled to another grid, per forward (``dynamic_img_size``) and in ``set_input_size``.
+      The default is timm's (antialiased bicubic); HF's ``interpolate_pos_encoding=True`` is
+      ``pos_interpolation="bicubic", pos_antialias=False``.
     """
 
     def __init__(
@@ -120,6 +133,8 @@ class VisionTransformer(nn.Module):
         norm_eps: float = 1e-6,
         dynamic_img_size: bool = False,
         dynamic_img_pad: bool = False,
+        pos_interpolation: str = "bicubic",
+        pos_antialias: bool = True,
         drop_rate: float = 0.0,
         pos_drop_rate: float = 0.0,
         patch_drop_rate: float = 0.0,
@@ -131,6 +146,7 @@ class VisionTransformer(nn.Module):
         super().__init__()
         self.model_config = self._config_of(locals())
         _check_options(global_pool, pos_embed, class_token, distilled, reg_tokens, patch_drop_rate)
+        _check_pos_interpolation(pos_interpolation, pos_antialias)
         use_fc_norm = global_pool in ("avg", "avgmax", "max") if fc_norm is None else fc_norm
 
         self.num_classes = num_classes
@@ -147,6 +163,8 @@ class VisionTransformer(nn.Module):
         self.dynamic_img_size = dynamic_img_size
         self.grad_checkpointing = False
         self.pos_embed_type = pos_embed or "none"
+        self.pos_interpolation = pos_interpolation
+        self.pos_antialias = pos_antialias
         self._pos_cache = _GridTableCache()
 
         self.patch_embed = embed_layer(
@@ -282,7 +300,7 @@ class VisionTransformer(nn.Module):
         if self.pos_embed_type == "learn" and new_grid != self.grid_size:
             old = self.pos_embed
             with torch.no_grad():
-                table = resample_grid(old.detach(), new_grid)
+                table = resample_grid(old.detach(), new_grid, self.pos_interpolation, self.pos_antialias)
             self.pos_embed = nn.Parameter(table.clone(), requires_grad=old.requires_grad)
         elif self.pos_embed_type == "sincos":
             self.pos_embed = sincos_2d(new_grid, self.embed_dim).to(self.pos_embed.device, self.pos_embed.dtype)
@@ -295,21 +313,26 @@ class VisionTransformer(nn.Module):
     # ----------------------------------------------------------------------------------------------
     # Positions and prefix tokens
 
-    def _grid_pos_table(self, grid: Size) -> torch.Tensor:
+    def _grid_pos_table(self, grid) -> torch.Tensor:
         """The ``(1, h, w, C)`` position table for ``grid``: the stored one, resampled or computed as needed.
 
-        Resampled tables are cached per grid unless gradients must flow into ``pos_embed``.
+        Eager: resampled tables are cached per grid unless gradients must flow into ``pos_embed``.
+        Traced (``torch.compile``, ``torch.export``, ONNX): a dynamic model always resamples, as plain
+        tensor math on the symbolic grid, so one program holds for every size (the stored grid included).
         """
         table = self.pos_embed
-        if tuple(table.shape[1:3]) == grid:
+        if torch.compiler.is_compiling():
+            return self._pos_table_for(table, grid) if self.dynamic_img_size else table
+        if tuple(table.shape[1:3]) == tuple(grid):
             return table
-        if self.pos_embed_type == "sincos":
-            return self._pos_cache.get(
-                table, grid, lambda: sincos_2d(grid, self.embed_dim).to(table.device, table.dtype)
-            )
         if torch.is_grad_enabled() and table.requires_grad:
-            return resample_grid(table, grid)
-        return self._pos_cache.get(table, grid, lambda: resample_grid(table.detach(), grid))
+            return self._pos_table_for(table, grid)
+        return self._pos_cache.get(table, grid, lambda: self._pos_table_for(table.detach(), grid))
+
+    def _pos_table_for(self, table: torch.Tensor, grid) -> torch.Tensor:
+        if self.pos_embed_type == "sincos":
+            return sincos_table(grid[0], grid[1], self.embed_dim, device=table.device).to(table.dtype)
+        return resample_grid_separable(table, grid, self.pos_interpolation, self.pos_antialias)
 
     def _prefix_tokens(self, batch: int) -> torch.Tensor | None:
         """``(B, P, C)``: class, distillation and register tokens, in that order (with their positions)."""
@@ -338,7 +361,7 @@ class VisionTransformer(nn.Module):
     def _embed(self, x: torch.Tensor) -> tuple[torch.Tensor, Size]:
         """``(B, in_chans, H, W)`` -> tokens ``(B, P + h*w, C)`` ready for the blocks, and the grid ``(h, w)``."""
         x = self.patch_embed(x)
-        grid = (int(x.shape[1]), int(x.shape[2]))
+        grid = (x.shape[1], x.shape[2])  # not int(): keeps sizes symbolic under torch.compile/export
         x = self._pos_embed(x)
         return self.norm_pre(x), grid
 
@@ -486,6 +509,15 @@ class VisionTransformer(nn.Module):
 
     def no_weight_decay(self) -> set[str]:
         return {"pos_embed", "prefix_pos_embed", "cls_token", "reg_token", "dist_token"}
+
+
+def _check_pos_interpolation(mode: str, antialias: bool) -> None:
+    if mode not in TRACEABLE_INTERPOLATIONS or not isinstance(antialias, bool):
+        raise RectViTError(
+            f"pos_interpolation must be one of {TRACEABLE_INTERPOLATIONS} and pos_antialias a bool, got "
+            f"{mode!r} and {antialias!r}; HF's interpolate_pos_encoding is ('bicubic', False), "
+            "timm's ('bicubic', True)."
+        )
 
 
 def _check_options(
