@@ -28,7 +28,7 @@ def deploy_plan(quick: bool) -> dict[str, Any]:
         model="vit_small_patch16_224",
         overrides={"depth": 2} if quick else {"depth": 4},
         backend="aot_eager" if quick else "inductor",
-        sizes=SIZES[:3] if quick else SIZES,
+        sizes=SIZES,
         onnx=[((224, 224), 4), ((1024, 128), 2)],
     )
 
