@@ -40,7 +40,7 @@ Options (`python -m bench --help`; with make: `BENCH_ARGS="..." make bench`):
 | `--compile none\\|some\\|all` | `torch.compile` rows: none, vit_tiny only (default), or all (a) rows (slow) |
 | `--ast-depth N` | blocks of the AST model in (c) (default 2 to keep the run short; 12 is the real config) |
 | `--spectrograms N` | inputs in (c) (default 24) |
-| `--only a,b,c,d,mem` | run only these sections |
+| `--only a,b,c,d,e,mem` | run only these sections (e: compile over sizes, ONNX) |
 | `--threads N` | torch threads (default: torch's choice) |
 | `--out PATH` | where to write (default docs/BENCHMARKS.md) |
 
@@ -56,7 +56,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--compile", choices=("none", "some", "all"), default="some", help="torch.compile rows")
     p.add_argument("--ast-depth", type=int, default=2, help="AST blocks in section (c) (12: the real config)")
     p.add_argument("--spectrograms", type=int, default=24, help="inputs in section (c)")
-    p.add_argument("--only", default="a,b,c,d,mem", help="comma-separated sections: a,b,c,d,mem")
+    p.add_argument("--only", default="a,b,c,d,e,mem", help="comma-separated sections: a,b,c,d,e,mem")
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
     p.add_argument("--out", default=os.path.join("docs", "BENCHMARKS.md"), help="output markdown path")
     return p.parse_args(argv)
@@ -64,9 +64,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 def select(plan: dict, only: str) -> dict:
     keep = {s.strip() for s in only.split(",") if s.strip()}
-    unknown = keep - {"a", "b", "c", "d", "mem"}
+    unknown = keep - {"a", "b", "c", "d", "e", "mem"}
     if unknown:
-        raise SystemExit(f"--only: unknown section(s) {sorted(unknown)}; choose from a,b,c,d,mem")
+        raise SystemExit(f"--only: unknown section(s) {sorted(unknown)}; choose from a,b,c,d,e,mem")
     plan = dict(plan)
     if "a" not in keep:
         plan["forward"], plan["compiled"] = [], []
@@ -78,6 +78,8 @@ def select(plan: dict, only: str) -> dict:
         plan["resample"] = None
     if "mem" not in keep:
         plan["memory"] = None
+    if "e" not in keep:
+        plan["deploy"] = None
     return plan
 
 

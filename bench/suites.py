@@ -14,6 +14,7 @@ import torch
 import rectvit
 
 from .cases import build_case, max_diff
+from .deploy import deploy_plan, deploy_rows
 from .harness import Report, Row, Settings, time_alternating
 from .memory import peak_memory_mib
 
@@ -121,6 +122,7 @@ def default_plan(
             forward=forward[:1] if quick else [c for c in forward if c["batch"] <= 4 and c["img_size"] != [224, 224]],
             variable=None if quick else variable,
         ),
+        deploy=deploy_plan(quick),
     )
 
 
@@ -319,3 +321,5 @@ def run_plan(report: Report, settings: Settings, plan: dict[str, Any], log: Log 
         _resample_rows(report, settings, plan["resample"], log)
     if plan.get("memory"):
         _memory_rows(report, plan["memory"], log)
+    if plan.get("deploy"):
+        deploy_rows(report, settings, plan["deploy"], log)

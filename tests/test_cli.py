@@ -132,7 +132,7 @@ def test_errors_are_one_line_without_traceback(argv, needle, tmp_path, monkeypat
 def test_every_subcommand_works_outside_the_repository(tmp_path):
     """The installed entry point offers only commands that work without a checkout (no `bench`)."""
     commands = list(build_parser()._subparsers._group_actions[0].choices)
-    assert set(commands) == {"inspect", "adapt", "plot", "demo"}
+    assert set(commands) == {"inspect", "adapt", "export", "plot", "demo"}
     script = (
         "import contextlib, io, sys\n"
         "from rectvit.cli import main\n"

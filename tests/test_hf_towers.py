@@ -138,7 +138,7 @@ def test_unsupported_activation_and_unknown_keys_are_named(tmp_path):
 @pytest.mark.parametrize("size", [(96, 128), (48, 112), (32, 32)])
 def test_other_sizes_with_hf_interpolation(tmp_path, tower, size, one_thread):
     """HF's interpolate_pos_encoding=True (bicubic, no antialiasing) at other, rectangular sizes equals a dynamic
-    rectvit model with pos_embed_antialias=False; the default (antialiased, as timm) differs when shrinking."""
+    rectvit model with pos_antialias=False; the default (antialiased, as timm) differs when shrinking."""
     if tower == "clip":
         cfg = transformers.CLIPVisionConfig(image_size=64, patch_size=16, **SMALL)
         hf = randomize_(transformers.CLIPVisionModel(cfg), seed=6).eval()
@@ -146,7 +146,7 @@ def test_other_sizes_with_hf_interpolation(tmp_path, tower, size, one_thread):
         cfg = transformers.SiglipVisionConfig(image_size=64, patch_size=16, **SMALL)
         hf = randomize_(transformers.SiglipVisionModel(cfg), seed=6).eval()
     path = _save(hf, tmp_path)
-    model = rectvit.load_model(path, dynamic_img_size=True, pos_embed_antialias=False).eval()
+    model = rectvit.load_model(path, dynamic_img_size=True, pos_antialias=False).eval()
     assert model.grid_size == (4, 4)
     x = torch.randn(2, 3, *size)
     with torch.no_grad():

@@ -1,4 +1,4 @@
-"""Command line: ``rectvit inspect | adapt | plot | demo``. Benchmarks run from a checkout: ``make bench``.
+"""Command line: ``rectvit inspect | adapt | export | plot | demo``. Benchmarks run from a checkout: ``make bench``.
 
 Errors are one clear line on stderr and exit status 2, never a traceback.
 """
@@ -13,9 +13,11 @@ from .checkpoint import load_checkpoint, save_checkpoint
 from .checkpoint.inspect import _dumps, grid_table, inspect_checkpoint
 from .demo import add_demo_arguments, run_demo
 from .errors import RectViTError
+from .export import export_onnx
 from .factory import create_model, load_model
 from .grid import to_size
 from .layers import PatchEmbed
+from .models import list_models
 from .viz import plot_position_similarity
 
 CKPT_HELP = ".safetensors / .pth / .bin file, an HF or timm folder, or hf-hub:org/name"
@@ -76,6 +78,21 @@ def _pixels_not_seen(model) -> tuple[int, int]:
     )
 
 
+def _cmd_export(args: argparse.Namespace) -> int:
+    out = os.path.abspath(args.output)
+    if os.path.exists(args.source) and os.path.exists(out) and os.path.samefile(args.source, out):
+        raise RectViTError(f"-o {args.output} is the input checkpoint; export never overwrites its input.")
+    overrides = {"dynamic_img_size": True} if args.dynamic else {}
+    if args.img_size is not None and not args.dynamic:
+        overrides["img_size"] = args.img_size  # a static export at this size (the table adapted to it)
+    if args.source in list_models() and not os.path.exists(args.source):
+        model = create_model(args.source, **overrides)  # random weights: for trying a deployment pipeline
+    else:
+        model = load_model(args.source, **overrides)
+    print(export_onnx(model, args.output, args.img_size, dynamic=args.dynamic, batch=args.batch, opset=args.opset))
+    return 0
+
+
 def _cmd_plot(args: argparse.Namespace) -> int:
     info = inspect_checkpoint(args.checkpoint, source_grid=args.source_grid)
     table = grid_table(info)
@@ -113,6 +130,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--in-chans", type=int, help="input channels (the patch kernel is adapted)")
     p.add_argument("-o", "--output", required=True, help="output .safetensors (never the input)")
     p.set_defaults(func=_cmd_adapt)
+
+    p = sub.add_parser("export", help="write an ONNX file (dynamic: any batch and input size; needs onnx, onnxscript)")
+    p.add_argument("source", metavar="CKPT_OR_NAME", help=CKPT_HELP + ", or a model name (random weights)")
+    p.add_argument("-o", "--output", required=True, help="output .onnx (never the input)")
+    p.add_argument("--dynamic", action="store_true", help="free batch, height and width (the model in dynamic mode)")
+    p.add_argument("--img-size", type=_size, metavar="HxW", help="input size (static) or example size (dynamic)")
+    p.add_argument("--batch", type=int, default=None, help="batch size of a static export (default 1)")
+    p.add_argument("--opset", type=int, default=None, help="ONNX opset (default: torch's exporter's)")
+    p.set_defaults(func=_cmd_export)
 
     p = sub.add_parser("plot", help="draw position similarity on a checkpoint's real grid (needs matplotlib)")
     p.add_argument("checkpoint", help=CKPT_HELP)

@@ -28,13 +28,13 @@ Size = tuple[int, int]
 
 
 def _as_int(value, name: str, given) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+    if isinstance(value, bool) or not isinstance(value, (numbers.Integral, torch.SymInt)):  # SymInt: traced sizes
         if isinstance(value, float) and value.is_integer():
             raise InputSizeError(
                 f"{name} must hold integers, got the float {value!r} in {given!r}; pass int({value!r})."
             )
         raise InputSizeError(f"{name} must hold integers, got {value!r} ({type(value).__name__}) in {given!r}.")
-    value = int(value)
+    value = value if isinstance(value, torch.SymInt) else int(value)
     if value <= 0:
         raise InputSizeError(f"{name} must be positive, got {value} in {given!r}; every side needs at least 1.")
     return value

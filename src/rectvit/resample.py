@@ -22,7 +22,11 @@ __all__ = [
     "resample_relative_bias_table",
     "RELATIVE_BIAS_INTERPOLATIONS",
     "sincos_2d",
+    "sincos_table",
+    "interpolation_matrix",
+    "resample_grid_separable",
     "INTERPOLATIONS",
+    "TRACEABLE_INTERPOLATIONS",
 ]
 
 INTERPOLATIONS = ("nearest", "bilinear", "bicubic", "area")
@@ -266,10 +270,106 @@ def sincos_2d(grid_size, dim: int, temperature: float = 10000.0) -> torch.Tensor
         raise InputSizeError(
             f"sincos_2d needs dim divisible by 4, got {dim}; use an embed_dim like {4 * math.ceil(max(dim, 1) / 4)}."
         )
+    return sincos_table(h, w, dim, temperature)
+
+
+def sincos_table(h, w, dim: int, temperature: float = 10000.0, device=None) -> torch.Tensor:
+    """``sincos_2d`` without argument checks, for (possibly symbolic) ``h``, ``w``: ``(1, h, w, dim)`` float32."""
     quarter = dim // 4
-    omega = 1.0 / temperature ** (torch.arange(quarter, dtype=torch.float32) / quarter)
-    y = torch.arange(h, dtype=torch.float32)[:, None, None] * omega  # (h, 1, q)
-    x = torch.arange(w, dtype=torch.float32)[None, :, None] * omega  # (1, w, q)
+    omega = 1.0 / temperature ** (torch.arange(quarter, dtype=torch.float32, device=device) / quarter)
+    y = torch.arange(h, dtype=torch.float32, device=device)[:, None, None] * omega  # (h, 1, q)
+    x = torch.arange(w, dtype=torch.float32, device=device)[None, :, None] * omega  # (1, w, q)
     y, x = y.expand(h, w, quarter), x.expand(h, w, quarter)
     table = torch.cat([y.sin(), y.cos(), x.sin(), x.cos()], dim=-1)
     return table.unsqueeze(0)
+
+
+# --------------------------------------------------------------------------------------------------
+# Traceable resampling: the same numerics as ``resample_grid`` as plain tensor math on (possibly
+# symbolic) sizes, so torch.compile, torch.export and ONNX keep every size free.
+
+TRACEABLE_INTERPOLATIONS = ("bilinear", "bicubic")
+
+
+def _cubic_aa(x: torch.Tensor) -> torch.Tensor:
+    """The cubic kernel of torch's (and PIL's) antialiased resize, ``a = -0.5``."""
+    a = -0.5
+    x = x.abs()
+    near = ((a + 2) * x - (a + 3)) * x * x + 1
+    far = (((x - 5) * x + 8) * x - 4) * a
+    return torch.where(x < 1, near, torch.where(x < 2, far, torch.zeros_like(x)))
+
+
+def _cubic_taps(t: torch.Tensor) -> list[torch.Tensor]:
+    """Weights of taps ``floor - 1 .. floor + 2`` of torch's plain bicubic (``a = -0.75``) at fraction ``t``."""
+    a = -0.75
+
+    def near(x):
+        return ((a + 2) * x - (a + 3)) * x * x + 1
+
+    def far(x):
+        return ((a * x - 5 * a) * x + 8 * a) * x - 4 * a
+
+    return [far(t + 1), near(t), near(1 - t), far(2 - t)]
+
+
+def interpolation_matrix(
+    in_size, out_size, interpolation: str = "bicubic", antialias: bool = True, *, device=None
+) -> torch.Tensor:
+    """The ``(out_size, in_size)`` float32 matrix ``R`` of a 1-D resize, as ``F.interpolate`` computes it.
+
+    ``align_corners=False``; ``antialias`` as in ``F.interpolate`` (torch's antialiased kernels, used
+    for up- and downsampling alike). Sizes may be symbolic (``torch.compile``/``torch.export``): the
+    matrix is built from ``arange`` and elementwise ops only, with no Python value taken from a tensor.
+    """
+    if interpolation not in TRACEABLE_INTERPOLATIONS:
+        raise RectViTError(
+            f"traceable resampling supports {TRACEABLE_INTERPOLATIONS}, got {interpolation!r}; "
+            "use resample_grid for other modes."
+        )
+    i = torch.arange(out_size, device=device, dtype=torch.float32)
+    j = torch.arange(in_size, device=device, dtype=torch.float32)
+    # in/out as tensors: one element per index, summed (keeps symbolic sizes symbolic, exports to ONNX)
+    n_in = torch.ones_like(j).sum()
+    scale = n_in / torch.ones_like(i).sum()
+    if antialias:
+        half = 2.0 if interpolation == "bicubic" else 1.0
+        stretch = scale.clamp(min=1.0)
+        support = half * stretch
+        center = (scale * (i + 0.5))[:, None]
+        lo = torch.floor(center - support + 0.5).clamp(min=0)
+        hi = torch.minimum(torch.floor(center + support + 0.5), n_in)
+        x = (j[None, :] - center + 0.5) / stretch
+        w = _cubic_aa(x) if interpolation == "bicubic" else (1 - x.abs()).clamp(min=0)
+        w = torch.where((j[None, :] >= lo) & (j[None, :] < hi), w, torch.zeros_like(w))
+        return w / w.sum(dim=1, keepdim=True)
+    src = scale * (i + 0.5) - 0.5
+    if interpolation == "bilinear":
+        src = src.clamp(min=0)
+    f = torch.floor(src)
+    t = src - f
+    if interpolation == "bicubic":
+        offsets, weights = (-1, 0, 1, 2), _cubic_taps(t)
+    else:
+        offsets, weights = (0, 1), [1 - t, t]
+    out = torch.zeros_like(i[:, None] + j[None, :])
+    for k, wk in zip(offsets, weights):
+        idx = torch.minimum((f + k).clamp(min=0), n_in - 1)
+        out = out + torch.where(idx[:, None] == j[None, :], wk[:, None], torch.zeros_like(out))
+    return out
+
+
+def resample_grid_separable(
+    table: torch.Tensor, new_size, interpolation: str = "bicubic", antialias: bool = True
+) -> torch.Tensor:
+    """``resample_grid`` as ``R_h · table · R_wᵀ``: ``(B, h, w, C) -> (B, h', w', C)`` for bilinear/bicubic.
+
+    Equal to ``resample_grid`` up to float rounding (≤ 1e-5 on unit-scale tables) and traceable with
+    symbolic ``new_size``: the program ``torch.compile``/``torch.export``/ONNX make of it holds for
+    every size. Unlike ``resample_grid`` it always computes (the same size gives an equal copy).
+    """
+    h, w = new_size
+    rh = interpolation_matrix(table.shape[1], h, interpolation, antialias, device=table.device)
+    rw = interpolation_matrix(table.shape[2], w, interpolation, antialias, device=table.device)
+    out = torch.einsum("ih,bhwc,jw->bijc", rh, table.float(), rw)
+    return out.to(table.dtype)

@@ -484,6 +484,8 @@ class SwinBlock(nn.Module):
         """The ``(nW, N, N)`` mask for a padded grid, cached per size, device and dtype; None if unshifted."""
         if not any(self.shift_size):
             return None
+        if torch.compiler.is_compiling():  # traced: built in the graph, so symbolic sizes stay free
+            return shifted_window_mask(padded, self.window_size, self.shift_size, ref.device, ref.dtype)
         key = (padded, ref.device, ref.dtype)
         mask = self._masks.get(key)
         if mask is None:

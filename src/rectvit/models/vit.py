@@ -27,7 +27,7 @@ from torch.utils.checkpoint import checkpoint
 from ..errors import RectViTError
 from ..grid import Size, to_size
 from ..layers import AttentionPoolLatent, Block, PatchEmbed, get_act_layer
-from ..resample import resample_grid, sincos_2d
+from ..resample import TRACEABLE_INTERPOLATIONS, resample_grid, resample_grid_separable, sincos_2d, sincos_table
 from ._util import config_patch_grid, constructor_config, record_config, switch_property, take_indices, with_defaults
 from .base import RectViTModel
 from .registry import register_model
@@ -39,30 +39,38 @@ POS_EMBEDS = ("learn", "sincos", "none", "")
 
 
 class _GridTableCache:
-    """Resampled copies of a ``(1, h, w, C)`` table, one per target grid, valid while the table is unchanged.
+    """Resampled copies of a ``(1, h, w, C)`` table, one per target grid, served only while the table
+    still holds the values they were made from.
 
-    A parameter's ``_version`` counts in-place writes (optimizer steps, ``load_state_dict``) and its
-    ``data_ptr`` changes when it is replaced (``set_input_size``, ``.to()``), so either invalidates.
+    Every lookup compares the table with a copy of it taken when the entries were made (one
+    elementwise pass over the table, small next to a forward), so any change is seen: optimizer steps
+    (fused and foreach kernels included, which do not bump ``_version``), ``load_state_dict``, ``.to()``,
+    ``.data`` writes, and tables created under ``torch.inference_mode()`` (which have no version
+    counter). Nothing in the key depends on grad or inference mode.
     """
 
     def __init__(self, max_entries: int = 32):
         self.max_entries = max_entries
+        self._source: torch.Tensor | None = None  # the table the entries were made from
         self._entries: dict[tuple, torch.Tensor] = {}
 
-    def get(self, table: torch.Tensor, grid: Size, make: Callable[[], torch.Tensor]) -> torch.Tensor:
-        key = (
-            grid,
-            table.device,
-            table.dtype,
-            table.data_ptr(),
-            table._version,
-            tuple(table.shape),
-            torch.is_inference_mode_enabled(),
+    def _is_source(self, table: torch.Tensor) -> bool:
+        src = self._source
+        return (
+            src is not None
+            and src.shape == table.shape
+            and src.dtype == table.dtype
+            and src.device == table.device
+            and torch.equal(src, table)
         )
+
+    def get(self, table: torch.Tensor, grid: Size, make: Callable[[], torch.Tensor]) -> torch.Tensor:
+        if not self._is_source(table):
+            self._entries.clear()
+            self._source = table.detach().clone()
+        key = (tuple(grid), table.dtype, table.device)
         out = self._entries.pop(key, None)
         if out is None:
-            # Entries for an older version of the table are stale: drop them before adding.
-            self._entries = {k: v for k, v in self._entries.items() if k[3:5] == key[3:5]}
             if len(self._entries) >= self.max_entries:
                 self._entries.pop(next(iter(self._entries)))  # the least recently used
             out = make()
@@ -71,6 +79,7 @@ class _GridTableCache:
 
     def clear(self) -> None:
         self._entries.clear()
+        self._source = None
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -96,8 +105,10 @@ class VisionTransformer(RectViTModel):
     the blocks, patch projection without bias), ``act_layer`` by timm's name (``"gelu"``,
     ``"gelu_tanh"``, ``"quick_gelu"``), and ``global_pool="map"``: attention pooling with a learned
     query (``attn_pool``, SigLIP), over the patch tokens unless ``pool_include_prefix``.
-    ``pos_embed_antialias=False`` resamples the position table as HF's ``interpolate_pos_encoding`` does
-    (bicubic without antialiasing; the default antialiases as timm).
+    - ``pos_interpolation`` (``"bicubic"`` or ``"bilinear"``) and ``pos_antialias``: how a learned table
+      is resampled to another grid, per forward (``dynamic_img_size``) and in ``set_input_size``.
+      The default is timm's (antialiased bicubic); HF's ``interpolate_pos_encoding=True`` is
+      ``pos_interpolation="bicubic", pos_antialias=False``.
     """
 
     def __init__(
@@ -128,9 +139,10 @@ class VisionTransformer(RectViTModel):
         pool_include_prefix: bool = False,
         norm_eps: float = 1e-6,
         act_layer: str = "gelu",
-        pos_embed_antialias: bool = True,
         dynamic_img_size: bool = False,
         dynamic_img_pad: bool = False,
+        pos_interpolation: str = "bicubic",
+        pos_antialias: bool = True,
         drop_rate: float = 0.0,
         pos_drop_rate: float = 0.0,
         patch_drop_rate: float = 0.0,
@@ -153,6 +165,7 @@ class VisionTransformer(RectViTModel):
             ),
         )
         _check_options(global_pool, pos_embed, class_token, distilled, reg_tokens, patch_drop_rate)
+        _check_pos_interpolation(pos_interpolation, pos_antialias)
         use_fc_norm = global_pool in ("avg", "avgmax", "max") if fc_norm is None else fc_norm
         act = get_act_layer(act_layer)
 
@@ -169,7 +182,8 @@ class VisionTransformer(RectViTModel):
         self.pool_include_prefix = pool_include_prefix
         self.grad_checkpointing = False
         self.pos_embed_type = pos_embed or "none"
-        self.pos_embed_antialias = pos_embed_antialias
+        self.pos_interpolation = pos_interpolation
+        self.pos_antialias = pos_antialias
         self._pos_cache = _GridTableCache()
 
         self.patch_embed = embed_layer(
@@ -316,7 +330,7 @@ class VisionTransformer(RectViTModel):
         new_grid, table = plan["grid_size"], self.pos_embed
         if self.pos_embed_type == "learn" and new_grid != self.grid_size:
             with torch.no_grad():
-                resampled = resample_grid(table.detach(), new_grid, antialias=self.pos_embed_antialias).clone()
+                resampled = resample_grid(table.detach(), new_grid, self.pos_interpolation, self.pos_antialias).clone()
             table = nn.Parameter(resampled, requires_grad=table.requires_grad)
         elif self.pos_embed_type == "sincos":
             table = sincos_2d(new_grid, self.embed_dim).to(table.device, table.dtype)
@@ -330,23 +344,27 @@ class VisionTransformer(RectViTModel):
     # ----------------------------------------------------------------------------------------------
     # Positions and prefix tokens
 
-    def _grid_pos_table(self, grid: Size) -> torch.Tensor:
+    def _grid_pos_table(self, grid) -> torch.Tensor:
         """The ``(1, h, w, C)`` position table for ``grid``: the stored one, resampled or computed as needed.
 
-        Resampled tables are cached per grid unless gradients must flow into ``pos_embed``.
+        Eager on CPU: resampled tables are cached per grid unless gradients must flow into ``pos_embed``;
+        on accelerators they are recomputed (a cache check would synchronise with the host every forward).
+        Traced (``torch.compile``, ``torch.export``, ONNX): a dynamic model always resamples, as plain
+        tensor math on the symbolic grid, so one program holds for every size (the stored grid included).
         """
         table = self.pos_embed
-        if tuple(table.shape[1:3]) == grid:
+        if torch.compiler.is_compiling():
+            return self._pos_table_for(table, grid) if self.dynamic_img_size else table
+        if tuple(table.shape[1:3]) == tuple(grid):
             return table
+        if (torch.is_grad_enabled() and table.requires_grad) or table.device.type != "cpu":
+            return self._pos_table_for(table, grid)  # accelerators: two small matmuls beat a cache check's sync
+        return self._pos_cache.get(table, grid, lambda: self._pos_table_for(table.detach(), grid))
+
+    def _pos_table_for(self, table: torch.Tensor, grid) -> torch.Tensor:
         if self.pos_embed_type == "sincos":
-            return self._pos_cache.get(
-                table, grid, lambda: sincos_2d(grid, self.embed_dim).to(table.device, table.dtype)
-            )
-        if torch.is_grad_enabled() and table.requires_grad:
-            return resample_grid(table, grid, antialias=self.pos_embed_antialias)
-        return self._pos_cache.get(
-            table, grid, lambda: resample_grid(table.detach(), grid, antialias=self.pos_embed_antialias)
-        )
+            return sincos_table(grid[0], grid[1], self.embed_dim, device=table.device).to(table.dtype)
+        return resample_grid_separable(table, grid, self.pos_interpolation, self.pos_antialias)
 
     def _prefix_tokens(self, batch: int) -> torch.Tensor | None:
         """``(B, P, C)``: class, distillation and register tokens, in that order (with their positions)."""
@@ -375,7 +393,7 @@ class VisionTransformer(RectViTModel):
     def _embed(self, x: torch.Tensor) -> tuple[torch.Tensor, Size]:
         """``(B, in_chans, H, W)`` -> tokens ``(B, P + h*w, C)`` ready for the blocks, and the grid ``(h, w)``."""
         x = self.patch_embed(x)
-        grid = (int(x.shape[1]), int(x.shape[2]))
+        grid = (x.shape[1], x.shape[2])  # not int(): keeps sizes symbolic under torch.compile/export
         x = self._pos_embed(x)
         return self.norm_pre(x), grid
 
@@ -566,6 +584,15 @@ def _check_hyperparameters(counts: dict[str, Any], numbers: dict[str, Any], rate
         raise RectViTError(
             f"embed_dim {dim} must be divisible by num_heads {heads} (each head takes embed_dim / num_heads "
             f"channels); use num_heads in {fits} or another embed_dim."
+        )
+
+
+def _check_pos_interpolation(mode: str, antialias: bool) -> None:
+    if mode not in TRACEABLE_INTERPOLATIONS or not isinstance(antialias, bool):
+        raise RectViTError(
+            f"pos_interpolation must be one of {TRACEABLE_INTERPOLATIONS} and pos_antialias a bool, got "
+            f"{mode!r} and {antialias!r}; HF's interpolate_pos_encoding is ('bicubic', False), "
+            "timm's ('bicubic', True)."
         )
 
 
