@@ -1,6 +1,7 @@
 """Model families. Importing a family module registers its names."""
 
 from . import (
+    eva,  # noqa: F401
     hybrid,  # noqa: F401
     swin,  # noqa: F401
     vit,  # noqa: F401
