@@ -250,3 +250,23 @@ def test_bad_options_are_clear_errors():
         rectvit.create_model("vit_small_patch16_rope_224", rope_normalize_coords="max", **TINY)
     with pytest.raises(RectViTError, match="post-norm"):
         rectvit.create_model("eva02_tiny_patch14_224", use_post_norm=True, **TINY)
+
+
+# --------------------------------------------------------------------------------------------------
+# The aspect-ratio study (bench/positions.py): its task and models
+
+
+def test_position_study_task_and_models():
+    positions = pytest.importorskip("bench.positions")
+    g = torch.Generator().manual_seed(0)
+    for size in [(32, 128), (512, 32)]:
+        x, y = positions.make_batch(16, size, g)
+        h, w = size
+        cells = x.reshape(16, 4, h // 4, 4, w // 4).sum((2, 4)).flatten(1)  # (band, segment) sums
+        assert torch.equal(cells.argmax(1), y)  # the label is the cell that holds the chirp
+    for key in sorted({k for k, _ in positions.ROWS.values()}):
+        model = positions.build(key).eval()
+        with torch.no_grad():
+            assert model(torch.randn(1, 1, 512, 32)).shape == (1, 16)
+    learned = positions.build("learned")
+    assert positions.at_size(learned, (512, 32), "bilinear").pos_embed.shape[1:3] == (64, 4)
