@@ -8,7 +8,8 @@ The task (after ``rectvit.demo``): 1-channel inputs of noise plus one 8x8 chirp;
 of 4 x 4 cells (4 bands of the height x 4 segments of the width) holds it. The cells scale with the
 input and the chirp does not, so the answer is the chirp's position *relative to the input's extent*.
 
-Encodings (one trained model each, except the two learned rows, which share one):
+Encodings (four trained models: the learned rows share one, and so do the three RoPE rows of each
+kind, whose coordinate rules agree at the training grid and differ only at other grids):
 
 - learned table + bicubic / + bilinear: a learned ``(1, h, w, C)`` table resampled to each grid
 - sin-cos (fixed): the 2-D sin-cos table computed for each grid (patch-index coordinates)
@@ -68,35 +69,36 @@ EVAL_SIZES = [
 ]
 MODEL = dict(embed_dim=32, depth=2, num_heads=2, mlp_ratio=2.0, patch_size=PATCH, in_chans=1)
 MODEL.update(num_classes=NUM_CLASSES, global_pool="token", dynamic_img_size=True)
-TRAIN = dict(steps=1500, batch=32, lr=2e-3, seed=0)
+TRAIN = dict(steps=4000, batch=32, lr=2e-3, seed=0)
 
-# name -> (trained model key, evaluation resampling of a learned table or None)
+# name -> (trained model, how it is used at other grids: a learned table's resampling or RoPE's
+# coordinate normalisation). At the training grid the three RoPE rules give the same coordinates (the
+# patch indices), so each RoPE kind is trained once and the rules differ only at other grids.
 ROWS = {
     "learned + bicubic": ("learned", "bicubic"),
     "learned + bilinear": ("learned", "bilinear"),
     "sin-cos (fixed)": ("sincos", None),
-    "RoPE axial, none": ("axial-none", None),
-    "RoPE axial, separate": ("axial-separate", None),
-    "RoPE axial, max": ("axial-max", None),
-    "RoPE mixed, none": ("mixed-none", None),
-    "RoPE mixed, separate": ("mixed-separate", None),
-    "RoPE mixed, max": ("mixed-max", None),
+    "RoPE axial, none": ("axial", "none"),
+    "RoPE axial, separate": ("axial", "separate"),
+    "RoPE axial, max": ("axial", "max"),
+    "RoPE mixed, none": ("mixed", "none"),
+    "RoPE mixed, separate": ("mixed", "separate"),
+    "RoPE mixed, max": ("mixed", "max"),
 }
 
 
-def build(key: str) -> torch.nn.Module:
-    """The model trained under ``key``, at the training size, accepting any size (dynamic)."""
+def build(key: str, use: str | None = None) -> torch.nn.Module:
+    """Model ``key`` at the training size, accepting any size (dynamic); ``use`` is RoPE's normalisation."""
     if key in ("learned", "sincos"):
         pos = "learn" if key == "learned" else "sincos"
         return rectvit.create_model("vit_tiny_patch16_224", img_size=TRAIN_SIZE, pos_embed=pos, **MODEL)
-    kind, norm = key.split("-")
     grid = (TRAIN_SIZE[0] // PATCH, TRAIN_SIZE[1] // PATCH)
     return rectvit.create_model(
-        f"vit_small_patch16_rope{'_mixed' if kind == 'mixed' else ''}_224",
+        f"vit_small_patch16_rope{'_mixed' if key == 'mixed' else ''}_224",
         img_size=TRAIN_SIZE,
         init_values=None,
-        rope_normalize_coords=None if norm == "none" else norm,
-        ref_feat_shape=grid,  # the training grid: there, every scheme's coordinates are the patch indices
+        rope_normalize_coords=None if use in (None, "none") else use,
+        ref_feat_shape=grid,  # the training grid: there, every rule's coordinates are the patch indices
         **MODEL,
     )
 
@@ -155,15 +157,18 @@ def train(key: str, steps: int, batch: int, lr: float, seed: int, log: Callable[
 # Evaluation
 
 
-def at_size(model: torch.nn.Module, size: tuple[int, int], resample: str | None) -> torch.nn.Module:
-    """``model`` for inputs of ``size``; a learned table is resampled with ``resample`` (else dynamic)."""
-    if resample is None or resample == "bicubic":
-        return model  # dynamic: bicubic (antialiased) resampling of a learned table, or computed positions
-    grid = (size[0] // PATCH, size[1] // PATCH)
-    adapted = build("learned").eval()
+def at_size(models: dict, key: str, use: str | None, size: tuple[int, int]) -> torch.nn.Module:
+    """Trained model ``key`` for inputs of ``size``: a learned table resampled with ``use`` (bicubic: the
+    dynamic default), RoPE with the normalisation ``use``."""
+    model = models[key]
+    if key == "sincos" or use == "bicubic" or (key != "learned" and use == "none"):
+        return model
+    adapted = build(key, use).eval()
     adapted.load_state_dict(model.state_dict())
-    with torch.no_grad():
-        adapted.pos_embed = torch.nn.Parameter(resample_grid(model.pos_embed, grid, interpolation=resample))
+    if key == "learned":
+        grid = (size[0] // PATCH, size[1] // PATCH)
+        with torch.no_grad():
+            adapted.pos_embed = torch.nn.Parameter(resample_grid(model.pos_embed, grid, interpolation=use))
     return adapted
 
 
@@ -215,7 +220,8 @@ def write_doc(results: dict) -> None:
         f"Settings: {s['steps']} steps × batch {s['batch']} (AdamW, lr {s['lr']}, seed {s['seed']}), "
         f"{s['n_eval']} fresh inputs per size (seed {s['eval_seed']}); parameters per model: "
         + ", ".join(f"{k} {v}" for k, v in results["params"].items())
-        + f"; training {results['train_seconds']:.0f} s, evaluation {results['eval_seconds']:.0f} s "
+        + f"; training {results['train_seconds']:.0f} s (when the weights were trained), evaluation "
+        f"{results['eval_seconds']:.0f} s "
         f"({results['threads']} thread(s)). Chance is {1 / NUM_CLASSES:.2f}; the best cell of each row is bold.",
         "",
         *table_lines(results),
@@ -238,22 +244,28 @@ def write_plot(results: dict) -> Path | None:
     except ImportError:
         return None
     sizes = [tuple(s) for s in results["sizes"]]
-    fig, (ax, bx) = plt.subplots(1, 2, figsize=(15, 5.2), gridspec_kw=dict(width_ratios=[2.2, 1]))
+    fig = plt.figure(figsize=(15, 6))
+    spec = fig.add_gridspec(3, 2, width_ratios=[2.3, 1])
+    ax = fig.add_subplot(spec[:, 0])
     for r in ROWS:
         style = "--" if "mixed" in r else (":" if r.startswith(("learned", "sin")) else "-")
         ax.plot(range(len(sizes)), results["accuracy"][r], style, marker="o", ms=3, label=r)
     ax.set_xticks(range(len(sizes)), [_label(s) for s in sizes], rotation=55, ha="right", fontsize=8)
     ax.axhline(1 / NUM_CLASSES, color="grey", lw=0.8)
     ax.set_ylabel("accuracy")
+    ax.set_ylim(-0.02, 1.02)
     ax.set_title(f"trained at {TRAIN_SIZE[0]}x{TRAIN_SIZE[1]} ({_ratio(TRAIN_SIZE)}), evaluated at other sizes")
-    ax.legend(fontsize=7, ncol=3, loc="lower left")
-    # What each normalisation does to a 4 x 16 grid (centred coordinates): separate squeezes the long axis.
-    for norm, marker in [("separate", "o"), ("max", "s"), ("min", "^")]:
+    ax.legend(fontsize=7, ncol=3, loc="upper right")
+    # What each normalisation does to the coordinates of a 4 x 16 grid (centred, DINOv3 style).
+    for row, norm in enumerate(["separate", "max", "min"]):
+        bx = fig.add_subplot(spec[row, 1])
         c = rope_coords((4, 16), "centered", norm)
-        bx.scatter(c[:, 1], -c[:, 0], s=12, marker=marker, label=norm, alpha=0.7)
-    bx.set_aspect("equal")
-    bx.set_title("RoPE coordinates of a 4x16 grid (x: column, y: row)", fontsize=9)
-    bx.legend(fontsize=8)
+        bx.scatter(c[:, 1], -c[:, 0], s=10)
+        bx.set_aspect("equal")
+        bx.set_xlim(-1.2, 7.2)
+        bx.set_ylim(-1.3, 1.3)
+        bx.set_title(f"RoPE coordinates of a 4x16 grid, normalize={norm!r}", fontsize=8)
+        bx.tick_params(labelsize=7)
     fig.tight_layout()
     fig.savefig(PLOT, dpi=110)
     plt.close(fig)
@@ -269,11 +281,12 @@ def run(retrain: bool = False, n_eval: int = 256, threads: int = 1, log: Callabl
 
     torch.set_num_threads(threads)
     settings = dict(TRAIN, model=MODEL, train_size=list(TRAIN_SIZE))
-    keys = sorted({k for k, _ in ROWS.values()})
-    cached = {}
+    keys = list(dict.fromkeys(k for k, _ in ROWS.values()))
+    cached, previous = {}, {}
     if WEIGHTS.exists() and not retrain:
         flat = load_file(str(WEIGHTS))
-        meta = json.loads(RESULTS.read_text())["settings"] if RESULTS.exists() else {}
+        previous = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+        meta = previous.get("settings", {})
         if {k: meta.get(k) for k in settings} == json.loads(json.dumps(settings)):
             for key in keys:
                 sd = {n.split("/", 1)[1]: v for n, v in flat.items() if n.startswith(key + "/")}
@@ -300,15 +313,15 @@ def run(retrain: bool = False, n_eval: int = 256, threads: int = 1, log: Callabl
     eval_seed = 1_000_003
     acc = {r: [] for r in ROWS}
     for i, size in enumerate(EVAL_SIZES):
-        for r, (key, resample) in ROWS.items():
-            acc[r].append(evaluate(at_size(models[key], size, resample), size, n_eval, eval_seed + i))
+        for r, (key, use) in ROWS.items():
+            acc[r].append(evaluate(at_size(models, key, use, size), size, n_eval, eval_seed + i))
         log(f"{_label(size):>20}: " + "  ".join(f"{acc[r][-1]:.2f}" for r in ROWS))
     results = dict(
         settings=dict(settings, n_eval=n_eval, eval_seed=eval_seed),
         sizes=[list(s) for s in EVAL_SIZES],
         accuracy=acc,
         params={k: sum(p.numel() for p in m.parameters()) for k, m in models.items()},
-        train_seconds=train_seconds if len(cached) < len(keys) else 0.0,
+        train_seconds=train_seconds if len(cached) < len(keys) else previous.get("train_seconds", 0.0),
         eval_seconds=time.perf_counter() - t1,
         threads=threads,
     )

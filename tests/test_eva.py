@@ -224,6 +224,17 @@ def test_rope_cache_serves_repeated_grids_and_gradients_reach_mixed_freqs():
     assert torch.equal(a, b) and len(ours.rope._cache) == 1
 
 
+def test_forward_variable_equals_one_by_one():
+    model = randomize_(rectvit.create_model("vit_small_patch16_rope_mixed_224", **dict(TINY, depth=2))).eval()
+    xs = [torch.randn(3, 32, 96), torch.randn(3, 128, 16), torch.randn(3, 48, 48)]
+    outs = rectvit.forward_variable(model, xs)
+    for x, out in zip(xs, outs):
+        dyn = rectvit.create_model("vit_small_patch16_rope_mixed_224", dynamic_img_size=True, **dict(TINY, depth=2))
+        dyn.load_state_dict(model.state_dict())
+        with torch.no_grad():
+            assert _max_diff(dyn.eval()(x[None])[0], out) <= TOL
+
+
 # --------------------------------------------------------------------------------------------------
 # Bad input
 
@@ -264,9 +275,14 @@ def test_position_study_task_and_models():
         h, w = size
         cells = x.reshape(16, 4, h // 4, 4, w // 4).sum((2, 4)).flatten(1)  # (band, segment) sums
         assert torch.equal(cells.argmax(1), y)  # the label is the cell that holds the chirp
-    for key in sorted({k for k, _ in positions.ROWS.values()}):
-        model = positions.build(key).eval()
+    models = {key: positions.build(key).eval() for key, _ in positions.ROWS.values()}
+    x = torch.randn(1, 1, 512, 32)
+    outs = {}
+    for row, (key, use) in positions.ROWS.items():
         with torch.no_grad():
-            assert model(torch.randn(1, 1, 512, 32)).shape == (1, 16)
-    learned = positions.build("learned")
-    assert positions.at_size(learned, (512, 32), "bilinear").pos_embed.shape[1:3] == (64, 4)
+            outs[row] = positions.at_size(models, key, use, (512, 32))(x)
+        assert outs[row].shape == (1, 16)
+    assert positions.at_size(models, "learned", "bilinear", (512, 32)).pos_embed.shape[1:3] == (64, 4)
+    for kind in ("axial", "mixed"):  # one trained model, three coordinate rules: three answers off the grid
+        a, b, c = (outs[f"RoPE {kind}, {use}"] for use in ("none", "separate", "max"))
+        assert not torch.allclose(a, b) and not torch.allclose(b, c)
