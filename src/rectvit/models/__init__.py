@@ -2,6 +2,7 @@
 
 from . import (
     beit,  # noqa: F401
+    eva,  # noqa: F401
     hybrid,  # noqa: F401
     swin,  # noqa: F401
     swin_cr,  # noqa: F401
