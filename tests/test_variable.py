@@ -84,7 +84,7 @@ def test_grouping_count_and_batch_sizes():
     seen = []
     model.register_forward_pre_hook(lambda m, args: seen.append(tuple(args[0].shape)))
     with torch.no_grad():
-        rectvit.forward_variable(model, xs, max_batch=2)
+        rectvit.forward_variable(model, xs, max_batch=2, packing=False)
     # groups in order of first appearance, each cut into chunks of at most max_batch
     assert seen == [(2, 3, 32, 48), (1, 3, 32, 48), (2, 3, 16, 64), (1, 3, 48, 16), (1, 3, 8, 8)]
 
