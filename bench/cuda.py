@@ -33,19 +33,24 @@ from .cases import spectrogram_inputs
 __all__ = ["run_cuda"]
 
 
+def _sync() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
 def _time(fns: dict[str, Callable[[], Any]], warmup: int, runs: int) -> dict[str, list[float]]:
     """Seconds per call, alternating A B A B ..., each call bracketed by CUDA synchronisation."""
     for _ in range(warmup):
         for fn in fns.values():
             fn()
-    torch.cuda.synchronize()
+    _sync()
     times: dict[str, list[float]] = {k: [] for k in fns}
     for _ in range(runs):
         for k, fn in fns.items():
-            torch.cuda.synchronize()
+            _sync()
             t0 = time.perf_counter()
             fn()
-            torch.cuda.synchronize()
+            _sync()
             times[k].append(time.perf_counter() - t0)
     return times
 
@@ -57,6 +62,8 @@ def _flops(fn: Callable[[], Any]) -> int:
 
 
 def _peak_mib(fn: Callable[[], Any]) -> float:
+    if not torch.cuda.is_available():
+        return float("nan")
     torch.cuda.synchronize()
     torch.cuda.reset_peak_memory_stats()
     base = torch.cuda.memory_allocated()
@@ -73,16 +80,21 @@ def run_cuda(
     warmup: int = 2,
     runs: int = 5,
     log: Callable[[str], None] = print,
+    device: str = "cuda",
+    **model_kw: Any,
 ) -> list[str]:
-    """Markdown lines of the GPU table (and notes); raises ``RuntimeError`` without CUDA."""
-    if not torch.cuda.is_available():
+    """Markdown lines of the GPU table (and notes); raises ``RuntimeError`` without CUDA.
+
+    ``device="cpu"`` (with small ``model_kw``) only dry-runs this code; its figures mean nothing.
+    """
+    if device == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("--device cuda needs a CUDA device; none is available.")
-    dev = torch.device("cuda")
+    dev = torch.device(device)
     torch.manual_seed(0)
-    model = rectvit.create_model("ast_base_patch16_s10_128x1024", depth=depth).to(dev).eval()
+    model = rectvit.create_model("ast_base_patch16_s10_128x1024", depth=depth, **model_kw).to(dev).eval()
     xs = [x.to(dev) for x in spectrogram_inputs(n, 4, seed=0)]
     frames = model.img_size[1]
-    amp = torch.autocast("cuda", torch.bfloat16)
+    amp = torch.autocast(dev.type, torch.bfloat16)
     log(f"cuda: AST depth {depth}, {n} inputs, {len({x.shape for x in xs})} distinct shapes")
 
     def padded(batch: int) -> Callable[[], Any]:
@@ -117,10 +129,11 @@ def run_cuda(
     times = _time(fns, warmup, runs)
     peaks = {k: _peak_mib(fn) for k, fn in fns.items()}
 
+    gpu = torch.cuda.get_device_name(dev) if dev.type == "cuda" else "none (CPU dry run)"
     best_pad = min((k for k in fns if k.startswith("padded")), key=lambda k: statistics.median(times[k]))
     full = [i for i, x in enumerate(xs) if x.shape[-1] == frames]
     lines = [
-        f"GPU: {torch.cuda.get_device_name(dev)}, torch {torch.__version__}, bf16 autocast, "
+        f"GPU: {gpu}, torch {torch.__version__}, bf16 autocast, "
         f"AST-Base depth {depth}, {n} spectrograms of {min(x.shape[-1] for x in xs)}–{frames} frames "
         f"({len({x.shape for x in xs})} distinct shapes). Median of {runs} runs after {warmup} warm-up rounds, "
         f"alternating. W = FLOPs of `{best_pad}` / FLOPs of the packed forward.",
