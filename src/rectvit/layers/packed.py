@@ -176,7 +176,7 @@ class PackedLayout:
     grids: tuple[Size, ...]
     num_prefix: int
     attention: str = "auto"
-    _cu: dict = field(default_factory=dict, repr=False, compare=False)
+    _cu: dict = field(default_factory=dict, init=False, repr=False, compare=False)  # device tensors, per layout
 
     def __len__(self) -> int:
         return len(self.grids)
