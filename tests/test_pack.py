@@ -506,3 +506,15 @@ def test_plan_chunks_properties(tokens, max_tokens, max_batch):
         load = sum(tokens[i] for i in c)
         if max_tokens is not None and load > max_tokens:
             assert load - max(tokens[i] for i in c) < max_tokens  # over budget by less than one item
+
+
+def test_dynamic_img_pad_pads_each_packed_image():
+    model = rectvit.create_model(
+        "vit_tiny_patch16_224", patch_size=8, dynamic_img_size=True, dynamic_img_pad=True, **SMALL
+    )
+    model = randomize_(model).eval()
+    xs = _images([(30, 45), (8, 8), (17, 9), (30, 45)])
+    with torch.no_grad():
+        out = model(rectvit.pack(xs))
+        ref = torch.cat([model(x[None]) for x in xs])
+    assert _max_diff(out, ref) <= TOL

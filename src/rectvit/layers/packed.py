@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import InputSizeError, RectViTError
+from .patch_embed import PatchEmbed
 
 __all__ = [
     "ATTENTION_BACKENDS",
@@ -34,6 +35,7 @@ __all__ = [
     "PackedTokens",
     "pack",
     "packed_attention",
+    "patch_tokens",
     "resolve_backend",
 ]
 
@@ -159,6 +161,32 @@ def pack(images: Sequence[torch.Tensor], attention: str = "auto") -> PackedBatch
     check_images(images)
     pixels = torch.cat([x.reshape(-1) for x in images])
     return PackedBatch(pixels, tuple(tuple(int(s) for s in x.shape) for x in images), attention)
+
+
+def patch_tokens(embed: torch.nn.Module, images: Sequence[torch.Tensor], groups: list[list[int]]) -> list[torch.Tensor]:
+    """Each image's patch tokens ``(g, h, w, D)`` per group of equal shapes (``groups``, as ``PackedBatch.groups``).
+
+    A plain ``PatchEmbed`` cuts every image into patches (im2col) and projects all of them with one
+    matmul (the convolution's weights, the same numbers up to float rounding); any other embedding
+    (e.g. the hybrid's backbone) runs once per group. Sizes must have been checked.
+    """
+    if type(embed) is not PatchEmbed:
+        out = []
+        for group in groups:
+            x = torch.stack([images[i] for i in group]) if len(group) > 1 else images[group[0]].unsqueeze(0)
+            out.append(embed(x))
+        return out
+    proj = embed.proj
+    cols, grids = [], []
+    for group in groups:
+        x = torch.stack([images[i] for i in group]) if len(group) > 1 else images[group[0]].unsqueeze(0)
+        if embed.dynamic_img_pad:
+            x = embed._pad(x)
+        (kh, kw), (sh, sw) = proj.kernel_size, proj.stride
+        grids.append((len(group), (x.shape[-2] - kh) // sh + 1, (x.shape[-1] - kw) // sw + 1))
+        cols.append(F.unfold(x, proj.kernel_size, stride=proj.stride).transpose(1, 2).reshape(-1, x.shape[1] * kh * kw))
+    tokens = F.linear(torch.cat(cols) if len(cols) > 1 else cols[0], proj.weight.flatten(1), proj.bias)
+    return [t.view(g, h, w, -1) for t, (g, h, w) in zip(tokens.split([math.prod(s) for s in grids]), grids)]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -333,16 +361,16 @@ def packed_attention(
 
 
 def _segments(q, k, v, layout: PackedLayout, num_queries: int | None, dropout_p: float) -> torch.Tensor:
-    off = layout.offsets
-    m = num_queries
-    outs = []
-    for i in range(len(layout)):
-        s, e = off[i], off[i + 1]
-        qi = q[s:e] if m is None else q[i * m : (i + 1) * m]
-        out = F.scaled_dot_product_attention(
-            qi.transpose(0, 1), k[s:e].transpose(0, 1), v[s:e].transpose(0, 1), dropout_p=dropout_p
-        )
-        outs.append(out.transpose(0, 1))
+    # split (not slicing) so that backward joins the segments' gradients in one concatenation
+    # instead of zero-filling a full-length gradient per segment
+    lengths = list(layout.lengths)
+    qs = q.split(lengths if num_queries is None else num_queries)
+    outs = [
+        F.scaled_dot_product_attention(
+            qi.transpose(0, 1), ki.transpose(0, 1), vi.transpose(0, 1), dropout_p=dropout_p
+        ).transpose(0, 1)
+        for qi, ki, vi in zip(qs, k.split(lengths), v.split(lengths))
+    ]
     return torch.cat(outs) if len(outs) > 1 else outs[0].contiguous()
 
 

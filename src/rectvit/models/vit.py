@@ -26,7 +26,7 @@ from torch.utils.checkpoint import checkpoint
 from ..errors import RectViTError
 from ..grid import Size, to_size
 from ..layers import Block, PatchEmbed
-from ..layers.packed import PackedBatch, PackedLayout, PackedTokens
+from ..layers.packed import PackedBatch, PackedLayout, PackedTokens, patch_tokens
 from ..resample import resample_grid, sincos_2d
 from ._util import json_ready, take_indices
 from .registry import register_model
@@ -489,9 +489,7 @@ class VisionTransformer(nn.Module):
                 raise type(e)(f"packed image {i} (shape {tuple(images[i].shape)}): {e}") from None
         rows: list[Any] = [None] * len(images)
         grids: list[Any] = [None] * len(images)
-        for group in groups:
-            x = torch.stack([images[i] for i in group]) if len(group) > 1 else images[group[0]].unsqueeze(0)
-            x = self.patch_embed(x)
+        for group, x in zip(groups, patch_tokens(self.patch_embed, images, groups)):
             grid = (int(x.shape[1]), int(x.shape[2]))
             for i, t in zip(group, self._pos_embed(x).unbind(0)):
                 rows[i], grids[i] = t, grid
