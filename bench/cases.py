@@ -6,13 +6,16 @@ A case is a plain dict (JSON-ready, so a memory-measuring subprocess can rebuild
 - ``forward``: ``timm.create_model(name)`` vs ``rectvit.create_model(name)`` with timm's state dict
   loaded through ``rectvit.load_checkpoint``; one batch at ``img_size``.
 - ``dynamic``: rectvit static vs rectvit ``dynamic_img_size=True`` on the same weights and input.
-- ``variable``: AST on spectrograms of different lengths: rectvit ``forward_variable`` vs padding
-  every input to the model's length and running fixed-size batches of 8 (HF transformers' AST when
-  installed, and rectvit's own static model, the peers' way with rectvit's kernels).
+- ``variable``: AST on spectrograms of different lengths: rectvit ``forward_variable`` (packed) vs
+  padding every input to the model's length and running fixed-size batches of 8 (HF transformers'
+  AST when installed, and rectvit's own static model, the peers' way with rectvit's kernels), vs
+  grouping by shape (``packing=False``); and a training step (forward + backward), padded vs packed.
 """
 
 from __future__ import annotations
 
+import copy
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -136,7 +139,32 @@ def _variable_case(case: dict[str, Any]) -> Built:
         return [y for b in padded_batches() for y in ours(b)]
 
     def ours_variable():
-        return rectvit.forward_variable(ours, xs, max_batch=batch)
+        return rectvit.forward_variable(ours, xs, max_batch=batch, max_tokens=case.get("max_tokens"))
+
+    def ours_grouped():
+        return rectvit.forward_variable(ours, xs, max_batch=batch, packing=False)
+
+    # Training step: the same images, padded batches of `batch` vs packed chunks of `batch` images
+    # (first-fit decreasing by tokens). Gradients need autograd even under the harness's inference mode.
+    trainee = copy.deepcopy(ours).train()
+    trainee.dynamic_img_size = True
+    trainee.patch_embed.strict_img_size = False
+    labels = torch.arange(len(xs)) % trainee.num_classes
+    tokens = [trainee.num_prefix_tokens + math.prod(trainee.feat_size(tuple(x.shape[-2:]))) for x in xs]
+    chunks = rectvit.variable.plan_chunks(tokens, case.get("max_tokens"), batch)
+
+    def train_step(batches):
+        with torch.inference_mode(False), torch.enable_grad():
+            trainee.zero_grad(set_to_none=True)
+            for inputs, idx in batches():
+                F.cross_entropy(trainee(inputs), labels[idx]).backward()
+        return [p.grad for p in trainee.parameters()]
+
+    def train_padded():
+        return train_step(lambda: zip(padded_batches(), (slice(s, s + batch) for s in range(0, len(xs), batch))))
+
+    def train_packed():
+        return train_step(lambda: ((rectvit.pack([xs[i] for i in c]), c) for c in chunks))
 
     fns: dict[str, Callable[[], Any]] = {}
     if hf is not None:
@@ -147,7 +175,10 @@ def _variable_case(case: dict[str, Any]) -> Built:
 
         fns["hf"] = hf_padded
     fns["ours_padded"] = ours_padded
+    fns["ours_grouped"] = ours_grouped
     fns["ours"] = ours_variable
+    fns["train_padded"] = train_padded
+    fns["train_packed"] = train_packed
     built = Built(fns, {"ours": ours} | ({"hf": hf} if hf is not None else {}))
     built.facts.update(
         full=[i for i, x in enumerate(xs) if x.shape[-1] == frames],

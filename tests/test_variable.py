@@ -84,7 +84,7 @@ def test_grouping_count_and_batch_sizes():
     seen = []
     model.register_forward_pre_hook(lambda m, args: seen.append(tuple(args[0].shape)))
     with torch.no_grad():
-        rectvit.forward_variable(model, xs, max_batch=2)
+        rectvit.forward_variable(model, xs, max_batch=2, packing=False)
     # groups in order of first appearance, each cut into chunks of at most max_batch
     assert seen == [(2, 3, 32, 48), (1, 3, 32, 48), (2, 3, 16, 64), (1, 3, 48, 16), (1, 3, 8, 8)]
 
@@ -182,12 +182,19 @@ def test_progress_bar_with_tqdm(capsys):
     assert "forward_variable" in err and f"{len(VIT_SHAPES)}/{len(VIT_SHAPES)}" in err
 
 
-def test_progress_without_tqdm(monkeypatch):
+def test_progress_without_tqdm_says_how_to_get_the_bar(monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "tqdm", None)
     monkeypatch.setitem(sys.modules, "tqdm.auto", None)
     with torch.no_grad():
         outs = rectvit.forward_variable(_tiny_vit(), _inputs(VIT_SHAPES[:2]), progress=True)
     assert len(outs) == 2
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and "pip install tqdm" in lines[0], captured.err
+    assert captured.out == ""
+    with torch.no_grad():
+        rectvit.forward_variable(_tiny_vit(), _inputs(VIT_SHAPES[:2]), progress=False)
+    assert capsys.readouterr().err == ""  # nothing without progress=True
 
 
 def test_tuple_outputs_are_split():

@@ -7,7 +7,7 @@ from .factory import create_model, load_model
 from .grid import factorizations, patch_grid, to_size
 from .models import list_models
 from .resample import resample_abs_pos_embed, resample_grid, resample_patch_embed, sincos_2d
-from .variable import forward_variable
+from .variable import PackedBatch, PackedTokens, forward_variable, pack
 
 __version__ = "0.1.0"
 
@@ -28,6 +28,9 @@ __all__ = [
     "list_models",
     "load_checkpoint",
     "forward_variable",
+    "pack",
+    "PackedBatch",
+    "PackedTokens",
     "load_model",
     "save_checkpoint",
     "LoadReport",

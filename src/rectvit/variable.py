@@ -1,17 +1,28 @@
-"""Inference on inputs of different sizes without padding: group by shape, batch each group.
+"""Inference on inputs of different sizes without padding: packed sequences, or groups of one shape.
 
 A model in dynamic mode takes any input size its configuration allows (ViT: the position table is
-resampled to each input's grid; Swin: every block pads its grid to whole windows and crops back),
-so inputs of the same shape can share a batch and none ever needs padding. That is exact, because
-no sample's tokens see another sample's or any padding's, and it avoids all the work padding costs.
+resampled to each input's grid; Swin: every block pads its grid to whole windows and crops back).
+``forward_variable`` runs many such inputs exactly, with no padding, in one of two ways:
 
-``forward_variable`` switches a static model into dynamic mode for the call and restores it
-afterwards (also when the call fails), so ``forward_variable(model, xs)`` works on any rectvit model
-and leaves it as it found it.
+- **Packing** (every ViT-family model: ViT, DeiT, DeiT-3, registers, DINOv2, AST, hybrid): inputs
+  are packed into chunks under a token budget (``rectvit.pack``; first-fit decreasing), and each
+  chunk is one forward pass whose attention stays within each image. Few forward passes, whatever
+  the mix of shapes.
+- **Grouping by shape** (Swin, custom ``forward`` functions, ``packing=False``): inputs of one shape
+  share a batch.
+
+Both are exact: no sample's tokens see another sample's or any padding's. ``forward_variable``
+switches a static model into dynamic mode for the call and restores it afterwards (also when the
+call fails), so ``forward_variable(model, xs)`` works on any rectvit model and leaves it as it found it.
+
+``pack``, ``PackedBatch`` and ``PackedTokens`` live in ``rectvit.layers.packed`` (models use the
+types without importing this module); they are re-exported here and from ``rectvit``.
 """
 
 from __future__ import annotations
 
+import math
+import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -20,8 +31,20 @@ import torch
 from torch import nn
 
 from .errors import InputSizeError, RectViTError
+from .layers import Block
+from .layers.packed import PackedBatch, PackedTokens, check_images, pack
+from .models.vit import VisionTransformer
 
-__all__ = ["forward_variable", "group_by_shape", "dynamic_mode"]
+__all__ = [
+    "forward_variable",
+    "group_by_shape",
+    "dynamic_mode",
+    "pack",
+    "plan_chunks",
+    "supports_packing",
+    "PackedBatch",
+    "PackedTokens",
+]
 
 
 def group_by_shape(inputs: Sequence[torch.Tensor]) -> list[list[int]]:
@@ -55,41 +78,91 @@ def dynamic_mode(model: nn.Module) -> Iterator[nn.Module]:
 
 
 def _input_checker(model: nn.Module) -> Callable[[torch.Tensor], None] | None:
-    """The model's own ``(B, C, H, W)`` input check (raising ``InputSizeError``), if it has one."""
-    check = getattr(model, "_check_input", None) or getattr(model, "check_input", None)
-    if callable(check):
-        return check
-    embed = getattr(model, "patch_embed", None)
-    check = getattr(embed, "check_input", None)
+    """The model's own ``(B, C, H, W)`` input check (``RectViTModel.check_input``), if it has one."""
+    check = getattr(model, "check_input", None)
     return check if callable(check) else None
 
 
+def _model_device(model: nn.Module) -> torch.device | None:
+    param = next(iter(model.parameters()), None)
+    return None if param is None else param.device
+
+
 def _validate(model: nn.Module, inputs: Sequence[Any]) -> None:
-    """Raise a ``RectViTError`` naming the first bad input's index, before any forward pass runs."""
-    in_chans = getattr(model, "in_chans", None)
+    """Raise a ``RectViTError`` naming the first bad input's index, before any forward pass runs.
+
+    Checked: tensors, 3-d, the model's channel count, one dtype and one device for all (the model's,
+    never ``meta``), and every distinct size against the model's own input check.
+    """
+    check_images(inputs, getattr(model, "in_chans", None), what="input")
+    device = _model_device(model)
+    if device is not None and device.type != "meta" and inputs[0].device != device:
+        raise InputSizeError(
+            f"input 0: on device {inputs[0].device}, the model on {device}; move the inputs (x.to({str(device)!r})) "
+            "or the model first."
+        )
     check = _input_checker(model)
+    if check is None:
+        return
+    seen: set[tuple[int, ...]] = set()
     for i, x in enumerate(inputs):
-        if not isinstance(x, torch.Tensor):
-            raise InputSizeError(f"input {i}: expected a (C, H, W) tensor, got {type(x).__name__}.")
-        if x.dim() != 3:
-            raise InputSizeError(
-                f"input {i}: expected a 3-d (C, H, W) tensor, got a {x.dim()}-d tensor of shape {tuple(x.shape)}; "
-                "pass single images without a batch dimension (x[0] or x.squeeze(0))."
-            )
-        if in_chans is not None and x.shape[0] != in_chans:
-            raise InputSizeError(
-                f"input {i}: expected {in_chans} channel(s), got {x.shape[0]} (shape {tuple(x.shape)}); "
-                f"convert the input or build the model with in_chans={x.shape[0]}."
-            )
-        if check is not None:
-            try:
-                check(x.unsqueeze(0))  # a view: checks read shapes only
-            except RectViTError as e:
-                raise type(e)(f"input {i} (shape {tuple(x.shape)}): {e}") from None
+        if tuple(x.shape) in seen:
+            continue
+        seen.add(tuple(x.shape))
+        try:
+            check(x.unsqueeze(0))  # a view: checks read shapes only
+        except RectViTError as e:
+            raise type(e)(f"input {i} (shape {tuple(x.shape)}): {e}") from None
+
+
+def supports_packing(model: nn.Module) -> bool:
+    """True for models whose ``forward`` takes a ``PackedBatch`` (the ViT family with standard blocks)."""
+    return isinstance(model, VisionTransformer) and all(isinstance(b, Block) for b in model.blocks)
+
+
+def plan_chunks(tokens: Sequence[int], max_tokens: int | None = None, max_batch: int | None = None) -> list[list[int]]:
+    """Indices of items of ``tokens`` sizes, cut into chunks (first-fit decreasing); each chunk sorted.
+
+    At most ``K = max(ceil(T / max_tokens), ceil(N / max_batch))`` chunks for ``N`` items of ``T``
+    tokens in all, each with at most ``max_batch`` items. An item goes into the first chunk with
+    room for it under ``max_tokens``; when none has room and ``K`` chunks are open, into the lightest
+    chunk, which then exceeds ``max_tokens`` by less than that item (items are never split).
+    """
+    n = len(tokens)
+    if n == 0:
+        return []
+    k = 1 if max_batch is None else math.ceil(n / max_batch)
+    if max_tokens is not None:
+        k = max(k, math.ceil(sum(tokens) / max_tokens))
+    chunks: list[list[int]] = []
+    loads: list[int] = []
+    for i in sorted(range(n), key=lambda j: -tokens[j]):
+        t = tokens[i]
+        open_ = [c for c in range(len(chunks)) if max_batch is None or len(chunks[c]) < max_batch]
+        fits = [c for c in open_ if max_tokens is None or loads[c] + t <= max_tokens]
+        if fits:
+            c = fits[0]
+        elif len(chunks) < k:
+            chunks.append([])
+            loads.append(0)
+            c = len(chunks) - 1
+        else:
+            c = min(open_, key=loads.__getitem__)
+        chunks[c].append(i)
+        loads[c] += t
+    return [sorted(c) for c in chunks]
+
+
+def _tokens_of(model: nn.Module, x: torch.Tensor) -> int:
+    """Tokens the model makes of one ``(C, H, W)`` input: prefix plus patch grid."""
+    h, w = model.feat_size(tuple(x.shape[-2:]))
+    return int(getattr(model, "num_prefix_tokens", 0)) + h * w
 
 
 def _split(out: Any, n: int) -> list[Any]:
     """A batched output (tensor, or tuple/list/dict of them) -> ``n`` per-sample outputs."""
+    if isinstance(out, PackedTokens):
+        return out.unpack()
     if isinstance(out, torch.Tensor):
         return list(out.unbind(0)) if out.dim() else [out] * n
     if isinstance(out, (tuple, list)):
@@ -106,7 +179,8 @@ def _progress_bar(total: int, enabled: bool):
         return None
     try:
         from tqdm.auto import tqdm
-    except ImportError:  # progress is a nicety: without tqdm, run silently
+    except ImportError:  # progress is a nicety: say once how to get it, then run without
+        print("forward_variable: progress=True shows a bar when tqdm is installed (pip install tqdm).", file=sys.stderr)
         return None
     return tqdm(total=total, desc="forward_variable", unit="input")
 
@@ -116,45 +190,84 @@ def forward_variable(
     inputs: Sequence[torch.Tensor],
     max_batch: int = 8,
     progress: bool = False,
-    forward: Callable[[torch.Tensor], Any] | None = None,
+    forward: Callable[[Any], Any] | None = None,
+    max_tokens: int | None = None,
+    packing: bool | None = None,
 ) -> list[Any]:
     """Run ``model`` on ``(C, H, W)`` inputs of different sizes, exactly, without padding.
 
-    Inputs are grouped by shape (and dtype/device); each group runs as batches of up to
-    ``max_batch``; the result is one output per input, in the order of ``inputs`` (each the
-    corresponding row of its batch's output, e.g. ``(num_classes,)`` logits). Outputs equal running
-    each input alone through the model in dynamic mode.
+    Returns one output per input, in the order of ``inputs``, **without the batch dimension**: e.g.
+    ``(num_classes,)`` logits for each input (``torch.stack(outs)`` gives ``(N, num_classes)``),
+    ``(P + h*w, C)`` tokens with ``forward=model.forward_features``. Outputs equal running each input
+    alone through the model in dynamic mode.
+
+    With packing (the default for ViT-family models; ``packing=False`` turns it off) inputs are
+    packed into chunks of at most ``max_batch`` inputs and about ``max_tokens`` tokens (first-fit
+    decreasing, see ``plan_chunks``): with ``T`` tokens in all the blocks run at most
+    ``max(ceil(T / max_tokens), ceil(N / max_batch))`` times. Without packing (Swin, a custom
+    ``forward``) inputs are grouped by shape and each group runs in batches of up to ``max_batch``.
 
     A static model (``dynamic_img_size=False``) is switched to dynamic sizing for the call and
     restored afterwards; ``model.training`` and gradient mode are left to the caller (call
     ``model.eval()`` and wrap in ``torch.inference_mode()`` for inference). ``forward`` replaces
-    ``model`` as the function called on each batch (e.g. ``model.forward_features``).
+    ``model`` as the function called on each batch (e.g. ``model.forward_features``); it is given a
+    ``PackedBatch`` when packing, else a ``(B, C, H, W)`` tensor. By default packing is used when
+    ``forward`` is ``None`` or ``model.forward_features``.
 
-    Every input is checked first: a non-tensor, a tensor that is not 3-d, a wrong channel count or a
-    size the model cannot take raises a ``RectViTError`` naming the input's index before any work.
-    ``progress=True`` shows a tqdm bar when tqdm is installed.
+    Every input is checked first: a non-tensor, a tensor that is not 3-d, a wrong channel count,
+    inputs of different dtypes or devices (or not on the model's device), or a size the model cannot
+    take raises a ``RectViTError`` naming the input's index before any work. ``progress=True`` shows
+    a tqdm bar when tqdm is installed (else says once how to get it).
     """
     if isinstance(max_batch, bool) or not isinstance(max_batch, int) or max_batch < 1:
         raise RectViTError(f"max_batch must be a positive int, got {max_batch!r}.")
+    if max_tokens is not None and (isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1):
+        raise RectViTError(f"max_tokens must be a positive int or None, got {max_tokens!r}.")
     inputs = list(inputs)
+    if not inputs:
+        return []
+    if packing is None:
+        packing = supports_packing(model) and (forward is None or forward == model.forward_features)
+    elif packing and not supports_packing(model):
+        raise RectViTError(
+            f"{type(model).__name__} does not take packed batches; pass packing=None or False to group inputs by shape."
+        )
     fn = model if forward is None else forward
     outputs: list[Any] = [None] * len(inputs)
     with dynamic_mode(model):
         _validate(model, inputs)
+        if packing:
+            chunks = plan_chunks([_tokens_of(model, x) for x in inputs], max_tokens, max_batch)
+        else:
+            chunks = _shape_chunks(model, inputs, max_batch, max_tokens)
         bar = _progress_bar(len(inputs), progress)
         try:
-            for group in group_by_shape(inputs):
-                for start in range(0, len(group), max_batch):
-                    chunk = group[start : start + max_batch]
-                    if len(chunk) == 1:
-                        batch = inputs[chunk[0]].unsqueeze(0)
-                    else:
-                        batch = torch.stack([inputs[i] for i in chunk])
-                    for i, out in zip(chunk, _split(fn(batch), len(chunk))):
-                        outputs[i] = out
-                    if bar is not None:
-                        bar.update(len(chunk))
+            for chunk in chunks:
+                if packing:
+                    batch = pack([inputs[i] for i in chunk])
+                elif len(chunk) == 1:
+                    batch = inputs[chunk[0]].unsqueeze(0)
+                else:
+                    batch = torch.stack([inputs[i] for i in chunk])
+                for i, out in zip(chunk, _split(fn(batch), len(chunk))):
+                    outputs[i] = out
+                if bar is not None:
+                    bar.update(len(chunk))
         finally:
             if bar is not None:
                 bar.close()
     return outputs
+
+
+def _shape_chunks(
+    model: nn.Module, inputs: list[torch.Tensor], max_batch: int, max_tokens: int | None
+) -> list[list[int]]:
+    """Groups of one shape, in order of first appearance, cut into batches of at most ``max_batch``
+    (and, where the model says how many tokens an input makes, about ``max_tokens`` tokens)."""
+    chunks = []
+    for group in group_by_shape(inputs):
+        size = max_batch
+        if max_tokens is not None and hasattr(model, "feat_size"):
+            size = max(1, min(max_batch, max_tokens // _tokens_of(model, inputs[group[0]])))
+        chunks.extend(group[start : start + size] for start in range(0, len(group), size))
+    return chunks

@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import RectViTError
+from .packed import PackedLayout, packed_attention
 
 __all__ = ["Attention"]
 
@@ -54,8 +55,16 @@ class Attention(nn.Module):
         k, v = kv.reshape(b, n, 2, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
         return self.q_norm(q), self.k_norm(k), v
 
-    def forward(self, x: torch.Tensor, num_queries: int | None = None) -> torch.Tensor:
-        """``(B, N, C) -> (B, N, C)``; with ``num_queries=m``, only the first ``m`` tokens attend: ``(B, m, C)``."""
+    def forward(
+        self, x: torch.Tensor, num_queries: int | None = None, packed: PackedLayout | None = None
+    ) -> torch.Tensor:
+        """``(B, N, C) -> (B, N, C)``; with ``num_queries=m``, only the first ``m`` tokens attend: ``(B, m, C)``.
+
+        With ``packed``, ``x`` is a packed ``(T, C)`` sequence and each image's tokens attend to that
+        image's tokens only: ``(T, C)``, or ``(N * m, C)`` (the first ``m`` of each image).
+        """
+        if packed is not None:
+            return self._forward_packed(x, num_queries, packed)
         b, n, c = x.shape
         if num_queries is None:
             q, k, v = self._split_heads(x)
@@ -64,3 +73,17 @@ class Attention(nn.Module):
         x = F.scaled_dot_product_attention(q, k, v, dropout_p=self.attn_drop if self.training else 0.0)
         x = x.transpose(1, 2).reshape(b, q.shape[2], c)
         return self.proj_drop(self.proj(x))
+
+    def _forward_packed(self, x: torch.Tensor, num_queries: int | None, layout: PackedLayout) -> torch.Tensor:
+        t, c = x.shape
+        heads, d = self.num_heads, self.head_dim
+        if num_queries is None:
+            q, k, v = self.qkv(x).reshape(t, 3, heads, d).unbind(1)
+        else:
+            w, bias = self.qkv.weight, self.qkv.bias
+            rows = x[layout.first_rows(num_queries, x.device)]
+            q = F.linear(rows, w[:c], None if bias is None else bias[:c]).reshape(-1, heads, d)
+            k, v = F.linear(x, w[c:], None if bias is None else bias[c:]).reshape(t, 2, heads, d).unbind(1)
+        dropout = self.attn_drop if self.training else 0.0
+        x = packed_attention(self.q_norm(q), self.k_norm(k), v, layout, num_queries, dropout)
+        return self.proj_drop(self.proj(x.reshape(-1, c)))

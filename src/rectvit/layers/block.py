@@ -9,6 +9,7 @@ from .attention import Attention
 from .drop import DropPath
 from .layer_scale import LayerScale
 from .mlp import Mlp
+from .packed import PackedLayout
 
 __all__ = ["Block"]
 
@@ -53,15 +54,39 @@ class Block(nn.Module):
         self.ls2 = LayerScale(dim, init_values) if init_values else nn.Identity()
         self.drop_path2 = DropPath(drop_path) if drop_path > 0 else nn.Identity()
 
-    def forward(self, x: torch.Tensor, num_queries: int | None = None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, num_queries: int | None = None, packed: PackedLayout | None = None
+    ) -> torch.Tensor:
         """``(B, N, C) -> (B, N, C)``; with ``num_queries=m`` only the first ``m`` tokens: ``(B, m, C)``.
 
         The ``m`` outputs equal the first ``m`` rows of the full block's output (up to float rounding);
-        the other tokens' attention queries and MLP are never computed.
+        the other tokens' attention queries and MLP are never computed. With ``packed``, ``x`` is a
+        packed ``(T, C)`` sequence (``rectvit.layers.packed``): attention stays within each image,
+        stochastic depth drops whole images, and ``num_queries=m`` keeps each image's first ``m``.
         """
+        if packed is not None:
+            return self._forward_packed(x, num_queries, packed)
         attn = self.attn(self.norm1(x), num_queries)
         if num_queries is not None:
             x = x[:, :num_queries]
         x = x + self.drop_path1(self.ls1(attn))
         x = x + self.drop_path2(self.ls2(self.mlp(self.norm2(x))))
         return x
+
+    def _forward_packed(self, x: torch.Tensor, num_queries: int | None, layout: PackedLayout) -> torch.Tensor:
+        attn = self.attn(self.norm1(x), num_queries, layout)
+        if num_queries is not None:
+            x = x[layout.first_rows(num_queries, x.device)]
+        lengths = layout.lengths if num_queries is None else (num_queries,) * len(layout)
+        x = x + self._drop_path_packed(self.drop_path1, self.ls1(attn), lengths)
+        x = x + self._drop_path_packed(self.drop_path2, self.ls2(self.mlp(self.norm2(x))), lengths)
+        return x
+
+    @staticmethod
+    def _drop_path_packed(drop: nn.Module, x: torch.Tensor, lengths: tuple[int, ...]) -> torch.Tensor:
+        """Stochastic depth per image (not per token) on a packed ``(T, C)`` branch."""
+        if not isinstance(drop, DropPath) or not drop.training or drop.drop_prob == 0.0:
+            return drop(x)
+        keep = 1.0 - drop.drop_prob
+        mask = x.new_empty(len(lengths)).bernoulli_(keep) / keep
+        return x * mask.repeat_interleave(torch.tensor(lengths, device=x.device), output_size=x.shape[0])[:, None]

@@ -27,6 +27,7 @@ from torch.utils.checkpoint import checkpoint
 from ..errors import RectViTError
 from ..grid import Size, to_size
 from ..layers import AttentionPoolLatent, Block, PatchEmbed, get_act_layer
+from ..layers.packed import PackedBatch, PackedLayout, PackedTokens, patch_tokens
 from ..resample import TRACEABLE_INTERPOLATIONS, resample_grid, resample_grid_separable, sincos_2d, sincos_table
 from ._util import config_patch_grid, constructor_config, record_config, switch_property, take_indices, with_defaults
 from .base import RectViTModel
@@ -397,8 +398,12 @@ class VisionTransformer(RectViTModel):
         x = self._pos_embed(x)
         return self.norm_pre(x), grid
 
-    def _block(self, blk: nn.Module, x: torch.Tensor, num_queries: int | None = None) -> torch.Tensor:
+    def _block(
+        self, blk: nn.Module, x: torch.Tensor, num_queries: int | None = None, packed: PackedLayout | None = None
+    ) -> torch.Tensor:
         args = (x,) if num_queries is None else (x, num_queries)  # replaced blocks may take x alone
+        if packed is not None:
+            args = (x, num_queries, packed)
         if self.grad_checkpointing and torch.is_grad_enabled():
             return checkpoint(blk, *args, use_reentrant=False)
         return blk(*args)
@@ -413,16 +418,20 @@ class VisionTransformer(RectViTModel):
         watched = (last, self.norm)
         return isinstance(last, Block) and not any(m._forward_hooks or m._forward_pre_hooks for m in watched)
 
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """``(B, in_chans, H, W) -> (B, P + h*w, C)`` after the final norm."""
+    def forward_features(self, x: torch.Tensor | PackedBatch) -> torch.Tensor | PackedTokens:
+        """``(B, in_chans, H, W) -> (B, P + h*w, C)`` after the final norm (``PackedBatch -> PackedTokens``)."""
+        if isinstance(x, PackedBatch):
+            return self._forward_features_packed(x)
         x, _ = self._embed(x)
         for blk in self.blocks:
             x = self._block(blk, x)
         return self.norm(x)
 
     def pool(self, x: torch.Tensor, pool_type: str | None = None) -> torch.Tensor:
-        """``(B, P + N, C) -> (B, C)`` (or unchanged for ``""``)."""
+        """``(B, P + N, C) -> (B, C)`` (or unchanged for ``""``); ``PackedTokens -> (N, C)``."""
         pool_type = self.global_pool if pool_type is None else pool_type
+        if isinstance(x, PackedTokens) and pool_type:
+            return self._pool_packed(x, pool_type)
         if pool_type == "map":
             if self.attn_pool is None:
                 raise RectViTError("pool_type='map' needs an attention pool; build the model with global_pool='map'.")
@@ -442,7 +451,9 @@ class VisionTransformer(RectViTModel):
         return 0.5 * (x.amax(dim=1) + x.mean(dim=1))  # avgmax
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False):
-        """``(B, P + N, C) -> (B, num_classes)`` (``(B, C)`` with ``pre_logits``)."""
+        """``(B, P + N, C) -> (B, num_classes)`` (``(B, C)`` with ``pre_logits``); ``PackedTokens`` -> ``(N, ...)``."""
+        if isinstance(x, PackedTokens):
+            return self._forward_head_packed(x, pre_logits)
         if self._two_heads:
             return self._distilled_head(x, pre_logits)
         x = self.pool(x)
@@ -467,7 +478,11 @@ class VisionTransformer(RectViTModel):
         attention over all tokens, then their MLP): the same logits up to float rounding, with the
         patch tokens' last-block work avoided. Not when the last block was replaced or a hook watches
         it or the final norm (those see every token, as in ``forward_features``).
+
+        A ``PackedBatch`` (``rectvit.pack``) gives ``(N, num_classes)``, row ``i`` that of image ``i`` alone.
         """
+        if isinstance(x, PackedBatch):
+            return self._forward_packed(x)
         if not self._head_reads_prefix_only:
             return self.forward_head(self.forward_features(x))
         x, _ = self._embed(x)
@@ -494,6 +509,11 @@ class VisionTransformer(RectViTModel):
         """
         if output_fmt not in ("NCHW", "NLC"):
             raise RectViTError(f"output_fmt must be 'NCHW' or 'NLC', got {output_fmt!r}.")
+        if isinstance(x, PackedBatch):
+            raise RectViTError(
+                "forward_intermediates takes a (B, C, H, W) batch, not a PackedBatch; for per-image maps of a "
+                "packed batch use model.forward_features(packed).feature_maps()."
+            )
         take = take_indices(len(self.blocks), indices)
         x, (h, w) = self._embed(x)
         blocks = self.blocks[: max(take) + 1] if stop_early else self.blocks
@@ -512,6 +532,62 @@ class VisionTransformer(RectViTModel):
         if intermediates_only:
             return maps
         return self.norm(x), maps
+
+    # ----------------------------------------------------------------------------------------------
+    # Packed batches (rectvit.pack): many input shapes in one sequence, attention within each image
+
+    def _embed_packed(self, batch: PackedBatch) -> PackedTokens:
+        """Patch embedding per input shape, each image's own position table and prefix tokens, packed."""
+        images = batch.images
+        groups = batch.groups()
+        for group in groups:  # every size is checked before any work
+            i = group[0]
+            try:
+                self.check_input(images[i].unsqueeze(0))
+            except RectViTError as e:
+                raise type(e)(f"packed image {i} (shape {tuple(images[i].shape)}): {e}") from None
+        rows: list[Any] = [None] * len(images)
+        grids: list[Any] = [None] * len(images)
+        for group, x in zip(groups, patch_tokens(self.patch_embed, images, groups)):
+            grid = (int(x.shape[1]), int(x.shape[2]))
+            for i, t in zip(group, self._pos_embed(x).unbind(0)):
+                rows[i], grids[i] = t, grid
+        layout = PackedLayout(tuple(grids), self.num_prefix_tokens, batch.attention)
+        return PackedTokens(self.norm_pre(torch.cat(rows)), layout)
+
+    def _forward_features_packed(self, batch: PackedBatch) -> PackedTokens:
+        x = self._embed_packed(batch)
+        tokens = x.tokens
+        for blk in self.blocks:
+            tokens = self._block(blk, tokens, None, x.layout)
+        return x.replace(self.norm(tokens))
+
+    def _pool_packed(self, x: PackedTokens, pool_type: str) -> torch.Tensor:
+        if pool_type == "token":
+            return x.prefix_tokens()[:, 0]
+        if pool_type == "token_dist":
+            prefix = x.prefix_tokens()
+            return (prefix[:, 0] + prefix[:, 1]) / 2
+        return x.pool(pool_type, self.pool_include_prefix)
+
+    def _forward_head_packed(self, x: PackedTokens, pre_logits: bool):
+        if self._two_heads:
+            return self._distilled_head(x.prefix_tokens(), pre_logits)
+        if not self.global_pool:  # no pooling: the head runs on every token
+            y = self.head_drop(self.head_norm(self.fc_norm(x.tokens)))
+            return x.replace(y if pre_logits else self.head(y))
+        y = self.head_drop(self.head_norm(self.fc_norm(self.pool(x))))
+        return y if pre_logits else self.head(y)
+
+    def _forward_packed(self, batch: PackedBatch):
+        if not self._head_reads_prefix_only:
+            return self.forward_head(self._forward_features_packed(batch))
+        x = self._embed_packed(batch)
+        tokens, layout, p = x.tokens, x.layout, self.num_prefix_tokens
+        for blk in self.blocks[:-1]:
+            tokens = self._block(blk, tokens, None, layout)
+        tokens = self._block(self.blocks[-1], tokens, p, layout)  # (N * P, C): prefix tokens only
+        return self.forward_head(self.norm(tokens.reshape(len(layout), p, -1)))
 
     # ----------------------------------------------------------------------------------------------
     # Training utilities
