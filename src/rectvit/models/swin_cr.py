@@ -277,11 +277,12 @@ class SwinTransformerV2Cr(RectViTModel):
 
     ``window_size``: an int or ``(h, w)`` for every stage, or one per stage; by default each stage's
     window is the patch grid divided by ``window_ratio`` (8), so a rectangular grid gets rectangular
-    windows. ``dynamic_img_size=True`` (or ``strict_img_size=False``) accepts any size the patches tile
-    (``dynamic_img_pad``: any size). Plus rectvit's ``dynamic_img_pad``.
+    windows. ``dynamic_img_size=True`` (or ``strict_img_size=False``) accepts any size holding one patch,
+    cropped to whole patches as the patch convolution takes them (``dynamic_img_pad``: zero-padded up
+    instead). Plus rectvit's ``dynamic_img_pad``.
     """
 
-    dynamic_img_size = switch_property("True: any size the patches tile, per forward; False: img_size only.")
+    dynamic_img_size = switch_property("True: any size holding one patch, per forward; False: img_size only.")
 
     def __init__(
         self,
