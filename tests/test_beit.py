@@ -36,8 +36,14 @@ def _max_diff(a: torch.Tensor, b: torch.Tensor) -> float:
 def make_pair(name: str, **kw) -> tuple[torch.nn.Module, Beit]:
     theirs = randomize_(timm.create_model(name, **kw)).eval()
     ours = rectvit.create_model(name, **kw).eval()
-    rectvit.load_checkpoint(ours, theirs.state_dict())
+    load_true(ours, theirs.state_dict(), ours.grid_size)
     return theirs, ours
+
+
+def load_true(model: Beit, sd: dict[str, torch.Tensor], grid: tuple[int, int]):
+    """Load timm's ``sd`` made on the patch grid ``grid``: random tables show neither their grid nor their
+    window, so both are named (docs/design.md, invariant 2); BEiT's bias window is the patch grid."""
+    return rectvit.load_checkpoint(model, sd, source_grid=grid, source_windows=grid)
 
 
 def assert_same(theirs, ours, x: torch.Tensor) -> None:
@@ -104,7 +110,7 @@ def test_dynamic_size_equals_timm_resized(name, kw, one_thread):
     theirs, _ = make_pair(name, img_size=(64, 96), **SMALL, **kw)
     dyn = rectvit.create_model(name, img_size=(64, 96), dynamic_img_size=True, **SMALL, **kw).eval()
     weights = theirs.state_dict()
-    rectvit.load_checkpoint(dyn, weights)
+    load_true(dyn, weights, (4, 6))
     for size in [(64, 96), (96, 32), (48, 128)]:
         resized = timm.create_model(name, img_size=(64, 96), **SMALL, **kw).eval()
         resized.load_state_dict(weights)
@@ -141,14 +147,17 @@ def test_forward_intermediates_match_timm(fmt, one_thread):
 
 
 def test_load_timm_weights_of_another_window_resamples_geometrically(one_thread):
-    """timm weights on the architecture's default 14x14 window (nothing records it; the default is the
-    candidate the content does not contradict) loaded into a 112x48 model equal timm's own resize."""
+    """timm weights on the architecture's default 14x14 window: nothing records it and random tables do
+    not show it, so the default is a candidate, not evidence (docs/design.md, invariant 2) and the load
+    is refused; named, the tables loaded into a 112x48 model equal timm's own resize."""
     theirs, _ = make_pair("beit_base_patch16_224", **SMALL)
     ours = rectvit.create_model("beit_base_patch16_224", img_size=(112, 48), **SMALL).eval()
-    report = rectvit.load_checkpoint(ours, theirs.state_dict())
+    with pytest.raises(rectvit.AmbiguousGridError, match=r"14x14 \(architecture default window\)"):
+        rectvit.load_checkpoint(ours, theirs.state_dict())
+    report = load_true(ours, theirs.state_dict(), (14, 14))
     rows = [r for r in report.rows if r[0].endswith("relative_position_bias_table")]
     assert len(rows) == 2 and "geometric" in rows[0][3] and "14x14 -> 7x3" in rows[0][3]
-    assert "architecture default window" in rows[0][4]
+    assert "source_windows argument" in rows[0][4]
     theirs.set_input_size(img_size=(112, 48))
     assert_same(theirs, ours, torch.randn(2, 3, 112, 48))
 
@@ -158,8 +167,9 @@ def test_transposed_window_is_not_guessed():
     into a model of neither window, is an AmbiguousGridError (the architecture default 14x14 does not fit)."""
     theirs, _ = make_pair("beit_base_patch16_224", img_size=(64, 160), **SMALL)
     ours = rectvit.create_model("beit_base_patch16_224", img_size=(96, 96), **SMALL)
-    with pytest.raises(rectvit.AmbiguousGridError, match="4x10, 10x4|10x4, 4x10"):
+    with pytest.raises(rectvit.AmbiguousGridError) as e:
         rectvit.load_checkpoint(ours, theirs.state_dict())
+    assert "4x10 (" in str(e.value) and "10x4 (" in str(e.value) and "source_windows=" in str(e.value)
 
 
 def test_save_and_load_model_round_trip(tmp_path):
@@ -181,8 +191,15 @@ def test_bad_inputs_are_clear_errors():
         ours(torch.randn(1, 1, 64, 96))
     with pytest.raises(rectvit.InputSizeError, match="batch dimension"):
         ours(torch.randn(3, 64, 96))
-    dyn = rectvit.create_model("beit_base_patch16_224", img_size=(64, 96), dynamic_img_size=True, **SMALL)
-    with pytest.raises(rectvit.InputSizeError, match="multiple of the patch size"):
-        dyn(torch.randn(1, 3, 70, 96))
+    # A size the patches do not tile is cropped as the patch convolution takes it (docs/models.md):
+    # 70x99 is seen as its top-left 64x96.
+    dyn = randomize_(
+        rectvit.create_model("beit_base_patch16_224", img_size=(64, 96), dynamic_img_size=True, **SMALL)
+    ).eval()
+    odd = torch.randn(1, 3, 70, 99)
+    with torch.no_grad():
+        assert _max_diff(dyn(odd), dyn(odd[:, :, :64, :96].contiguous())) <= TOL
+    with pytest.raises(rectvit.InputSizeError, match="smaller than one patch"):
+        dyn(torch.randn(1, 3, 70, 8))
     with pytest.raises(rectvit.RectViTError, match="global_pool"):
         rectvit.create_model("beit_base_patch16_224", global_pool="map", **SMALL)

@@ -38,7 +38,7 @@ def _max_diff(a: torch.Tensor, b: torch.Tensor) -> float:
 def make_pair(name: str, **kw) -> tuple[torch.nn.Module, VisionTransformer]:
     theirs = randomize_(timm.create_model(name, **kw)).eval()
     ours = rectvit.create_model(name, **kw).eval()
-    rectvit.load_checkpoint(ours, theirs.state_dict())
+    rectvit.load_checkpoint(ours, theirs.state_dict(), source_grid=ours.grid_size)  # random table: grid named
     return theirs, ours
 
 

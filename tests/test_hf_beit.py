@@ -44,7 +44,8 @@ def test_beit_for_image_classification(tmp_path, one_thread):
         mlp_ratio=2,
         norm_eps=1e-12,
     ).eval()
-    assert rectvit.load_checkpoint(ours, hf.state_dict()).layout == "hf-beit"
+    # a bare state dict records nothing: its 4x4 window (the config's patch grid) is named
+    assert rectvit.load_checkpoint(ours, hf.state_dict(), source_windows=(4, 4)).layout == "hf-beit"
     with torch.no_grad():
         torch.testing.assert_close(ours(x), hf(pixel_values=x).logits, atol=TOL, rtol=0)
 
@@ -70,15 +71,22 @@ def test_beit_model_shared_bias_absolute_table_token_pooling(tmp_path, one_threa
         torch.testing.assert_close(model.forward_head(features, pre_logits=True), ref.pooler_output, atol=TOL, rtol=0)
 
 
-def test_other_size_is_not_guessed_then_set_input_size(tmp_path):
-    """The HF config records the grid, but rectvit reads windows only from its own metadata: loading the 4x4
-    tables into a 6x3 model names the candidate windows instead of guessing; load, then set_input_size."""
+def test_config_records_the_window_a_bare_state_dict_does_not(tmp_path):
+    """HF builds BEiT's bias tables on the patch grid of config.json's image_size (4x4 here), so the folder
+    records the window: loading it into a 6x3 model resamples from 4x4, as loading at the config size and
+    then set_input_size does. The same weights without their config record nothing: AmbiguousGridError."""
     cfg = transformers.BeitConfig(image_size=64, patch_size=16, use_relative_position_bias=True, **SMALL)
-    path = _save(randomize_(transformers.BeitModel(cfg), seed=3), tmp_path)
-    with pytest.raises(rectvit.AmbiguousGridError, match="4x4"):
-        rectvit.load_model(path, img_size=(96, 48))
-    model = rectvit.load_model(path)
-    model.set_input_size(img_size=(96, 48))
-    assert model.blocks[0].attn.window_size == (6, 3)
+    hf = randomize_(transformers.BeitModel(cfg), seed=3).eval()
+    path = _save(hf, tmp_path)
+    model = rectvit.load_model(path, img_size=(96, 48)).eval()
+    rows = [r for r in model.load_report.rows if r[0].endswith("relative_position_bias_table")]
+    assert len(rows) == 2 and all("4x4 -> 6x3" in r[3] and "window recorded" in r[4] for r in rows)
+    ref = rectvit.load_model(path).eval()
+    ref.set_input_size(img_size=(96, 48))
+    assert ref.blocks[0].attn.window_size == (6, 3)
+    x = torch.randn(1, 3, 96, 48)
     with torch.no_grad():
-        assert torch.isfinite(model(torch.randn(1, 3, 96, 48))).all()
+        torch.testing.assert_close(model(x), ref(x), atol=TOL, rtol=0)
+    bare = Beit(**{**ref.model_config, "img_size": (96, 48)})
+    with pytest.raises(rectvit.AmbiguousGridError, match="4x4"):
+        rectvit.load_checkpoint(bare, hf.state_dict())

@@ -192,8 +192,14 @@ def test_too_small_input_names_the_minimum_size():
         ours(torch.randn(1, 3, 28, 64))
     with pytest.raises(InputSizeError, match=r"minimum size is 29x29"):
         rectvit.create_model("vit_tiny_r_s16_p8_224", img_size=(16, 16), **SMALL)
-    with pytest.raises(InputSizeError, match=r"do not tile.*dynamic_img_pad=True"):
-        ours(torch.randn(1, 3, 100, 128))  # 25x32 feature map
+
+
+def test_feature_map_the_patches_do_not_tile_is_cropped_like_timm():
+    """A 25x35 feature map holds 3x4 whole 8x8 patches: the projection takes them and drops the rest, as
+    timm's conv does (docs/models.md, "Sizes the patches do not tile"; hybrids apply it to the feature map)."""
+    theirs, ours = make_pair("vit_tiny_r_s16_p8_224", img_size=(256, 128), dynamic_img_size=True, **SMALL)
+    assert ours.feat_size((100, 140)) == (3, 4)
+    assert_same(theirs, ours, torch.randn(2, 3, 100, 140))
 
 
 def test_bad_inputs_raise_clear_errors():

@@ -140,9 +140,16 @@ def test_round_trip_and_bad_inputs(tmp_path):
         ours.check_input(torch.randn(1, 3, 64, 96))
     with pytest.raises(rectvit.InputSizeError, match="batch dimension"):
         ours(torch.randn(3, 96, 64))
-    dyn = rectvit.create_model("swinv2_cr_tiny_224", img_size=(64, 96), dynamic_img_size=True, **SMALL)
-    with pytest.raises(rectvit.InputSizeError, match="multiple of the patch size"):
-        dyn(torch.randn(1, 3, 66, 96))
+    # A size the 4x4 patches do not tile is cropped as the patch convolution takes it (docs/models.md,
+    # "Sizes the patches do not tile"): 66x99 is seen as its top-left 64x96.
+    dyn = randomize_(
+        rectvit.create_model("swinv2_cr_tiny_224", img_size=(64, 96), dynamic_img_size=True, **SMALL)
+    ).eval()
+    odd = torch.randn(1, 3, 66, 99)
+    with torch.no_grad():
+        torch.testing.assert_close(dyn(odd), dyn(odd[:, :, :64, :96].contiguous()), rtol=0, atol=1e-5)
+    with pytest.raises(rectvit.InputSizeError, match="smaller than one patch"):
+        dyn(torch.randn(1, 3, 3, 96))
     with pytest.raises(rectvit.InputSizeError, match="one window per stage"):
         ours.set_input_size(window_size=[(2, 2), (2, 2), (2, 2)])
     with pytest.raises(rectvit.RectViTError, match="one entry per stage"):

@@ -128,7 +128,6 @@ def _no_forward(model):
     "make, bad, index, fragments",
     [
         (_tiny_vit, (1, 32, 48), 2, ["input 2", "3 channel", "got 1"]),
-        (_tiny_vit, (3, 32, 50), 2, ["input 2", "32x50", "multiple of the patch size 8x8"]),
         (_tiny_vit, (3, 4, 48), 2, ["input 2", "4x48", "smaller than one patch"]),
         (_tiny_ast, (1, 8, 96), 2, ["input 2", "8x96", "smaller than one patch"]),
         (_tiny_swin, (3, 30, 32), 2, ["input 2", "30x32", "multiple of the patch size 4x4"]),
@@ -150,6 +149,19 @@ def test_bad_input_names_index_before_any_work(make, bad, index, fragments):
         assert f in msg, (f, msg)
     assert calls == []
     assert model.dynamic_img_size is False
+
+
+def test_size_the_patches_do_not_tile_is_cropped():
+    """docs/models.md, "Sizes the patches do not tile": 35x53 is seen as its top-left 32x48 (8x8 patches),
+    which is the static model's own size: the static forward on the crop is the truth."""
+    model = _tiny_vit()
+    crop = _inputs([(3, 32, 48)])[0]
+    odd = torch.cat([torch.cat([crop, torch.randn(3, 32, 5)], 2), torch.randn(3, 3, 53)], 1)
+    with torch.no_grad():
+        outs = rectvit.forward_variable(model, [odd, crop])
+        ref = model(crop.unsqueeze(0))[0]
+    assert outs[0].shape == ref.shape
+    assert (outs[0] - ref).abs().max().item() <= TOL and (outs[1] - ref).abs().max().item() <= TOL
 
 
 @pytest.mark.parametrize(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 import rectvit
 from rectvit.errors import InputSizeError, RectViTError
@@ -38,14 +39,19 @@ def test_wrong_size_in_static_mode_says_how_to_allow_it():
         model.forward_intermediates(torch.randn(1, 3, 32, 64))
 
 
-def test_non_multiple_size_without_padding():
+def test_non_multiple_size_is_cropped_or_padded():
+    """docs/models.md, "Sizes the patches do not tile": whole patches only, as the patch convolution takes
+    them (70x37 is seen as its top-left 64x32); with dynamic_img_pad, zero-padded bottom/right instead."""
+    torch.manual_seed(0)
+    x = torch.randn(1, 3, 70, 37)
     model = _vit(img_size=(64, 32), dynamic_img_size=True)
-    with pytest.raises(InputSizeError) as e:
-        model(torch.randn(1, 3, 70, 32))
-    msg = str(e.value)
-    assert "70x32" in msg and "16x16" in msg and "64x32" in msg and "80x32" in msg and "dynamic_img_pad=True" in msg
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), model(x[:, :, :64, :32].contiguous()), rtol=0, atol=1e-5)
+        assert model.forward_features(x).shape == (1, 1 + 4 * 2, 32)
     padded = _vit(img_size=(64, 32), dynamic_img_size=True, dynamic_img_pad=True)
-    assert padded(torch.randn(1, 3, 70, 32)).shape == (1, 1000)
+    with torch.no_grad():
+        torch.testing.assert_close(padded(x), padded(F.pad(x, (0, 11, 0, 10))), rtol=0, atol=1e-5)
+        assert padded.forward_features(x).shape == (1, 1 + 5 * 3, 32)
 
 
 def test_image_smaller_than_one_patch():

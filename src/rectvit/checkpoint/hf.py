@@ -3,7 +3,8 @@
 Both HF key schemes are read: the saved one (``encoder.layer.N.attention.attention.query``, what
 ``save_pretrained`` writes and the hub holds) and transformers 5's in-memory one
 (``layers.N.attention.q_proj``). The flat position table keeps its HF form ``(1, P + h*w, C)``;
-``hf_grid`` says which grid the config records for it.
+``hf_grid`` says which grid the config records for it, ``hf_windows`` which windows BEiT's
+relative-bias tables were built for (HF builds them on the patch grid).
 
 CLIP / SigLIP vision towers (``CLIPVisionModel``, ``CLIPVisionModelWithProjection``,
 ``SiglipVisionModel``; keys with or without ``vision_model.``) map onto timm's CLIP / SigLIP ViT: the
@@ -24,7 +25,7 @@ from ..errors import CheckpointError, RectViTError
 from ..grid import Size, patch_grid, to_size
 from .io import check_recorded_size
 
-__all__ = ["is_hf_layout", "hf_family", "hf_to_timm", "hf_model_kwargs", "hf_grid", "HF_BACKBONES"]
+__all__ = ["is_hf_layout", "hf_family", "hf_to_timm", "hf_model_kwargs", "hf_grid", "hf_windows", "HF_BACKBONES"]
 
 HF_BACKBONES = {"vit": "vit.", "deit": "deit.", "ast": "audio_spectrogram_transformer."}
 
@@ -358,6 +359,16 @@ def hf_grid(family: str, config: dict[str, Any]) -> Size:
         raise
     except RectViTError as e:
         raise CheckpointError(f"HF config.json: {e}") from None
+
+
+def hf_windows(family: str, config: dict[str, Any], state_dict: dict[str, torch.Tensor]) -> dict[str, list[int]]:
+    """``{bias-table key: [wh, ww]}`` an HF config records: HF's BEiT builds every relative-position bias table
+    (per block and shared) on the patch grid of its ``image_size``; other families have none.
+    ``state_dict`` holds timm's key names (after ``hf_to_timm``)."""
+    if family != "beit":
+        return {}
+    grid = list(hf_grid(family, config))
+    return {k: grid for k in state_dict if k.endswith("relative_position_bias_table")}
 
 
 def hf_model_kwargs(family: str, config: dict[str, Any], state_dict: dict[str, torch.Tensor]) -> dict[str, Any]:

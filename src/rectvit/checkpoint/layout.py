@@ -16,7 +16,7 @@ import torch
 
 from ..errors import CheckpointError
 from ..grid import Size
-from .hf import hf_family, hf_grid, hf_to_timm, is_hf_layout
+from .hf import hf_family, hf_grid, hf_to_timm, hf_windows, is_hf_layout
 from .io import RawCheckpoint, read_checkpoint, unwrap_state_dict
 from .timm import is_flat_pos_embed, is_timm_config, timm_config_grid
 
@@ -31,7 +31,7 @@ class Converted:
     state_dict: dict[str, torch.Tensor]
     recorded_grid: Size | None = None  # the position grid an HF or timm config records
     suggested_grid: Size | None = None  # a grid a config suggests without recording it (timm's default size)
-    recorded_windows: dict[str, list[int]] = field(default_factory=dict)  # Swin bias-table windows (ours)
+    recorded_windows: dict[str, list[int]] = field(default_factory=dict)  # bias-table windows (ours, HF BEiT's)
     config: dict[str, Any] | None = None  # our metadata's model config
     hf_family: str | None = None
     dropped: list[str] = field(default_factory=list)
@@ -63,7 +63,10 @@ def convert(raw: RawCheckpoint) -> Converted:
         family = hf_family(sd, raw.config)
         sd, dropped = hf_to_timm(sd)
         recorded = hf_grid(family, raw.config) if raw.config else None
-        return Converted(f"hf-{family}", sd, recorded, hf_family=family, dropped=dropped, raw=raw)
+        windows = hf_windows(family, raw.config, sd) if raw.config else {}
+        return Converted(
+            f"hf-{family}", sd, recorded, recorded_windows=windows, hf_family=family, dropped=dropped, raw=raw
+        )
     table = sd.get("pos_embed")
     if is_flat_pos_embed(sd):
         layout = "timm"

@@ -272,27 +272,17 @@ class SwinV2CrStage(nn.Module):
         return x
 
 
-class _NormedPatchEmbed(PatchEmbed):
-    """rectvit's ``PatchEmbed`` (size checks, ``(B, h, w, D)`` out) followed by LayerNorm ``norm``."""
-
-    def __init__(self, **kwargs: Any):
-        super().__init__(**kwargs)
-        self.norm = nn.LayerNorm(self.proj.out_channels, eps=_NORM_EPS)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.norm(super().forward(x))
-
-
 class SwinTransformerV2Cr(RectViTModel):
     """Swin V2 CR taking ``(B, in_chans, H, W)`` inputs; timm's constructor keywords and defaults.
 
     ``window_size``: an int or ``(h, w)`` for every stage, or one per stage; by default each stage's
     window is the patch grid divided by ``window_ratio`` (8), so a rectangular grid gets rectangular
-    windows. ``dynamic_img_size=True`` (or ``strict_img_size=False``) accepts any size the patches tile
-    (``dynamic_img_pad``: any size). Plus rectvit's ``dynamic_img_pad``.
+    windows. ``dynamic_img_size=True`` (or ``strict_img_size=False``) accepts any size holding one patch,
+    cropped to whole patches as the patch convolution takes them (``dynamic_img_pad``: zero-padded up
+    instead). Plus rectvit's ``dynamic_img_pad``.
     """
 
-    dynamic_img_size = switch_property("True: any size the patches tile, per forward; False: img_size only.")
+    dynamic_img_size = switch_property("True: any size holding one patch, per forward; False: img_size only.")
 
     def __init__(
         self,
@@ -328,13 +318,14 @@ class SwinTransformerV2Cr(RectViTModel):
         dynamic = dynamic_img_size or not strict_img_size
         self.always_partition = always_partition
         self.num_features = self.head_hidden_size = int(embed_dim * 2 ** (len(depths) - 1))
-        self.patch_embed = _NormedPatchEmbed(
+        self.patch_embed = PatchEmbed(  # the LayerNorm is timm's patch_embed.norm
             img_size=img_size,
             patch_size=patch_size,
             in_chans=in_chans,
             embed_dim=embed_dim,
             dynamic_img_pad=dynamic_img_pad,
             strict_img_size=not dynamic,
+            norm_layer=nn.LayerNorm,
         )
         grid = self.patch_embed.grid_size
         if window_size is None:
