@@ -1,10 +1,10 @@
 """rectvit: vision transformers whose input shape is a free choice, without losing the position grid."""
 
-from .checkpoint import LoadReport, load_checkpoint, save_checkpoint
+from .checkpoint import LoadReport, load_checkpoint, save_checkpoint, to_timm_state_dict
 from .errors import AmbiguousGridError, CheckpointError, InputSizeError, RectViTError
 from .factory import create_model, load_model
 from .grid import factorizations, patch_grid, smoothness, to_size
-from .models import list_models
+from .models import list_models, list_pretrained
 from .resample import resample_abs_pos_embed, resample_grid, resample_patch_embed, sincos_2d
 from .variable import forward_variable
 
@@ -25,6 +25,8 @@ __all__ = [
     "sincos_2d",
     "create_model",
     "list_models",
+    "list_pretrained",
+    "to_timm_state_dict",
     "load_checkpoint",
     "forward_variable",
     "load_model",

@@ -28,7 +28,7 @@ from torch import nn
 from ..errors import InputSizeError, RectViTError
 from ..grid import Size, patch_grid, to_size
 from ..layers import DropPath, Mlp
-from ..layers.patch_embed import check_image_batch
+from ..layers.patch_embed import check_image_batch, is_fx_symbolic_tracing
 from ..resample import resample_relative_bias_table
 from ._util import json_ready, take_indices, with_defaults
 from .base import RectViTModel
@@ -118,6 +118,9 @@ def _pad_to_windows(x: torch.Tensor, window: Size) -> torch.Tensor:
     return x
 
 
+torch.fx.wrap("_pad_to_windows")  # FX: padding from the input's size, one opaque call
+
+
 def window_partition(x: torch.Tensor, window: Size) -> torch.Tensor:
     """``(B, Hp, Wp, C)`` -> ``(B * nW, wh * ww, C)``, windows in row-major order within each image."""
     b, h, w, c = x.shape
@@ -162,6 +165,14 @@ def shifted_window_mask(
     region = window_partition(region[None, :, :, None], window)[..., 0]  # (nW, N)
     differ = region[:, :, None] != region[:, None, :]
     return torch.zeros(differ.shape, device=device, dtype=dtype).masked_fill_(differ, _MASK_VALUE)
+
+
+def _shifted_window_mask_like(x: torch.Tensor, window: Size, shift: Size) -> torch.Tensor:
+    """``shifted_window_mask`` for the padded ``(B, Hp, Wp, C)`` tensor ``x``: one opaque call in an FX graph."""
+    return shifted_window_mask((x.shape[1], x.shape[2]), window, shift, x.device, x.dtype)
+
+
+torch.fx.wrap("_shifted_window_mask_like")
 
 
 def relative_position_index(window: Size) -> torch.Tensor:
@@ -404,6 +415,8 @@ class SwinBlock(nn.Module):
         """The ``(nW, N, N)`` mask for a padded grid, cached per size, device and dtype; None if unshifted."""
         if not any(self.shift_size):
             return None
+        if is_fx_symbolic_tracing():  # sizes are symbolic: computed per input in the traced graph, not cached
+            return _shifted_window_mask_like(ref, self.window_size, self.shift_size)
         key = (padded, ref.device, ref.dtype)
         mask = self._masks.get(key)
         if mask is None:
@@ -549,6 +562,13 @@ class _SwinBase(RectViTModel):
     """What Swin v1 and v2 share: sizes, windows, input checks, forward paths and the head."""
 
     _v2 = False
+    feature_fmt = "NHWC"  # features_only maps, as timm's Swin feature net
+
+    def default_out_indices(self) -> tuple[int, ...]:
+        return tuple(range(self.num_layers))
+
+    def _cfg_fields(self) -> dict[str, Any]:
+        return {"first_conv": "patch_embed.proj", "classifier": "head.fc", "pool_size": self.stage_grids()[-1]}
 
     @classmethod
     def bias_windows(cls, config: dict[str, Any]) -> dict[str, Size]:
@@ -681,6 +701,8 @@ class _SwinBase(RectViTModel):
 
     def _check_input(self, x: torch.Tensor) -> None:
         """Raise ``InputSizeError`` for an image this model cannot take."""
+        if is_fx_symbolic_tracing():  # FX cannot trace the size checks; eager calls keep them
+            return
         h, w = check_image_batch(x, self.in_chans)
         ph, pw = self.patch_size
         if h < ph or w < pw:
