@@ -13,10 +13,10 @@ import inspect
 import pytest
 import timm
 import torch
-from helpers import randomize_
 from timm.models._manipulate import group_parameters
 
 import rectvit
+from helpers import randomize_
 from rectvit.models import get_model_entry
 from rectvit.models.features import features_only
 
@@ -100,7 +100,9 @@ def test_pretrained_false_is_accepted_and_true_without_a_source_is_a_clear_error
         rectvit.create_model("vit_tiny_patch16_224", pretrained=True)
     path = tmp_path / "w.safetensors"
     rectvit.save_checkpoint(m, path)
-    again = rectvit.create_model("vit_tiny_patch16_224", pretrained=True, checkpoint_path=path, **tiny("vit_tiny_patch16_224"))
+    again = rectvit.create_model(
+        "vit_tiny_patch16_224", pretrained=True, checkpoint_path=path, **tiny("vit_tiny_patch16_224")
+    )
     assert all(torch.equal(a, b) for a, b in zip(m.state_dict().values(), again.state_dict().values()))
 
 
@@ -110,8 +112,9 @@ def test_tagged_names_build_the_architecture_and_keep_the_tag():
     assert m.arch_name == "vit_tiny_patch16_224"
     for key in ("architecture", "tag"):
         assert m.pretrained_cfg[key] == t.pretrained_cfg[key]
-    assert rectvit.create_model("deit_tiny_patch16_224", **tiny("deit_tiny_patch16_224")).pretrained_cfg["tag"] == (
-        timm.create_model("deit_tiny_patch16_224", **tiny("deit_tiny_patch16_224")).pretrained_cfg["tag"]
+    assert (
+        rectvit.create_model("deit_tiny_patch16_224", **tiny("deit_tiny_patch16_224")).pretrained_cfg["tag"]
+        == (timm.create_model("deit_tiny_patch16_224", **tiny("deit_tiny_patch16_224")).pretrained_cfg["tag"])
     )
     with pytest.raises(rectvit.RectViTError, match="unknown model"):
         rectvit.create_model("no_such_model.tag")
@@ -333,8 +336,9 @@ def test_fx_feature_extractor(name):
         got = extractor(x)["feat"]
         with torch.no_grad():
             if hasattr(model, "blocks"):
-                (want,) = model.forward_intermediates(x, indices=[0], output_fmt="NLC", intermediates_only=True,
-                                                      return_prefix_tokens=True)
+                (want,) = model.forward_intermediates(
+                    x, indices=[0], output_fmt="NLC", intermediates_only=True, return_prefix_tokens=True
+                )
                 want = torch.cat([want[1], want[0]], 1) if isinstance(want, tuple) else want
             else:
                 (want,) = model.forward_intermediates(x, indices=[0], output_fmt="NHWC", intermediates_only=True)

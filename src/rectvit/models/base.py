@@ -44,8 +44,9 @@ class RectViTModel(nn.Module):
     # -- timm conventions ----------------------------------------------------------------------------
 
     def _cfg_fields(self) -> dict[str, Any]:
-        """The pretrained-cfg fields read off the model as it is now (``first_conv``, ``classifier``...)."""
-        raise NotImplementedError
+        """The pretrained-cfg fields read off the model as it is now (``first_conv``, ``classifier``...);
+        families override what differs from timm's usual names."""
+        return {"first_conv": "patch_embed.proj", "classifier": "head"}
 
     @property
     def pretrained_cfg(self) -> dict[str, Any]:

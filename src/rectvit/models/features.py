@@ -113,7 +113,9 @@ def features_only(
             "(both call forward_intermediates)."
         )
     if not hasattr(model, "forward_intermediates") or not hasattr(model, "feature_info"):
-        raise RectViTError(f"{type(model).__name__} has no forward_intermediates/feature_info; features_only needs both.")
+        raise RectViTError(
+            f"{type(model).__name__} has no forward_intermediates/feature_info; features_only needs both."
+        )
     if out_indices is None:
         out_indices = model.default_out_indices()
     fmt = getattr(model, "feature_fmt", "NCHW") if output_fmt is None else output_fmt

@@ -28,7 +28,14 @@ GENERIC: dict[str, Any] = {
 
 
 def _cfg(tag: str, norm: tuple, crop_pct: float, interpolation: str = "bicubic") -> dict[str, Any]:
-    return {**GENERIC, "tag": tag, "mean": norm[0], "std": norm[1], "crop_pct": crop_pct, "interpolation": interpolation}
+    return {
+        **GENERIC,
+        "tag": tag,
+        "mean": norm[0],
+        "std": norm[1],
+        "crop_pct": crop_pct,
+        "interpolation": interpolation,
+    }
 
 
 _CFGS: dict[str, dict[str, Any]] = {
