@@ -179,11 +179,13 @@ _CFG_KEYS = (
 @pytest.mark.parametrize("name", ALL)
 def test_default_cfg(name):
     """pretrained_cfg / default_cfg hold timm's default cfg (hub fields aside); live fields follow the model."""
-    model = rectvit.create_model(name, **tiny(name, sized=False))
+    with torch.device("meta"):  # no weights needed: names and sizes only
+        model = rectvit.create_model(name, **tiny(name, sized=False))
+        if name in IN_TIMM:
+            theirs = timm.create_model(name, pretrained=False, **tiny(name, sized=False)).pretrained_cfg
     cfg = model.default_cfg
     assert cfg == model.pretrained_cfg
     if name in IN_TIMM:
-        theirs = timm.create_model(name, pretrained=False, **tiny(name, sized=False)).pretrained_cfg
         assert {k: cfg[k] for k in _CFG_KEYS} == {k: theirs[k] for k in _CFG_KEYS}
     sd = model.state_dict()
     names = cfg["classifier"] if isinstance(cfg["classifier"], tuple) else (cfg["classifier"],)
@@ -193,7 +195,8 @@ def test_default_cfg(name):
     assert sd[f"{cfg['first_conv']}.weight"].shape[1] == cfg["input_size"][0]
 
     # live fields: the real rectangular size, the classifier, the data config timm resolves
-    model = rectvit.create_model(name, **tiny(name))
+    with torch.device("meta"):
+        model = rectvit.create_model(name, **tiny(name))
     h, w = model.img_size
     assert model.pretrained_cfg["input_size"] == (model.in_chans, h, w)
     model.reset_classifier(7)
