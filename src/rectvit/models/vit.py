@@ -556,9 +556,6 @@ class VisionTransformer(RectViTModel):
             record_config(self, final_norm=False)
         return take
 
-    def default_out_indices(self) -> int:
-        return 3
-
     def _feature_reduction(self) -> int:
         return max(self.patch_embed.patch_stride)
 
