@@ -206,6 +206,25 @@ def test_default_cfg(name):
     assert data["mean"] == model.pretrained_cfg["mean"]
 
 
+def test_pretrained_cfg_table_is_timms():
+    """Every recorded cfg (names other families register included) holds timm's default cfg fields."""
+    from rectvit.models.pretrained_cfgs import _CFGS, pretrained_cfg_for
+
+    def norm(v):
+        return tuple(v) if isinstance(v, (tuple, list)) else v
+
+    keys = ("tag", "mean", "std", "crop_pct", "crop_mode", "interpolation")
+    checked = 0
+    for name in _CFGS:
+        theirs = timm.models.get_pretrained_cfg(name)
+        if theirs is None:
+            continue
+        ours = pretrained_cfg_for(name)
+        assert {k: norm(ours[k]) for k in keys} == {k: norm(getattr(theirs, k)) for k in keys}, name
+        checked += 1
+    assert checked == len(_CFGS) - 1  # all but AST
+
+
 def test_ast_cfg_is_its_real_size_and_hf_statistics():
     """AST: (1, 128, 1024) inputs; mean/std are HF's AudioSet statistics ((x - mean) / (2 std))."""
     transformers = pytest.importorskip("transformers")
