@@ -224,6 +224,17 @@ def test_pretrained_cfg_table_is_timms():
         checked += 1
     assert checked == len(_CFGS) - 1  # all but AST
 
+    from timm.models._registry import _model_to_module
+
+    from rectvit.models.registry import ModelEntry
+
+    class _NotHybrid(torch.nn.Module):
+        pass
+
+    for name in _CFGS:  # names other families will register: timm's module by name pattern
+        if name not in ALL and name in _model_to_module:
+            assert ModelEntry(name, _NotHybrid).timm_module == _model_to_module[name], name
+
 
 def test_ast_cfg_is_its_real_size_and_hf_statistics():
     """AST: (1, 128, 1024) inputs; mean/std are HF's AudioSet statistics ((x - mean) / (2 std))."""

@@ -169,6 +169,7 @@ TIMM_MODULES: tuple[tuple[str, str], ...] = (
     ("swinv2_cr_*", "swin_transformer_v2_cr"),
     ("swinv2_*", "swin_transformer_v2"),
     ("swin_*", "swin_transformer"),
+    ("vit_*_rope_*", "eva"),  # timm's RoPE ViTs live in eva.py
     ("vit_*", "vision_transformer"),
     ("beit*", "beit"),
     ("eva*", "eva"),
