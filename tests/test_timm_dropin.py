@@ -439,6 +439,14 @@ def test_to_timm_state_dict_round_trip(name):
         expect = grid if prefix is None else torch.cat([prefix.detach(), grid], 1)
         assert torch.equal(sd["pos_embed"], expect)
     back = rectvit.create_model(name, **tiny(name))
-    rectvit.load_checkpoint(back, sd, source_grid=getattr(ours, "grid_size", None) if "pos_embed" in sd else None)
+    kw = {"source_grid": ours.grid_size} if "pos_embed" in sd else {}
+    windows = {
+        f"{n}.relative_position_bias_table": tuple(m.window_size)
+        for n, m in ours.named_modules()
+        if isinstance(getattr(m, "relative_position_bias_table", None), torch.Tensor)
+    }
+    if windows and "source_windows" in inspect.signature(rectvit.load_checkpoint).parameters:
+        kw["source_windows"] = windows  # a flat state dict does not record Swin bias-table windows
+    rectvit.load_checkpoint(back, sd, **kw)
     for (k, a), (k2, b) in zip(ours.state_dict().items(), back.state_dict().items()):
         assert k == k2 and torch.equal(a, b), k
