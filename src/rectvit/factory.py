@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import os
+from collections.abc import Sequence
 from typing import Any
 
 from torch import nn
@@ -20,7 +21,9 @@ from .checkpoint.timm import is_timm_config, timm_config_kwargs
 from .errors import CheckpointError, RectViTError
 from .grid import to_size
 from .models.beit import Beit
-from .models.registry import build_model, get_model_entry
+from .models.features import features_only as _features_only
+from .models.pretrained_cfgs import pretrained_cfg_for
+from .models.registry import build_model, get_model_entry, split_model_name_tag
 from .models.vit import VisionTransformer
 
 __all__ = ["create_model", "load_model"]
@@ -28,32 +31,54 @@ __all__ = ["create_model", "load_model"]
 
 def create_model(
     name: str,
+    pretrained: bool = False,
     *,
     checkpoint_path: str | os.PathLike | None = None,
     source_grid=None,
     source_windows=None,
     strict: bool = True,
+    features_only: bool = False,
+    out_indices: int | Sequence[int] | None = None,
+    feature_cls: str = "getter",
     **overrides: Any,
 ) -> nn.Module:
     """Build model ``name`` with timm-style keyword ``overrides``; load ``checkpoint_path`` if given.
+
+    ``name`` may carry a timm pretrained tag (``"vit_base_patch16_224.augreg_in1k"``): the architecture is
+    the same and the tag is kept in ``model.pretrained_cfg``. rectvit downloads nothing, so
+    ``pretrained=True`` needs ``checkpoint_path`` (a file, a folder or an ``hf-hub:`` cache).
+    ``features_only=True`` returns a feature net (``rectvit.models.features``) giving the maps of
+    ``out_indices`` (timm's defaults: the last 3 ViT blocks, every Swin stage).
 
     The loaded weights are adapted to the built model (position grid, patch size, channels); the
     load report is kept on ``model.load_report``.
     """
     if not isinstance(name, str):
         raise RectViTError(f"create_model takes an architecture name (a str from rectvit.list_models()), got {name!r}.")
+    if pretrained and checkpoint_path is None:
+        raise RectViTError(
+            f"create_model({name!r}, pretrained=True): rectvit downloads no weights, so pretrained=True needs a "
+            "source; pass checkpoint_path= (a .safetensors/.pth/.bin file, a folder, or 'hf-hub:org/name' from "
+            "huggingface_hub's local cache), or pretrained=False for random weights."
+        )
     if (source_grid is not None or source_windows is not None) and checkpoint_path is None:
         raise RectViTError(
             "source_grid / source_windows describe a checkpoint's position tables, but no checkpoint_path was "
             "given; pass checkpoint_path=... too, or drop them."
         )
-    entry = get_model_entry(name)
+    if not features_only and out_indices is not None:
+        raise RectViTError("out_indices selects the feature maps of features_only=True; pass features_only=True too.")
+    arch, tag = split_model_name_tag(name)
+    entry = get_model_entry(arch)
     model = build_model(entry.cls, entry.config, overrides, name)
-    model.arch_name = name
+    model.arch_name = arch
+    model.pretrained_cfg = pretrained_cfg_for(arch, tag)
     if checkpoint_path is not None:
         model.load_report = load_checkpoint(
             model, checkpoint_path, source_grid=source_grid, source_windows=source_windows, strict=strict
         )
+    if features_only:
+        return _features_only(model, out_indices, feature_cls)
     return model
 
 

@@ -1,11 +1,13 @@
 """Checkpoints that never lose their grid: read -> convert layout -> resolve grid -> adapt -> load.
 
 Modules: ``io`` (files), ``layout`` (detect and convert: ``timm``, ``hf``), ``adapt`` (grid
-resolution and shape adaptation), ``load``, ``save``, ``inspect``. Building a model from a checkpoint
+resolution and shape adaptation), ``load``, ``save``, ``inspect``, ``export_timm`` (back to timm's
+flat layout). Building a model from a checkpoint
 (``load_model``) is ``rectvit.factory``'s: this package never builds models.
 """
 
 from .adapt import LoadReport
+from .export_timm import to_timm_state_dict
 from .io import read_checkpoint
 from .layout import Converted, convert
 from .load import load_checkpoint
@@ -19,4 +21,5 @@ __all__ = [
     "convert",
     "Converted",
     "FORMAT_VERSION",
+    "to_timm_state_dict",
 ]

@@ -9,6 +9,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+try:  # torch >= 2.5; before, is_fx_tracing meant FX symbolic tracing alone
+    from torch.fx._symbolic_trace import is_fx_symbolic_tracing
+except ImportError:  # pragma: no cover
+    from torch.fx._symbolic_trace import is_fx_tracing as is_fx_symbolic_tracing
+
 from ..errors import InputSizeError
 from ..grid import Size, padded_size, patch_grid, to_size
 from ..resample import resample_patch_embed
@@ -185,7 +190,8 @@ class PatchEmbed(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, in_chans, H, W) -> (B, h, w, embed_dim)``."""
-        self.check_input(x)
+        if not is_fx_symbolic_tracing():  # FX cannot trace the size checks; eager calls keep them
+            self.check_input(x)
         if self.dynamic_img_pad:
             x = self._pad(x)
         x = self.proj(x)  # (B, D, h, w)

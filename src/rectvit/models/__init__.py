@@ -8,6 +8,6 @@ from . import (
     swin_cr,  # noqa: F401
     vit,  # noqa: F401
 )
-from .registry import get_model_entry, list_models, register_model
+from .registry import get_model_entry, list_models, list_pretrained, register_model
 
-__all__ = ["get_model_entry", "list_models", "register_model"]
+__all__ = ["get_model_entry", "list_models", "list_pretrained", "register_model"]

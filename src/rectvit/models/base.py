@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from ..grid import Size
+from .pretrained_cfgs import pretrained_cfg_for
 
 __all__ = ["RectViTModel"]
 
@@ -20,12 +21,16 @@ class RectViTModel(nn.Module):
     - ``arch_name``: the registered name the model was built from ("" when built from its class).
     - ``load_report``: what the last checkpoint load adapted and on what basis (``None`` before one).
     - ``source_path``: the file the weights were loaded from; ``save_checkpoint`` never overwrites it.
+    - ``pretrained_cfg`` / ``default_cfg``: timm's data-config dict; ``feature_info``: timm's list of
+      ``{"module", "num_chs", "reduction"}`` per feature level (both follow the model as it is now).
     """
 
     model_config: dict[str, Any]
     arch_name: str = ""
     load_report: Any = None
     source_path: str | None = None
+    _pretrained_cfg: dict[str, Any] | None = None
+    feature_fmt: str = "NCHW"  # the layout of features_only maps (timm's per family)
 
     def check_input(self, x: torch.Tensor) -> None:
         """Raise a ``RectViTError`` for anything this model cannot take as a ``(B, C, H, W)`` batch."""
@@ -35,3 +40,42 @@ class RectViTModel(nn.Module):
     def table_grid(cls, config: dict[str, Any]) -> Size | None:
         """The ``(h, w)`` of the absolute position table a model built from ``config`` has (None: no table)."""
         return None
+
+    # -- timm conventions ----------------------------------------------------------------------------
+
+    def _cfg_fields(self) -> dict[str, Any]:
+        """The pretrained-cfg fields read off the model as it is now (``first_conv``, ``classifier``...);
+        families override what differs from timm's usual names."""
+        return {"first_conv": "patch_embed.proj", "classifier": "head"}
+
+    @property
+    def pretrained_cfg(self) -> dict[str, Any]:
+        """timm's pretrained cfg: the architecture's data fields (``mean``, ``std``, ``crop_pct``,
+        ``interpolation``, ``tag``...) plus the live ones: ``input_size = (in_chans, H, W)`` of the model's
+        own ``img_size``, ``num_classes``, ``fixed_input_size``, ``first_conv``, ``classifier``, ``pool_size``."""
+        cfg = self._pretrained_cfg if self._pretrained_cfg is not None else pretrained_cfg_for(self.arch_name)
+        h, w = self.img_size
+        live = {
+            "input_size": (int(self.in_chans), int(h), int(w)),
+            "fixed_input_size": not self.dynamic_img_size,
+            "num_classes": int(self.num_classes),
+            "pool_size": None,
+        }
+        return {**cfg, **live, **self._cfg_fields()}
+
+    @pretrained_cfg.setter
+    def pretrained_cfg(self, cfg: dict[str, Any]) -> None:
+        self._pretrained_cfg = dict(cfg)
+
+    @property
+    def default_cfg(self) -> dict[str, Any]:
+        """timm's older name for ``pretrained_cfg``."""
+        return self.pretrained_cfg
+
+    @default_cfg.setter
+    def default_cfg(self, cfg: dict[str, Any]) -> None:
+        self._pretrained_cfg = dict(cfg)
+
+    def default_out_indices(self) -> int | tuple[int, ...]:
+        """The feature levels ``features_only`` returns by default (timm's: the last 3 blocks of a ViT)."""
+        return 3

@@ -32,7 +32,7 @@ from torch import nn
 
 from ..errors import InputSizeError, RectViTError
 from ..grid import Size, to_size
-from ..layers.patch_embed import check_image_batch, resized_patch_conv
+from ..layers.patch_embed import check_image_batch, is_fx_symbolic_tracing, resized_patch_conv
 from ._util import record_config, with_defaults
 from .registry import register_model
 from .vit import VisionTransformer
@@ -80,6 +80,9 @@ def _pad_same(x: torch.Tensor, kernel: Size, stride: Size, dilation: Size, value
     if top == bottom == left == right == 0:
         return x
     return F.pad(x, (left, right, top, bottom), value=value)
+
+
+torch.fx.wrap("_pad_same")  # padding computed from the input's size: one opaque call in an FX graph
 
 
 def _out_length(length: int, kernel: int, stride: int, same: bool) -> int:
@@ -437,7 +440,8 @@ class HybridEmbed(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, in_chans, H, W) -> (B, h, w, embed_dim)``."""
-        self.check_input(x)
+        if not is_fx_symbolic_tracing():  # FX cannot trace the size checks; eager calls keep them
+            self.check_input(x)
         x = self.backbone(x)  # (B, F, fh, fw)
         if self.dynamic_img_pad:
             x = self._pad_features(x)
@@ -515,6 +519,13 @@ class HybridVisionTransformer(VisionTransformer):
     def min_input_size(self) -> Size:
         """The smallest ``(H, W)`` input the backbone reduces to at least one patch."""
         return self.patch_embed.min_input_size()
+
+    def _feature_reduction(self) -> int:
+        return max(r * p for r, p in zip(self.patch_embed.feature_ratio, self.patch_embed.patch_size))
+
+    def _cfg_fields(self) -> dict[str, Any]:
+        stem = "stem.conv" if isinstance(self.patch_embed.backbone, ResNetV2Backbone) else "conv"
+        return {**super()._cfg_fields(), "first_conv": f"patch_embed.backbone.{stem}"}
 
 
 # --------------------------------------------------------------------------------------------------

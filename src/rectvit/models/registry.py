@@ -3,14 +3,26 @@
 from __future__ import annotations
 
 import fnmatch
+import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from torch import nn
 
 from ..errors import RectViTError
+from .pretrained_cfgs import TIMM_MODULES, pretrained_cfg_for
 
-__all__ = ["register_model", "build_model", "list_models", "get_model_entry", "ModelEntry"]
+__all__ = [
+    "register_model",
+    "build_model",
+    "list_models",
+    "list_pretrained",
+    "list_modules",
+    "get_model_entry",
+    "split_model_name_tag",
+    "ModelEntry",
+]
 
 
 @dataclass(frozen=True)
@@ -18,6 +30,21 @@ class ModelEntry:
     name: str
     cls: type[nn.Module]
     config: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def module(self) -> str:
+        """rectvit's family file holding the class (``"vit"``, ``"hybrid"``, ``"swin"``...)."""
+        return self.cls.__module__.rsplit(".", 1)[-1]
+
+    @property
+    def timm_module(self) -> str:
+        """The timm module (file) holding the same architecture (``"vision_transformer"``, ``"deit"``...)."""
+        if self.module == "hybrid":
+            return "vision_transformer_hybrid"
+        for pattern, module in TIMM_MODULES:
+            if fnmatch.fnmatchcase(self.name, pattern):
+                return module
+        return self.module
 
 
 _REGISTRY: dict[str, ModelEntry] = {}
@@ -27,19 +54,87 @@ def register_model(name: str, cls: type[nn.Module], **config: Any) -> None:
     """Register ``name`` as ``cls(**config)``; overrides given to ``create_model`` win over ``config``."""
     if name in _REGISTRY:
         raise RectViTError(f"model name {name!r} is registered twice.")
+    if "." in name:
+        raise RectViTError(f"model name {name!r} may not contain '.', which separates a pretrained tag.")
     _REGISTRY[name] = ModelEntry(name, cls, dict(config))
 
 
-def list_models(pattern: str = "*") -> list[str]:
-    """Registered names matching a shell-style ``pattern`` (e.g. ``"vit_*"``), sorted."""
-    return sorted(n for n in _REGISTRY if fnmatch.fnmatchcase(n, pattern))
+def split_model_name_tag(name: str, no_tag: str = "") -> tuple[str, str]:
+    """``"vit_base_patch16_224.augreg_in1k"`` -> ``("vit_base_patch16_224", "augreg_in1k")`` (timm's convention)."""
+    arch, _, tag = name.partition(".")
+    return arch, tag or no_tag
+
+
+def _str_list(value: str | Iterable[str] | None) -> list[str]:
+    if not value:
+        return []
+    if isinstance(value, str):
+        return [value]
+    return [str(v) for v in value]
+
+
+def _natural_key(name: str) -> list:
+    return [int(s) if s.isdigit() else s for s in re.split(r"(\d+)", name.lower())]
+
+
+def list_models(
+    filter: str | Iterable[str] = "",
+    module: str | Iterable[str] = "",
+    pretrained: bool = False,
+    exclude_filters: str | Iterable[str] = "",
+    name_matches_cfg: bool = False,
+    include_tags: bool | None = None,
+) -> list[str]:
+    """Registered names, as timm's ``list_models``: shell-style ``filter`` (one or a list; all when empty)
+    minus ``exclude_filters``, restricted to ``module`` (timm's module names such as ``"vision_transformer"``,
+    ``"deit"``, ``"vision_transformer_hybrid"``, ``"swin_transformer"``, or rectvit's family file names
+    ``"vit"``, ``"hybrid"``, ``"swin"``), naturally sorted.
+
+    rectvit ships no weights: ``pretrained=True`` lists nothing. ``include_tags=True`` names each
+    architecture with timm's default tag (``"arch.tag"``) where one is recorded. ``name_matches_cfg`` is
+    accepted for timm compatibility (every rectvit name is its own config).
+    """
+    modules = set(_str_list(module))
+    if include_tags is None:
+        include_tags = pretrained
+    names = [e.name for e in _REGISTRY.values() if not modules or {e.module, e.timm_module} & modules]
+    includes, excludes = _str_list(filter), _str_list(exclude_filters)
+    if include_tags:
+        tagged = []
+        for n in names:
+            tag = pretrained_cfg_for(n)["tag"]
+            tagged.append(f"{n}.{tag}" if tag else n)
+        names = tagged
+        includes = [p for f in includes for p in ((f,) if "." in f else (f, f + ".*"))]
+        excludes = [p for f in excludes for p in ((f,) if "." in f else (f, f + ".*"))]
+    if includes:
+        names = [n for n in names if any(fnmatch.fnmatchcase(n, f) for f in includes)]
+    names = [n for n in names if not any(fnmatch.fnmatchcase(n, f) for f in excludes)]
+    if pretrained:
+        names = []
+    return sorted(set(names), key=_natural_key)
+
+
+def list_pretrained(filter: str | Iterable[str] = "", exclude_filters: str | Iterable[str] = "") -> list[str]:
+    """Names with downloadable pretrained weights: none (rectvit downloads nothing), so always ``[]``.
+
+    Load weights with ``create_model(name, checkpoint_path=...)`` (a file, a folder or an ``hf-hub:`` cache).
+    """
+    return list_models(filter, pretrained=True, exclude_filters=exclude_filters)
+
+
+def list_modules() -> list[str]:
+    """The module names ``list_models(module=...)`` accepts: timm's and rectvit's family file names."""
+    return sorted({m for e in _REGISTRY.values() for m in (e.module, e.timm_module)})
 
 
 def get_model_entry(name: str) -> ModelEntry:
+    """The entry of ``name``; a timm pretrained tag (``"arch.tag"``) is ignored: the architecture is the same."""
+    arch, _ = split_model_name_tag(name)
     try:
-        return _REGISTRY[name]
+        return _REGISTRY[arch]
     except KeyError:
-        close = [n for n in _REGISTRY if name.split("_")[0] in n][:8]
+        close = [n for n in _REGISTRY if arch.split("_")[0] in n][:8]
         raise RectViTError(
             f"unknown model {name!r}; expected a name from rectvit.list_models() such as {close or list_models()[:8]}."
         ) from None

@@ -30,7 +30,7 @@ from torch.utils.checkpoint import checkpoint
 from ..errors import InputSizeError, RectViTError
 from ..grid import Size, patch_grid, to_size
 from ..layers import DropPath, Mlp, PatchEmbed
-from ..layers.patch_embed import check_image_batch
+from ..layers.patch_embed import check_image_batch, is_fx_symbolic_tracing
 from ..resample import RELATIVE_BIAS_INTERPOLATIONS, resample_relative_bias_table
 from ._util import constructor_config, record_config, take_indices, with_defaults
 from .base import RectViTModel
@@ -165,6 +165,9 @@ def _pad_to_windows(x: torch.Tensor, window: Size) -> torch.Tensor:
     return x
 
 
+torch.fx.wrap("_pad_to_windows")  # FX: padding from the input's size, one opaque call
+
+
 def window_partition(x: torch.Tensor, window: Size) -> torch.Tensor:
     """``(B, Hp, Wp, C)`` -> ``(B * nW, wh * ww, C)``, windows in row-major order within each image."""
     b, h, w, c = x.shape
@@ -210,6 +213,14 @@ def shifted_window_mask(
     region = window_partition(region[None, :, :, None], window)[..., 0]  # (nW, N)
     differ = region[:, :, None] != region[:, None, :]
     return torch.zeros(differ.shape, device=device, dtype=dtype).masked_fill_(differ, _MASK_VALUE)
+
+
+def _shifted_window_mask_like(x: torch.Tensor, window: Size, shift: Size) -> torch.Tensor:
+    """``shifted_window_mask`` for the padded ``(B, Hp, Wp, C)`` tensor ``x``: one opaque call in an FX graph."""
+    return shifted_window_mask((x.shape[1], x.shape[2]), window, shift, x.device, x.dtype)
+
+
+torch.fx.wrap("_shifted_window_mask_like")
 
 
 def relative_position_index(window: Size) -> torch.Tensor:
@@ -484,6 +495,8 @@ class SwinBlock(nn.Module):
         """The ``(nW, N, N)`` mask for a padded grid, cached per size, device and dtype; None if unshifted."""
         if not any(self.shift_size):
             return None
+        if is_fx_symbolic_tracing():  # sizes are symbolic: computed per input in the traced graph, not cached
+            return _shifted_window_mask_like(ref, self.window_size, self.shift_size)
         if torch.compiler.is_compiling():  # traced: built in the graph, so symbolic sizes stay free
             return shifted_window_mask(padded, self.window_size, self.shift_size, ref.device, ref.dtype)
         key = (padded, ref.device, ref.dtype)
@@ -620,6 +633,14 @@ class _SwinBase(RectViTModel):
     _v2 = False
     _no_weight_decay = ("relative_position_bias_table",)  # parameter-name parts, as timm
     _stem = r"^patch_embed"
+
+    feature_fmt = "NHWC"  # features_only maps, as timm's Swin feature net
+
+    def default_out_indices(self) -> tuple[int, ...]:
+        return tuple(range(self.num_layers))
+
+    def _cfg_fields(self) -> dict[str, Any]:
+        return {"first_conv": "patch_embed.proj", "classifier": "head.fc", "pool_size": self.stage_grids()[-1]}
 
     @classmethod
     def bias_windows(cls, config: dict[str, Any]) -> dict[str, Size]:
@@ -778,6 +799,8 @@ class _SwinBase(RectViTModel):
         ``dynamic_img_size``, a multiple of the patch size holding at least one patch. The forward
         paths call it; ``rectvit.forward_variable`` calls it for every input up front.
         """
+        if is_fx_symbolic_tracing():  # FX cannot trace the size checks; eager calls keep them
+            return
         h, w = check_image_batch(x, self.in_chans, self.patch_embed.proj.weight.dtype)
         _checked_patch_grid((h, w), self.patch_size, "input")
         ph, pw = self.patch_size

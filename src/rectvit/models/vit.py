@@ -28,6 +28,7 @@ from ..errors import RectViTError
 from ..grid import Size, to_size
 from ..layers import AttentionPoolLatent, Block, PatchEmbed, get_act_layer
 from ..layers.packed import PackedBatch, PackedLayout, PackedTokens, patch_tokens
+from ..layers.patch_embed import is_fx_symbolic_tracing
 from ..resample import TRACEABLE_INTERPOLATIONS, resample_grid, resample_grid_separable, sincos_2d, sincos_table
 from ._util import config_patch_grid, constructor_config, record_config, switch_property, take_indices, with_defaults
 from .base import RectViTModel
@@ -84,6 +85,20 @@ class _GridTableCache:
 
     def __len__(self) -> int:
         return len(self._entries)
+
+
+def _grid_table_like(table: torch.Tensor, tokens: torch.Tensor, sincos: bool) -> torch.Tensor:
+    """The ``(1, h, w, C)`` table for the grid of ``tokens`` ``(B, h, w, C)``: one opaque call in an FX graph,
+    so a traced model resamples (or computes) its positions for each input like the eager one."""
+    grid = (int(tokens.shape[1]), int(tokens.shape[2]))
+    if tuple(table.shape[1:3]) == grid:
+        return table
+    if sincos:
+        return sincos_2d(grid, table.shape[-1]).to(table.device, table.dtype)
+    return resample_grid(table, grid)
+
+
+torch.fx.wrap("_grid_table_like")
 
 
 class VisionTransformer(RectViTModel):
@@ -379,10 +394,12 @@ class VisionTransformer(RectViTModel):
 
     def _pos_embed(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, h, w, C)`` patch tokens -> ``(B, P + h*w, C)`` tokens with positions and prefix tokens."""
-        b, h, w, c = x.shape
-        if self.pos_embed is not None:
-            x = x + self._grid_pos_table((h, w))
-        x = x.reshape(b, h * w, c)
+        b = x.shape[0]
+        if self.pos_embed is not None and is_fx_symbolic_tracing():
+            x = x + _grid_table_like(self.pos_embed, x, self.pos_embed_type == "sincos")
+        elif self.pos_embed is not None:
+            x = x + self._grid_pos_table((x.shape[1], x.shape[2]))
+        x = x.flatten(1, 2)
         prefix = self._prefix_tokens(b)
         if prefix is not None:
             x = torch.cat([prefix, x], dim=1)
@@ -500,12 +517,15 @@ class VisionTransformer(RectViTModel):
         stop_early: bool = False,
         output_fmt: str = "NCHW",
         intermediates_only: bool = False,
+        output_dict: bool = False,
     ):
         """Features of selected blocks, as timm returns them.
 
         Maps are ``(B, C, h, w)`` on the input's own grid (``"NCHW"``) or ``(B, h*w, C)`` (``"NLC"``);
         with ``return_prefix_tokens`` each entry is ``(map, prefix (B, P, C))``. Returns the list when
-        ``intermediates_only``, else ``(forward_features output, list)``.
+        ``intermediates_only``, else ``(forward_features output, list)``; with ``output_dict`` a dict
+        ``{"image_intermediates": maps, "image_intermediates_prefix": prefixes (with
+        return_prefix_tokens), "image_features": final (unless intermediates_only)}``.
         """
         if output_fmt not in ("NCHW", "NLC"):
             raise RectViTError(f"output_fmt must be 'NCHW' or 'NLC', got {output_fmt!r}.")
@@ -527,6 +547,13 @@ class VisionTransformer(RectViTModel):
         maps = [y[:, p:] for y in outs]
         if output_fmt == "NCHW":
             maps = [y.reshape(y.shape[0], h, w, -1).permute(0, 3, 1, 2).contiguous() for y in maps]
+        if output_dict:
+            out = {"image_intermediates": maps}
+            if return_prefix_tokens and p:
+                out["image_intermediates_prefix"] = prefixes
+            if not intermediates_only:
+                out["image_features"] = self.norm(x)
+            return out
         if return_prefix_tokens and p:
             maps = list(zip(maps, prefixes))
         if intermediates_only:
@@ -626,6 +653,44 @@ class VisionTransformer(RectViTModel):
 
     def no_weight_decay(self) -> set[str]:
         return {"pos_embed", "prefix_pos_embed", "cls_token", "reg_token", "dist_token"}
+
+    def group_matcher(self, coarse: bool = False) -> dict[str, Any]:
+        """timm's parameter groups (layer-wise LR decay): the embedding "stem", then one group per block."""
+        return {
+            "stem": r"^cls_token|dist_token|reg_token|pos_embed|prefix_pos_embed|patch_embed|norm_pre",
+            "blocks": [(r"^blocks\.(\d+)", None), (r"^norm", (99999,))],
+        }
+
+    def prune_intermediate_layers(
+        self, indices: int | Sequence[int] = 1, prune_norm: bool = False, prune_head: bool = True
+    ) -> list[int]:
+        """Drop the blocks after the deepest of ``indices`` (and the final norm / the head), as timm; returns
+        the kept indices (non-negative). ``model_config`` records the result."""
+        take = take_indices(len(self.blocks), indices)
+        self.blocks = self.blocks[: max(take) + 1]
+        record_config(self, depth=len(self.blocks))
+        if prune_norm:
+            self.norm = nn.Identity()
+        if prune_head:
+            self.fc_norm, self.head_norm = nn.Identity(), nn.Identity()
+            record_config(self, head_norm=False)
+            self.reset_classifier(0, None if self.distilled else "")  # a distilled model keeps its token pooling
+        if prune_norm and isinstance(self.fc_norm, nn.Identity):
+            record_config(self, final_norm=False)
+        return take
+
+    def _feature_reduction(self) -> int:
+        return max(self.patch_embed.patch_stride)
+
+    @property
+    def feature_info(self) -> list[dict[str, Any]]:
+        """timm's feature levels: one per block, ``{"module": "blocks.i", "num_chs": embed_dim, "reduction": r}``
+        (``r``: the patch stride, the real step of the token grid)."""
+        r = self._feature_reduction()
+        return [{"module": f"blocks.{i}", "num_chs": self.embed_dim, "reduction": r} for i in range(len(self.blocks))]
+
+    def _cfg_fields(self) -> dict[str, Any]:
+        return {"first_conv": "patch_embed.proj", "classifier": ("head", "head_dist") if self._two_heads else "head"}
 
 
 _MIN_COUNT = {"in_chans": 1, "num_classes": 0, "embed_dim": 1, "depth": 0, "num_heads": 1}
