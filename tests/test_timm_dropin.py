@@ -374,7 +374,7 @@ def test_fx_feature_extractor(name):
     """torchvision's create_feature_extractor (what timm's FX tests and detection code use), dynamic size."""
     fx = pytest.importorskip("torchvision.models.feature_extraction")
     model = randomize_(rectvit.create_model(name, dynamic_img_size=True, **tiny(name))).eval()
-    node = "blocks.0" if hasattr(model, "blocks") else "layers.0"
+    node = "blocks.0" if hasattr(model, "blocks") else "layers.0" if hasattr(model, "layers") else "stages.0"
     extractor = fx.create_feature_extractor(model, return_nodes={node: "feat"})
     h, w = model.img_size
     for size in ((h, w), (2 * h, w)):
