@@ -199,6 +199,7 @@ TIMM_MODULES: tuple[tuple[str, str], ...] = (
     ("swinv2_*", "swin_transformer_v2"),
     ("swin_*", "swin_transformer"),
     ("vit_*_rope_*", "eva"),  # timm's RoPE ViTs live in eva.py
+    ("vit_*_dinov3*", "eva"),  # as are its DINOv3 ViTs
     ("vit_*", "vision_transformer"),
     ("beit*", "beit"),
     ("eva*", "eva"),
