@@ -32,12 +32,13 @@ from torch.utils.checkpoint import checkpoint
 from ..errors import RectViTError
 from ..grid import Size, to_size
 from ..layers import DropPath, Mlp, PatchEmbed
+from ..layers.patch_embed import is_fx_symbolic_tracing
 from ..resample import resample_grid, resample_relative_bias_table
 from ._util import config_patch_grid, constructor_config, record_config, switch_property, take_indices, with_defaults
 from .base import RectViTModel
 from .registry import register_model
 from .swin import relative_position_index
-from .vit import _GridTableCache
+from .vit import _grid_table_like, _GridTableCache
 
 __all__ = ["Beit"]
 
@@ -66,6 +67,18 @@ def resize_beit_table(table: torch.Tensor, old_window: Size, new_window: Size) -
     return resample_relative_bias_table(
         table, old_window, new_window, interpolation="geometric", num_extra_tokens=NUM_CLS_ROWS
     )
+
+
+torch.fx.wrap("_grid_table_like")  # FX wraps by name per module: this module's calls stay opaque too
+
+
+def _relative_bias_like(table: _RelativeBiasTable, h, w) -> torch.Tensor:
+    """``table.relative_bias((h, w))`` as one opaque call in an FX graph, so a traced model resamples its
+    bias tables for each input's grid like the eager one."""
+    return table.relative_bias((int(h), int(w)))
+
+
+torch.fx.wrap("_relative_bias_like")
 
 
 class _RelativeBiasTable(nn.Module):
@@ -97,6 +110,12 @@ class _RelativeBiasTable(nn.Module):
         bias = table[self._index(window, table.device).view(-1)].view(n, n, -1)
         return bias.permute(2, 0, 1).unsqueeze(0)
 
+    def bias_for(self, grid: Size) -> torch.Tensor:
+        """``relative_bias(grid)``, traceable by FX (where ``grid`` holds symbolic sizes)."""
+        if is_fx_symbolic_tracing():
+            return _relative_bias_like(self, grid[0], grid[1])
+        return self.relative_bias(grid)
+
     def relative_bias(self, grid: Size) -> torch.Tensor:
         """``(1, heads, 1 + h*w, 1 + h*w)`` for tokens on an ``(h, w)`` grid."""
         table = self.relative_position_bias_table
@@ -125,7 +144,7 @@ class RelativePositionBias(_RelativeBiasTable):
     """One table shared by every block (``use_shared_rel_pos_bias``; key ``rel_pos_bias.*``)."""
 
     def forward(self, grid: Size) -> torch.Tensor:
-        return self.relative_bias(grid)
+        return self.bias_for(grid)
 
 
 class BeitAttention(_RelativeBiasTable):
@@ -158,7 +177,7 @@ class BeitAttention(_RelativeBiasTable):
             bias = torch.cat([self.q_bias, torch.zeros_like(self.q_bias), self.v_bias])
         qkv = F.linear(x, self.qkv.weight, bias).reshape(b, n, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4)
         q, k, v = qkv.unbind(0)
-        mask = self.relative_bias(grid) if self.relative_position_bias_table is not None else None
+        mask = self.bias_for(grid) if self.relative_position_bias_table is not None else None
         if shared_bias is not None:
             mask = shared_bias if mask is None else mask + shared_bias
         x = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=self.attn_drop if self.training else 0.0)
@@ -204,7 +223,8 @@ class Beit(RectViTModel):
     Constructor keywords are timm's ``Beit`` keywords (same names and defaults), plus ``norm_eps``,
     ``dynamic_img_size`` and ``dynamic_img_pad`` (which timm's BEiT lacks): in dynamic mode every input
     size on the patch grid is accepted, the absolute table (if any) is resampled bicubically and the
-    relative-bias tables geometrically to the input's grid.
+    relative-bias tables geometrically to the input's grid; ``final_norm=False`` drops the final norm
+    (what ``prune_intermediate_layers(prune_norm=True)`` leaves).
     """
 
     def __init__(
@@ -233,6 +253,7 @@ class Beit(RectViTModel):
         norm_eps: float = 1e-6,
         dynamic_img_size: bool = False,
         dynamic_img_pad: bool = False,
+        final_norm: bool = True,
     ):
         super().__init__()
         self.model_config = constructor_config(locals())
@@ -279,7 +300,7 @@ class Beit(RectViTModel):
             ]
         )
         fc_norm = global_pool == "avg" if use_fc_norm is None else use_fc_norm
-        self.norm = nn.Identity() if fc_norm else nn.LayerNorm(embed_dim, eps=norm_eps)
+        self.norm = nn.LayerNorm(embed_dim, eps=norm_eps) if final_norm and not fc_norm else nn.Identity()
         self.fc_norm = nn.LayerNorm(embed_dim, eps=norm_eps) if fc_norm else nn.Identity()
         self.head_drop = nn.Dropout(drop_rate)
         self.head = nn.Linear(embed_dim, num_classes) if num_classes > 0 else nn.Identity()
@@ -374,12 +395,14 @@ class Beit(RectViTModel):
     def _embed(self, x: torch.Tensor) -> tuple[torch.Tensor, Size]:
         """``(B, in_chans, H, W)`` -> ``(B, 1 + h*w, C)`` tokens and the grid ``(h, w)``."""
         x = self.patch_embed(x)
-        b, h, w, c = x.shape
-        if self.pos_embed is not None:
-            x = x + self._pos_table((h, w))
+        b, grid = x.shape[0], (x.shape[1], x.shape[2])  # not int(): sizes stay symbolic when traced
+        if self.pos_embed is not None and is_fx_symbolic_tracing():
+            x = x + _grid_table_like(self.pos_embed, x, False)
+        elif self.pos_embed is not None:
+            x = x + self._pos_table(grid)
         cls = self.cls_token if self.prefix_pos_embed is None else self.cls_token + self.prefix_pos_embed
-        x = torch.cat([cls.expand(b, -1, -1), x.reshape(b, h * w, c)], dim=1)
-        return self.pos_drop(x), (h, w)
+        x = torch.cat([cls.expand(b, -1, -1), x.flatten(1, 2)], dim=1)
+        return self.pos_drop(x), grid
 
     def _block(self, blk: nn.Module, x: torch.Tensor, grid: Size, shared: torch.Tensor | None) -> torch.Tensor:
         if self.grad_checkpointing and torch.is_grad_enabled():
@@ -418,9 +441,11 @@ class Beit(RectViTModel):
         stop_early: bool = False,
         output_fmt: str = "NCHW",
         intermediates_only: bool = False,
+        output_dict: bool = False,
     ):
         """Features of selected blocks as timm returns them: ``(B, C, h, w)`` maps on the input's own grid
-        (``"NCHW"``) or ``(B, h*w, C)`` (``"NLC"``); with ``return_prefix_tokens``, ``(map, (B, 1, C))`` pairs."""
+        (``"NCHW"``) or ``(B, h*w, C)`` (``"NLC"``); with ``return_prefix_tokens``, ``(map, (B, 1, C))`` pairs;
+        with ``output_dict`` a dict as ``VisionTransformer.forward_intermediates`` gives."""
         if output_fmt not in ("NCHW", "NLC"):
             raise RectViTError(f"output_fmt must be 'NCHW' or 'NLC', got {output_fmt!r}.")
         take = take_indices(len(self.blocks), indices)
@@ -435,6 +460,13 @@ class Beit(RectViTModel):
         maps = [y[:, 1:] for y in outs]
         if output_fmt == "NCHW":
             maps = [y.reshape(y.shape[0], h, w, -1).permute(0, 3, 1, 2).contiguous() for y in maps]
+        if output_dict:
+            out = {"image_intermediates": maps}
+            if return_prefix_tokens:
+                out["image_intermediates_prefix"] = [y[:, :1] for y in outs]
+            if not intermediates_only:
+                out["image_features"] = self.norm(x)
+            return out
         if return_prefix_tokens:
             maps = list(zip(maps, [y[:, :1] for y in outs]))
         if intermediates_only:
@@ -465,6 +497,38 @@ class Beit(RectViTModel):
     def no_weight_decay(self) -> set[str]:
         names = {"pos_embed", "prefix_pos_embed", "cls_token"}
         return names | {n for n, _ in self.named_parameters() if "relative_position_bias_table" in n}
+
+    def group_matcher(self, coarse: bool = False) -> dict[str, Any]:
+        """timm's parameter groups (layer-wise LR decay): the embedding "stem", then one group per block."""
+        return {
+            "stem": r"^cls_token|pos_embed|prefix_pos_embed|patch_embed|rel_pos_bias",
+            "blocks": [(r"^blocks\.(\d+)", None), (r"^norm", (99999,))],
+        }
+
+    def prune_intermediate_layers(
+        self, indices: int | Sequence[int] = 1, prune_norm: bool = False, prune_head: bool = True
+    ) -> list[int]:
+        """Drop the blocks after the deepest of ``indices`` (and the final norm / the head), as timm; returns
+        the kept indices (non-negative). ``model_config`` records the result."""
+        take = take_indices(len(self.blocks), indices)
+        self.blocks = self.blocks[: max(take) + 1]
+        record_config(self, depth=len(self.blocks))
+        if prune_norm:
+            self.norm = nn.Identity()
+        if prune_head:
+            self.fc_norm = nn.Identity()
+            self.reset_classifier(0, "")
+        record_config(
+            self, final_norm=not isinstance(self.norm, nn.Identity) or not isinstance(self.fc_norm, nn.Identity)
+        )
+        return take
+
+    @property
+    def feature_info(self) -> list[dict[str, Any]]:
+        """timm's feature levels: one per block, ``{"module": "blocks.i", "num_chs": embed_dim, "reduction": r}``
+        (``r``: the patch size, the step of the token grid)."""
+        r = max(self.patch_embed.patch_size)
+        return [{"module": f"blocks.{i}", "num_chs": self.embed_dim, "reduction": r} for i in range(len(self.blocks))]
 
 
 # --------------------------------------------------------------------------------------------------

@@ -30,18 +30,29 @@ from torch.utils.checkpoint import checkpoint
 from ..errors import RectViTError
 from ..grid import Size, to_size
 from ..layers import DropPath, PatchEmbed
+from ..layers.patch_embed import is_fx_symbolic_tracing
 from ..layers.rope import RotaryEmbedding2d, apply_rope
 from ..resample import resample_grid
 from ._util import config_patch_grid, constructor_config, record_config, switch_property, take_indices, with_defaults
 from .base import RectViTModel
 from .registry import register_model
-from .vit import _GridTableCache
+from .vit import _grid_table_like, _GridTableCache
 
 __all__ = ["Eva"]
 
 GLOBAL_POOLS = ("token", "avg", "avgmax", "max", "")
 ROPE_TYPES = ("cat", "mixed", "dinov3")
 _AUTO = "auto"
+
+
+def _rope_like(rope: RotaryEmbedding2d, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """RoPE's ``(sin, cos)`` for the grid of ``tokens`` ``(B, h, w, C)``: one opaque call in an FX graph,
+    so a traced model computes its rotation for each input's grid like the eager one."""
+    return rope((int(tokens.shape[1]), int(tokens.shape[2])), device=tokens.device)
+
+
+torch.fx.wrap("_rope_like")
+torch.fx.wrap("_grid_table_like")  # FX wraps by name per module: this module's calls stay opaque too
 
 
 class EvaAttention(nn.Module):
@@ -482,18 +493,23 @@ class Eva(RectViTModel):
     def _embed(self, x: torch.Tensor) -> tuple[torch.Tensor, Size, Any]:
         """``(B, in_chans, H, W)`` -> tokens ``(B, P + h*w, C)``, the grid, and RoPE's ``(sin, cos)``."""
         x = self.patch_embed(x)
-        b, h, w, c = x.shape
-        if self.pos_embed is not None:
-            x = x + self._abs_table((h, w))
-        x = x.reshape(b, h * w, c)
+        b, grid = x.shape[0], (x.shape[1], x.shape[2])  # not int(): sizes stay symbolic when traced
+        tracing = is_fx_symbolic_tracing()
+        if self.pos_embed is not None and tracing:
+            x = x + _grid_table_like(self.pos_embed, x, False)
+        elif self.pos_embed is not None:
+            x = x + self._abs_table(grid)
+        rope = None
+        if self.rope is not None:
+            rope = _rope_like(self.rope, x) if tracing else self.rope(grid, device=x.device)
+        x = x.flatten(1, 2)
         prefix = [t for t in (self.cls_token, self.reg_token) if t is not None]
         if prefix:
             prefix = torch.cat(prefix, dim=1)
             if self.prefix_pos_embed is not None:
                 prefix = prefix + self.prefix_pos_embed
             x = torch.cat([prefix.expand(b, -1, -1), x], dim=1)
-        rope = None if self.rope is None else self.rope((h, w), device=x.device)
-        return self.norm_pre(self.pos_drop(x)), (h, w), rope
+        return self.norm_pre(self.pos_drop(x)), grid, rope
 
     def _block(self, i: int, x: torch.Tensor, rope) -> torch.Tensor:
         if rope is not None and self.rope.mode == "mixed":
@@ -542,10 +558,13 @@ class Eva(RectViTModel):
         stop_early: bool = False,
         output_fmt: str = "NCHW",
         intermediates_only: bool = False,
+        output_dict: bool = False,
     ):
         """Features of selected blocks, as timm returns them: ``(B, C, h, w)`` maps on the input's own grid
         (``"NCHW"``) or ``(B, h*w, C)`` (``"NLC"``); with ``return_prefix_tokens`` ``(map, (B, P, C))`` pairs.
-        Returns the list when ``intermediates_only``, else ``(forward_features output, list)``."""
+        Returns the list when ``intermediates_only``, else ``(forward_features output, list)``; with
+        ``output_dict`` a dict as ``VisionTransformer.forward_intermediates`` gives (``image_intermediates``,
+        ``image_intermediates_prefix`` with return_prefix_tokens, ``image_features`` unless intermediates_only)."""
         if output_fmt not in ("NCHW", "NLC"):
             raise RectViTError(f"output_fmt must be 'NCHW' or 'NLC', got {output_fmt!r}.")
         take = take_indices(len(self.blocks), indices)
@@ -560,6 +579,13 @@ class Eva(RectViTModel):
         maps = [y[:, p:] for y in outs]
         if output_fmt == "NCHW":
             maps = [y.reshape(y.shape[0], h, w, -1).permute(0, 3, 1, 2).contiguous() for y in maps]
+        if output_dict:
+            out = {"image_intermediates": maps}
+            if return_prefix_tokens and p:
+                out["image_intermediates_prefix"] = prefixes
+            if not intermediates_only:
+                out["image_features"] = self.norm(x)
+            return out
         if return_prefix_tokens and p:
             maps = list(zip(maps, prefixes))
         if intermediates_only:
@@ -590,6 +616,36 @@ class Eva(RectViTModel):
     def no_weight_decay(self) -> set[str]:
         nwd = {"pos_embed", "prefix_pos_embed", "cls_token", "reg_token"}
         return nwd | ({"rope.freqs"} if self.rope is not None and self.rope.freqs is not None else set())
+
+    def group_matcher(self, coarse: bool = False) -> dict[str, Any]:
+        """timm's parameter groups (layer-wise LR decay): the embedding "stem", then one group per block."""
+        return {
+            "stem": r"^cls_token|reg_token|pos_embed|prefix_pos_embed|patch_embed|norm_pre",
+            "blocks": [(r"^blocks\.(\d+)", None), (r"^norm", (99999,))],
+        }
+
+    def prune_intermediate_layers(
+        self, indices: int | Sequence[int] = 1, prune_norm: bool = False, prune_head: bool = True
+    ) -> list[int]:
+        """Drop the blocks after the deepest of ``indices`` (and the final norm / the head), as timm; returns
+        the kept indices (non-negative). ``model_config`` records the result."""
+        take = take_indices(len(self.blocks), indices)
+        self.blocks = self.blocks[: max(take) + 1]
+        record_config(self, depth=len(self.blocks))
+        if prune_norm:
+            self.norm = nn.Identity()
+        if prune_head:
+            self.fc_norm = nn.Identity()
+            self.reset_classifier(0, "")
+        record_config(self, use_post_transformer_norm=not isinstance(self.norm, nn.Identity))
+        return take
+
+    @property
+    def feature_info(self) -> list[dict[str, Any]]:
+        """timm's feature levels: one per block, ``{"module": "blocks.i", "num_chs": embed_dim, "reduction": r}``
+        (``r``: the patch size, the step of the token grid)."""
+        r = max(self.patch_embed.patch_size)
+        return [{"module": f"blocks.{i}", "num_chs": self.embed_dim, "reduction": r} for i in range(len(self.blocks))]
 
 
 def _check_options(global_pool, class_token, attn_type, rope_type, post_norm, patch_drop_rate, reg_tokens) -> None:

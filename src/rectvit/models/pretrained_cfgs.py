@@ -160,6 +160,35 @@ _CFGS: dict[str, dict[str, Any]] = {
     "vit_so400m_patch16_siglip_gap_384": _cfg("v2_webli", INCEPTION, 0.9),
     "vit_so400m_patch16_siglip_gap_512": _cfg("v2_webli", INCEPTION, 0.9),
     "vit_xsmall_patch16_clip_224": _cfg("tinyclip_yfcc15m", CLIP, 0.9),
+    # Swin v2 CR, rope-ViT and DINOv3 names (timm 1.0.31's default cfgs)
+    "swinv2_cr_base_224": _cfg("untrained", IMAGENET, 0.9),
+    "swinv2_cr_base_384": _cfg("untrained", IMAGENET, 1.0),
+    "swinv2_cr_giant_224": _cfg("untrained", IMAGENET, 0.9),
+    "swinv2_cr_giant_384": _cfg("untrained", IMAGENET, 1.0),
+    "swinv2_cr_large_224": _cfg("untrained", IMAGENET, 0.9),
+    "swinv2_cr_large_384": _cfg("untrained", IMAGENET, 1.0),
+    "swinv2_cr_small_224": _cfg("sw_in1k", IMAGENET, 0.9),
+    "swinv2_cr_small_384": _cfg("untrained", IMAGENET, 1.0),
+    "swinv2_cr_tiny_224": _cfg("untrained", IMAGENET, 0.9),
+    "swinv2_cr_tiny_384": _cfg("untrained", IMAGENET, 1.0),
+    "vit_base_patch16_dinov3": _cfg("lvd1689m", IMAGENET, 1.0),
+    "vit_base_patch16_dinov3_qkvb": _cfg("lvd1689m", IMAGENET, 1.0),
+    "vit_base_patch16_rope_224": _cfg("naver_in1k", IMAGENET, 0.9),
+    "vit_base_patch16_rope_ape_224": _cfg("naver_in1k", IMAGENET, 0.9),
+    "vit_base_patch16_rope_mixed_224": _cfg("naver_in1k", IMAGENET, 0.9),
+    "vit_base_patch16_rope_mixed_ape_224": _cfg("naver_in1k", IMAGENET, 0.9),
+    "vit_large_patch16_dinov3": _cfg("lvd1689m", IMAGENET, 1.0),
+    "vit_large_patch16_dinov3_qkvb": _cfg("lvd1689m", IMAGENET, 1.0),
+    "vit_large_patch16_rope_224": _cfg("naver_in1k", IMAGENET, 0.9),
+    "vit_large_patch16_rope_ape_224": _cfg("naver_in1k", IMAGENET, 0.9),
+    "vit_large_patch16_rope_mixed_224": _cfg("naver_in1k", IMAGENET, 0.9),
+    "vit_large_patch16_rope_mixed_ape_224": _cfg("naver_in1k", IMAGENET, 0.9),
+    "vit_small_patch16_dinov3": _cfg("lvd1689m", IMAGENET, 1.0),
+    "vit_small_patch16_dinov3_qkvb": _cfg("lvd1689m", IMAGENET, 1.0),
+    "vit_small_patch16_rope_224": _cfg("naver_in1k", IMAGENET, 0.9),
+    "vit_small_patch16_rope_ape_224": _cfg("naver_in1k", IMAGENET, 0.9),
+    "vit_small_patch16_rope_mixed_224": _cfg("naver_in1k", IMAGENET, 0.9),
+    "vit_small_patch16_rope_mixed_ape_224": _cfg("naver_in1k", IMAGENET, 0.9),
 }
 
 # timm's module (file) of an architecture, for list_models(module=...): (name pattern, timm module), first match
@@ -170,6 +199,7 @@ TIMM_MODULES: tuple[tuple[str, str], ...] = (
     ("swinv2_*", "swin_transformer_v2"),
     ("swin_*", "swin_transformer"),
     ("vit_*_rope_*", "eva"),  # timm's RoPE ViTs live in eva.py
+    ("vit_*_dinov3*", "eva"),  # as are its DINOv3 ViTs
     ("vit_*", "vision_transformer"),
     ("beit*", "beit"),
     ("eva*", "eva"),

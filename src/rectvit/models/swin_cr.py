@@ -33,15 +33,19 @@ from torch.utils.checkpoint import checkpoint
 from ..errors import InputSizeError, RectViTError
 from ..grid import Size, to_size
 from ..layers import DropPath, Mlp, PatchEmbed
+from ..layers.patch_embed import is_fx_symbolic_tracing
 from ._util import constructor_config, record_config, switch_property, take_indices
 from .base import RectViTModel
 from .registry import register_model
-from .swin import ClassifierHead, shifted_window_mask, window_merge, window_partition
+from .swin import ClassifierHead, _shifted_window_mask_like, shifted_window_mask, window_merge, window_partition
 
 __all__ = ["SwinTransformerV2Cr"]
 
 _LOGIT_MAX = math.log(1.0 / 0.01)
 _NORM_EPS = 1e-5  # torch's LayerNorm default, as timm's V2 CR
+
+
+torch.fx.wrap("_shifted_window_mask_like")  # FX wraps by name per module: the mask stays one opaque call
 
 
 def _ceil_div(a: int, b: int) -> int:
@@ -178,6 +182,8 @@ class SwinV2CrBlock(nn.Module):
     def _mask(self, size: Size, x: torch.Tensor) -> torch.Tensor | None:
         if not any(self.shift_size):
             return None
+        if is_fx_symbolic_tracing():  # sizes are symbolic: the mask is computed per input in the traced graph
+            return _shifted_window_mask_like(x, self.window_size, self.shift_size)
         key = (size, self.window_size, self.shift_size, x.device, x.dtype)
         if key not in self._masks:
             self._masks[key] = shifted_window_mask(size, self.window_size, self.shift_size, x.device, x.dtype)
@@ -317,6 +323,7 @@ class SwinTransformerV2Cr(RectViTModel):
         self.in_chans = in_chans
         dynamic = dynamic_img_size or not strict_img_size
         self.always_partition = always_partition
+        self.embed_dim = embed_dim
         self.num_features = self.head_hidden_size = int(embed_dim * 2 ** (len(depths) - 1))
         self.patch_embed = PatchEmbed(  # the LayerNorm is timm's patch_embed.norm
             img_size=img_size,
@@ -440,9 +447,10 @@ class SwinTransformerV2Cr(RectViTModel):
         output_fmt: str = "NCHW",
         intermediates_only: bool = False,
     ):
-        """Stage outputs ``(B, C_i, h_i, w_i)`` on the input's own grid, as timm returns them."""
-        if output_fmt != "NCHW":
-            raise RectViTError(f"output_fmt must be 'NCHW' for Swin V2 CR, got {output_fmt!r}.")
+        """Stage outputs ``(B, C_i, h_i, w_i)`` on the input's own grid, as timm returns them (``"NHWC"``:
+        ``(B, h_i, w_i, C_i)``, the stages' own layout)."""
+        if output_fmt not in ("NCHW", "NHWC"):
+            raise RectViTError(f"output_fmt must be 'NCHW' or 'NHWC' for Swin V2 CR, got {output_fmt!r}.")
         take = take_indices(len(self.stages), indices, "stage")
         x = self.patch_embed(x)
         stages = self.stages[: max(take) + 1] if stop_early else self.stages
@@ -450,7 +458,7 @@ class SwinTransformerV2Cr(RectViTModel):
         for i, stage in enumerate(stages):
             x = stage(x)
             if i in take:
-                outs.append(x.permute(0, 3, 1, 2))
+                outs.append(x.permute(0, 3, 1, 2) if output_fmt == "NCHW" else x)
         if intermediates_only:
             return outs
         return x.permute(0, 3, 1, 2), outs
@@ -472,6 +480,51 @@ class SwinTransformerV2Cr(RectViTModel):
 
     def get_classifier(self) -> nn.Module:
         return self.head.fc
+
+    def no_weight_decay(self) -> set[str]:
+        """timm's (none: V2 CR's position bias is an MLP, weight-decayed like the rest)."""
+        return set()
+
+    def group_matcher(self, coarse: bool = False) -> dict[str, Any]:
+        """timm's parameter groups (stem, then per stage or per block) for layer-wise learning rates."""
+        blocks = [(r"^stages\.(\d+).downsample", (0,)), (r"^stages\.(\d+)\.\w+\.(\d+)", None)]
+        return dict(stem=r"^patch_embed", blocks=r"^stages\.(\d+)" if coarse else blocks)
+
+    def prune_intermediate_layers(
+        self, indices: int | Sequence[int] = 1, prune_norm: bool = False, prune_head: bool = True
+    ) -> list[int]:
+        """Drop the stages after the last of ``indices`` (and the head, as timm; V2 CR has no final norm to
+        prune). Returns the kept indices. A pruned model's ``model_config`` still describes the full model."""
+        take = take_indices(len(self.stages), indices, "stage")
+        last = max(take)
+        prune_end = last < len(self.stages) - 1
+        self.stages = self.stages[: last + 1]
+        if prune_end:
+            self.num_features = self.head_hidden_size = self.feature_info[last]["num_chs"]
+        if prune_head or prune_end:
+            self.reset_classifier(0, "")
+        return take
+
+    def stage_grids(self, img_size=None) -> tuple[Size, ...]:
+        """The token grid of every stage for ``img_size`` (default: the model's)."""
+        grid = self.patch_embed.feat_size(to_size(self.img_size if img_size is None else img_size, "img_size"))
+        return tuple(self._stage_grid(grid, i) for i in range(len(self.stages)))
+
+    def default_out_indices(self) -> tuple[int, ...]:
+        """``features_only`` returns every stage by default, as timm."""
+        return tuple(range(len(self.stages)))
+
+    @property
+    def feature_info(self) -> list[dict[str, Any]]:
+        """timm's feature levels: one per stage, ``{"num_chs", "reduction": patch * 2**i, "module": "stages.i"}``."""
+        r = max(self.patch_size)
+        return [
+            {"num_chs": int(self.embed_dim * 2**i), "reduction": r * 2**i, "module": f"stages.{i}"}
+            for i in range(len(self.stages))
+        ]
+
+    def _cfg_fields(self) -> dict[str, Any]:
+        return {"first_conv": "patch_embed.proj", "classifier": "head.fc", "pool_size": self.stage_grids()[-1]}
 
 
 # --------------------------------------------------------------------------------------------------
