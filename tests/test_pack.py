@@ -341,6 +341,7 @@ _DDP_WORKER = _DDP_COMMON + textwrap.dedent(
     torch.nn.functional.cross_entropy(out, target[mine]).backward()
     if rank == 0:
         torch.save({n: p.grad for n, p in model.module.named_parameters()}, sys.argv[1])
+    dist.barrier()  # neither rank tears down gloo while the other still talks to it
     dist.destroy_process_group()
     """
 )

@@ -517,7 +517,7 @@ def test_avg_pool_models_keep_every_token():
 
 
 def test_pos_cache_is_a_bounded_lru():
-    from rectvit.models.vit import _GridTableCache
+    from rectvit.models._util import GridTableCache as _GridTableCache
 
     cache, table, made = _GridTableCache(max_entries=3), torch.zeros(1, 2, 2, 4), []
 

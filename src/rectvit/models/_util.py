@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
+
+import torch
 
 from ..errors import RectViTError
 from ..grid import Size, padded_size, patch_grid
@@ -88,3 +90,50 @@ def config_patch_grid(config: dict[str, Any]) -> Size:
     if config.get("dynamic_img_pad"):
         img = padded_size(img, patch, stride)
     return patch_grid(img, patch, stride)
+
+
+class GridTableCache:
+    """Resampled copies of a ``(1, h, w, C)`` table, one per target grid, served only while the table
+    still holds the values they were made from.
+
+    Every lookup compares the table with a copy of it taken when the entries were made (one
+    elementwise pass over the table, small next to a forward), so any change is seen: optimizer steps
+    (fused and foreach kernels included, which do not bump ``_version``), ``load_state_dict``, ``.to()``,
+    ``.data`` writes, and tables created under ``torch.inference_mode()`` (which have no version
+    counter). Nothing in the key depends on grad or inference mode.
+    """
+
+    def __init__(self, max_entries: int = 32):
+        self.max_entries = max_entries
+        self._source: torch.Tensor | None = None  # the table the entries were made from
+        self._entries: dict[tuple, torch.Tensor] = {}
+
+    def _is_source(self, table: torch.Tensor) -> bool:
+        src = self._source
+        return (
+            src is not None
+            and src.shape == table.shape
+            and src.dtype == table.dtype
+            and src.device == table.device
+            and torch.equal(src, table)
+        )
+
+    def get(self, table: torch.Tensor, grid: Size, make: Callable[[], torch.Tensor]) -> torch.Tensor:
+        if not self._is_source(table):
+            self._entries.clear()
+            self._source = table.detach().clone()
+        key = (tuple(grid), table.dtype, table.device)
+        out = self._entries.pop(key, None)
+        if out is None:
+            if len(self._entries) >= self.max_entries:
+                self._entries.pop(next(iter(self._entries)))  # the least recently used
+            out = make()
+        self._entries[key] = out  # most recently used last
+        return out
+
+    def clear(self) -> None:
+        self._entries.clear()
+        self._source = None
+
+    def __len__(self) -> int:
+        return len(self._entries)

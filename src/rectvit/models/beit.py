@@ -34,11 +34,19 @@ from ..grid import Size, to_size
 from ..layers import DropPath, Mlp, PatchEmbed
 from ..layers.patch_embed import is_fx_symbolic_tracing
 from ..resample import resample_grid, resample_relative_bias_table
-from ._util import config_patch_grid, constructor_config, record_config, switch_property, take_indices, with_defaults
+from ._util import (
+    GridTableCache,
+    config_patch_grid,
+    constructor_config,
+    record_config,
+    switch_property,
+    take_indices,
+    with_defaults,
+)
 from .base import RectViTModel
 from .registry import register_model
 from .swin import relative_position_index
-from .vit import _grid_table_like, _GridTableCache
+from .vit import _grid_table_like
 
 __all__ = ["Beit"]
 
@@ -97,7 +105,7 @@ class _RelativeBiasTable(nn.Module):
         rows = 0 if window_size is None else _table_rows(self.window_size)
         self.relative_position_bias_table = nn.Parameter(torch.zeros(rows, num_heads)) if rows else None
         self._indices: dict[tuple, torch.Tensor] = {}
-        self._cache = _GridTableCache()
+        self._cache = GridTableCache()
 
     def _index(self, window: Size, device: torch.device) -> torch.Tensor:
         key = (window, device)
@@ -265,7 +273,7 @@ class Beit(RectViTModel):
         self.num_features = self.head_hidden_size = self.embed_dim = embed_dim
         self.num_prefix_tokens = self.num_pos_prefix_tokens = 1
         self.grad_checkpointing = False
-        self._pos_cache = _GridTableCache()
+        self._pos_cache = GridTableCache()
 
         self.patch_embed = PatchEmbed(
             img_size=img_size,

@@ -33,10 +33,18 @@ from ..layers import DropPath, PatchEmbed
 from ..layers.patch_embed import is_fx_symbolic_tracing
 from ..layers.rope import RotaryEmbedding2d, apply_rope
 from ..resample import resample_grid
-from ._util import config_patch_grid, constructor_config, record_config, switch_property, take_indices, with_defaults
+from ._util import (
+    GridTableCache,
+    config_patch_grid,
+    constructor_config,
+    record_config,
+    switch_property,
+    take_indices,
+    with_defaults,
+)
 from .base import RectViTModel
 from .registry import register_model
-from .vit import _grid_table_like, _GridTableCache
+from .vit import _grid_table_like
 
 __all__ = ["Eva"]
 
@@ -324,7 +332,7 @@ class Eva(RectViTModel):
         self.num_prefix_tokens = int(class_token) + num_reg_tokens
         self.no_embed_class = no_embed_class
         self.grad_checkpointing = False
-        self._pos_cache = _GridTableCache()
+        self._pos_cache = GridTableCache()
 
         self.patch_embed = PatchEmbed(
             img_size=img_size,

@@ -30,7 +30,15 @@ from ..layers import AttentionPoolLatent, Block, PatchEmbed, get_act_layer
 from ..layers.packed import PackedBatch, PackedLayout, PackedTokens, patch_tokens
 from ..layers.patch_embed import is_fx_symbolic_tracing
 from ..resample import TRACEABLE_INTERPOLATIONS, resample_grid, resample_grid_separable, sincos_2d, sincos_table
-from ._util import config_patch_grid, constructor_config, record_config, switch_property, take_indices, with_defaults
+from ._util import (
+    GridTableCache,
+    config_patch_grid,
+    constructor_config,
+    record_config,
+    switch_property,
+    take_indices,
+    with_defaults,
+)
 from .base import RectViTModel
 from .registry import register_model
 
@@ -38,53 +46,6 @@ __all__ = ["VisionTransformer"]
 
 GLOBAL_POOLS = ("token", "token_dist", "avg", "avgmax", "max", "map", "")
 POS_EMBEDS = ("learn", "sincos", "none", "")
-
-
-class _GridTableCache:
-    """Resampled copies of a ``(1, h, w, C)`` table, one per target grid, served only while the table
-    still holds the values they were made from.
-
-    Every lookup compares the table with a copy of it taken when the entries were made (one
-    elementwise pass over the table, small next to a forward), so any change is seen: optimizer steps
-    (fused and foreach kernels included, which do not bump ``_version``), ``load_state_dict``, ``.to()``,
-    ``.data`` writes, and tables created under ``torch.inference_mode()`` (which have no version
-    counter). Nothing in the key depends on grad or inference mode.
-    """
-
-    def __init__(self, max_entries: int = 32):
-        self.max_entries = max_entries
-        self._source: torch.Tensor | None = None  # the table the entries were made from
-        self._entries: dict[tuple, torch.Tensor] = {}
-
-    def _is_source(self, table: torch.Tensor) -> bool:
-        src = self._source
-        return (
-            src is not None
-            and src.shape == table.shape
-            and src.dtype == table.dtype
-            and src.device == table.device
-            and torch.equal(src, table)
-        )
-
-    def get(self, table: torch.Tensor, grid: Size, make: Callable[[], torch.Tensor]) -> torch.Tensor:
-        if not self._is_source(table):
-            self._entries.clear()
-            self._source = table.detach().clone()
-        key = (tuple(grid), table.dtype, table.device)
-        out = self._entries.pop(key, None)
-        if out is None:
-            if len(self._entries) >= self.max_entries:
-                self._entries.pop(next(iter(self._entries)))  # the least recently used
-            out = make()
-        self._entries[key] = out  # most recently used last
-        return out
-
-    def clear(self) -> None:
-        self._entries.clear()
-        self._source = None
-
-    def __len__(self) -> int:
-        return len(self._entries)
 
 
 def _grid_table_like(table: torch.Tensor, tokens: torch.Tensor, sincos: bool) -> torch.Tensor:
@@ -200,7 +161,7 @@ class VisionTransformer(RectViTModel):
         self.pos_embed_type = pos_embed or "none"
         self.pos_interpolation = pos_interpolation
         self.pos_antialias = pos_antialias
-        self._pos_cache = _GridTableCache()
+        self._pos_cache = GridTableCache()
 
         self.patch_embed = embed_layer(
             img_size=img_size,
