@@ -50,7 +50,12 @@ def _pair(name: str, img_size, overrides: dict[str, Any]):
     grid = None
     if "pos_embed" in sd:
         grid = tuple(getattr(peer.patch_embed, "grid_size", ()) or ()) or None
-    rectvit.load_checkpoint(ours, sd, source_grid=grid)
+    windows = {  # random bias tables cannot show their windows: timm's model was built at this size, as ours
+        f"{n}.relative_position_bias_table": tuple(m.window_size)
+        for n, m in ours.named_modules()
+        if isinstance(getattr(m, "relative_position_bias_table", None), torch.Tensor)
+    }
+    rectvit.load_checkpoint(ours, sd, source_grid=grid, source_windows=windows or None)
     return peer, ours
 
 

@@ -71,7 +71,7 @@ def _compile_rows(report: Report, plan: dict[str, Any], log: Log) -> None:
     torch.manual_seed(0)
     peer = timm.create_model(plan["model"], pretrained=False, dynamic_img_size=True, **ov).eval()
     ours = rectvit.create_model(plan["model"], dynamic_img_size=True, **ov).eval()
-    rectvit.load_checkpoint(ours, peer.state_dict())
+    rectvit.load_checkpoint(ours, peer.state_dict(), source_grid=ours.grid_size)  # random table: grid given
     log(f"(e) compile timm {plan['model']}")
     t_peer, g_peer, d_peer = _compile_over_sizes(peer, plan["sizes"], plan["backend"])
     log(f"(e) compile rectvit {plan['model']}")
