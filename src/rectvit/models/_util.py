@@ -137,3 +137,40 @@ class GridTableCache:
 
     def __len__(self) -> int:
         return len(self._entries)
+
+
+def intermediates_output(
+    outs: list[torch.Tensor],
+    grid: Size,
+    num_prefix_tokens: int,
+    last: torch.Tensor,
+    norm: Callable[[torch.Tensor], torch.Tensor],
+    output_fmt: str,
+    return_prefix_tokens: bool,
+    output_dict: bool,
+    intermediates_only: bool,
+):
+    """What a token model's ``forward_intermediates`` returns, as timm returns it, from the selected blocks'
+    ``(B, P + h*w, C)`` outputs ``outs``, the grid ``(h, w)``, the last block's output and the final norm.
+
+    Maps are ``(B, C, h, w)`` (``"NCHW"``) or ``(B, h*w, C)`` (``"NLC"``); with ``return_prefix_tokens``
+    each comes with its ``(B, P, C)`` prefix tokens; ``output_dict`` gives timm's dict.
+    """
+    h, w = grid
+    p = num_prefix_tokens
+    prefixes = [y[:, :p] for y in outs]
+    maps = [y[:, p:] for y in outs]
+    if output_fmt == "NCHW":
+        maps = [y.reshape(y.shape[0], h, w, -1).permute(0, 3, 1, 2).contiguous() for y in maps]
+    if output_dict:
+        out = {"image_intermediates": maps}
+        if return_prefix_tokens and p:
+            out["image_intermediates_prefix"] = prefixes
+        if not intermediates_only:
+            out["image_features"] = norm(last)
+        return out
+    if return_prefix_tokens and p:
+        maps = list(zip(maps, prefixes))
+    if intermediates_only:
+        return maps
+    return norm(last), maps

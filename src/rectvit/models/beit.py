@@ -38,6 +38,7 @@ from ._util import (
     GridTableCache,
     config_patch_grid,
     constructor_config,
+    intermediates_output,
     record_config,
     switch_property,
     take_indices,
@@ -465,21 +466,17 @@ class Beit(RectViTModel):
             x = self._block(blk, x, (h, w), shared)
             if i in take:
                 outs.append(self.norm(x) if norm else x)
-        maps = [y[:, 1:] for y in outs]
-        if output_fmt == "NCHW":
-            maps = [y.reshape(y.shape[0], h, w, -1).permute(0, 3, 1, 2).contiguous() for y in maps]
-        if output_dict:
-            out = {"image_intermediates": maps}
-            if return_prefix_tokens:
-                out["image_intermediates_prefix"] = [y[:, :1] for y in outs]
-            if not intermediates_only:
-                out["image_features"] = self.norm(x)
-            return out
-        if return_prefix_tokens:
-            maps = list(zip(maps, [y[:, :1] for y in outs]))
-        if intermediates_only:
-            return maps
-        return self.norm(x), maps
+        return intermediates_output(
+            outs,
+            (h, w),
+            self.num_prefix_tokens,
+            x,
+            self.norm,
+            output_fmt,
+            return_prefix_tokens,
+            output_dict,
+            intermediates_only,
+        )
 
     # ----------------------------------------------------------------------------------------------
     # Training utilities

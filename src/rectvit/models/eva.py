@@ -37,6 +37,7 @@ from ._util import (
     GridTableCache,
     config_patch_grid,
     constructor_config,
+    intermediates_output,
     record_config,
     switch_property,
     take_indices,
@@ -582,23 +583,17 @@ class Eva(RectViTModel):
             x = self._block(i, x, rope)
             if i in take:
                 outs.append(self.norm(x) if norm else x)
-        p = self.num_prefix_tokens
-        prefixes = [y[:, :p] for y in outs]
-        maps = [y[:, p:] for y in outs]
-        if output_fmt == "NCHW":
-            maps = [y.reshape(y.shape[0], h, w, -1).permute(0, 3, 1, 2).contiguous() for y in maps]
-        if output_dict:
-            out = {"image_intermediates": maps}
-            if return_prefix_tokens and p:
-                out["image_intermediates_prefix"] = prefixes
-            if not intermediates_only:
-                out["image_features"] = self.norm(x)
-            return out
-        if return_prefix_tokens and p:
-            maps = list(zip(maps, prefixes))
-        if intermediates_only:
-            return maps
-        return self.norm(x), maps
+        return intermediates_output(
+            outs,
+            (h, w),
+            self.num_prefix_tokens,
+            x,
+            self.norm,
+            output_fmt,
+            return_prefix_tokens,
+            output_dict,
+            intermediates_only,
+        )
 
     # ----------------------------------------------------------------------------------------------
     # Training utilities
