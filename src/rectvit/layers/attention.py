@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -55,15 +57,14 @@ class Attention(nn.Module):
         k, v = kv.reshape(b, n, 2, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
         return self.q_norm(q), self.k_norm(k), v
 
-    def forward(
-        self, x: torch.Tensor, num_queries: int | None = None, packed: PackedLayout | None = None
-    ) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, num_queries: int | None = None, packed: Any = None) -> torch.Tensor:
         """``(B, N, C) -> (B, N, C)``; with ``num_queries=m``, only the first ``m`` tokens attend: ``(B, m, C)``.
 
-        With ``packed``, ``x`` is a packed ``(T, C)`` sequence and each image's tokens attend to that
-        image's tokens only: ``(T, C)``, or ``(N * m, C)`` (the first ``m`` of each image).
+        With ``packed`` (a ``PackedLayout``; typed ``Any`` for TorchScript, which has no packed path),
+        ``x`` is a packed ``(T, C)`` sequence and each image's tokens attend to that image's tokens only:
+        ``(T, C)``, or ``(N * m, C)`` (the first ``m`` of each image).
         """
-        if packed is not None:
+        if packed is not None and not torch.jit.is_scripting():
             return self._forward_packed(x, num_queries, packed)
         b, n, c = x.shape
         if num_queries is None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
@@ -54,17 +56,16 @@ class Block(nn.Module):
         self.ls2 = LayerScale(dim, init_values) if init_values else nn.Identity()
         self.drop_path2 = DropPath(drop_path) if drop_path > 0 else nn.Identity()
 
-    def forward(
-        self, x: torch.Tensor, num_queries: int | None = None, packed: PackedLayout | None = None
-    ) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, num_queries: int | None = None, packed: Any = None) -> torch.Tensor:
         """``(B, N, C) -> (B, N, C)``; with ``num_queries=m`` only the first ``m`` tokens: ``(B, m, C)``.
 
         The ``m`` outputs equal the first ``m`` rows of the full block's output (up to float rounding);
         the other tokens' attention queries and MLP are never computed. With ``packed``, ``x`` is a
-        packed ``(T, C)`` sequence (``rectvit.layers.packed``): attention stays within each image,
-        stochastic depth drops whole images, and ``num_queries=m`` keeps each image's first ``m``.
+        packed ``(T, C)`` sequence (``packed`` is a ``PackedLayout``; see ``rectvit.layers.packed``): attention
+        stays within each image, stochastic depth drops whole images, and ``num_queries=m`` keeps each
+        image's first ``m``. TorchScript compiles the unpacked path only.
         """
-        if packed is not None:
+        if packed is not None and not torch.jit.is_scripting():
             return self._forward_packed(x, num_queries, packed)
         attn = self.attn(self.norm1(x), num_queries)
         if num_queries is not None:

@@ -58,6 +58,13 @@ def check_image_batch(x: torch.Tensor, in_chans: int, dtype: torch.dtype | None 
     return h, w
 
 
+def tile_padding(size: int, patch: int, stride: int) -> int:
+    """How much to add to one side of ``size`` so that ``patch``-wide steps of ``stride`` tile it exactly
+    (``grid.padded_size`` per side; plain int arithmetic, so TorchScript and symbolic sizes take it)."""
+    steps = -(-(max(size, patch) - patch) // stride)  # ceil division
+    return patch + steps * stride - size
+
+
 def resized_patch_conv(conv: nn.Conv2d, patch: Size, stride: Size) -> nn.Conv2d:
     """A copy of a patch-projection ``conv`` with a ``patch`` kernel (PI-resized weights) and ``stride``."""
     new = nn.Conv2d(conv.in_channels, conv.out_channels, patch, stride=stride, bias=conv.bias is not None)
@@ -182,15 +189,15 @@ class PatchEmbed(nn.Module):
 
     def _pad(self, x: torch.Tensor) -> torch.Tensor:
         """Zero-pad bottom/right up to the next size the patches tile exactly."""
-        h, w = x.shape[-2:]
-        ph, pw = padded_size((h, w), self.patch_size, self.patch_stride)
-        if (ph, pw) == (h, w):
+        pad_h = tile_padding(x.shape[-2], self.patch_size[0], self.patch_stride[0])
+        pad_w = tile_padding(x.shape[-1], self.patch_size[1], self.patch_stride[1])
+        if pad_h == 0 and pad_w == 0:
             return x
-        return F.pad(x, (0, pw - w, 0, ph - h))
+        return F.pad(x, (0, pad_w, 0, pad_h))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, in_chans, H, W) -> (B, h, w, embed_dim)``."""
-        if not is_fx_symbolic_tracing():  # FX cannot trace the size checks; eager calls keep them
+        if not torch.jit.is_scripting() and not is_fx_symbolic_tracing():  # eager calls check; FX/TorchScript cannot
             self.check_input(x)
         if self.dynamic_img_pad:
             x = self._pad(x)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import torch
@@ -25,12 +26,19 @@ class RectViTModel(nn.Module):
       ``{"module", "num_chs", "reduction"}`` per feature level (both follow the model as it is now).
     """
 
-    model_config: dict[str, Any]
-    arch_name: str = ""
-    load_report: Any = None
-    source_path: str | None = None
-    _pretrained_cfg: dict[str, Any] | None = None
-    feature_fmt: str = "NCHW"  # the layout of features_only maps (timm's per family)
+    # No class-level annotations: TorchScript reads them as attribute types and cannot parse these.
+    # model_config (a dict) is set by every constructor.
+    arch_name = ""
+    load_report = None
+    source_path = None
+    _pretrained_cfg = None
+    feature_fmt = "NCHW"  # the layout of features_only maps (timm's per family)
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        # torch.jit.script compiles a module's properties; ours are Python API (configs, switches that
+        # record their change), never read on a forward path, so TorchScript leaves them out.
+        cls.__jit_unused_properties__ = [n for n, v in inspect.getmembers(cls) if isinstance(v, property)]
 
     def check_input(self, x: torch.Tensor) -> None:
         """Raise a ``RectViTError`` for anything this model cannot take as a ``(B, C, H, W)`` batch."""
