@@ -1,6 +1,10 @@
 """Helpers shared by the test modules (import them with ``from helpers import ...``)."""
 
+import inspect
+
 import torch
+
+from rectvit.models import get_model_entry
 
 
 def randomize_(model: torch.nn.Module, seed: int = 0, std: float = 0.02) -> torch.nn.Module:
@@ -13,3 +17,56 @@ def randomize_(model: torch.nn.Module, seed: int = 0, std: float = 0.02) -> torc
             else:
                 p.copy_(std * 5 * torch.randn(p.shape, generator=g))
     return model
+
+
+# Tiny builds of registered names (timm drop-in and TorchScript tests)
+
+
+def init_params(name: str) -> set[str]:
+    cls = get_model_entry(name).cls
+    return {p for klass in cls.__mro__ if "__init__" in klass.__dict__ for p in inspect.signature(klass).parameters}
+
+
+def tiny(name: str, sized: bool = True) -> dict:
+    """Small overrides that keep the architecture: fewer/narrower blocks and (``sized``) a small rectangle."""
+    entry = get_model_entry(name)
+    cfg, params = entry.config, init_params(name)
+    kw: dict = {}
+    if "depths" in params:  # Swin-like: four one-block stages (timm's pool_size and feature levels)
+        kw = dict(depths=(1, 1, 1, 1), num_heads=(1, 1, 2, 2), embed_dim=8)
+        if sized:
+            p = cfg.get("patch_size", 4)
+            win = cfg.get("window_size", 7)
+            win = win if isinstance(win, int) else max(win)
+            kw["img_size"] = (p * win * 2, p * win * 4)
+    elif "depth" in params:  # ViT-like
+        kw = dict(depth=3, embed_dim=32, num_heads=2)  # 3: timm's default features_only levels
+        if sized and "backbone_layers" in params:  # a (2, 3) grid: R50 reduces by 16, stem-only p8 / R26 by 32
+            kw["img_size"] = (32, 48) if len(cfg.get("backbone_layers", ())) == 3 else (64, 96)
+        elif sized:
+            p = cfg.get("patch_size", 16)
+            s = cfg.get("patch_stride") or p
+            kw["img_size"] = (p + s, p + 3 * s)
+    return kw
+
+
+_SIZE_KEYS = {"img_size", "embed_dim", "depth", "num_heads", "depths", "num_classes"}
+
+
+def distinct_names(names: list[str]) -> list[str]:
+    """One name per architecture that ``tiny`` leaves distinct (tiny/small/base, 224/384 variants collapse)."""
+    seen, out = set(), []
+    for n in names:
+        e = get_model_entry(n)
+        key = (e.cls, repr(sorted((k, v) for k, v in e.config.items() if k not in _SIZE_KEYS)))
+        if key not in seen:
+            seen.add(key)
+            out.append(n)
+    return out
+
+
+def image_batch(model, batch: int = 2, size=None) -> torch.Tensor:
+    c, h, w = model.pretrained_cfg["input_size"]
+    if size is not None:
+        h, w = size
+    return torch.randn(batch, c, h, w)

@@ -16,7 +16,7 @@ import torch
 from timm.models._manipulate import group_parameters
 
 import rectvit
-from helpers import randomize_
+from helpers import distinct_names, image_batch, init_params, randomize_, tiny
 from rectvit.models import get_model_entry
 from rectvit.models.features import features_only
 
@@ -27,58 +27,8 @@ TOL = 1e-5
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def _params(name: str) -> set[str]:
-    cls = get_model_entry(name).cls
-    return {p for klass in cls.__mro__ if "__init__" in klass.__dict__ for p in inspect.signature(klass).parameters}
-
-
-def tiny(name: str, sized: bool = True) -> dict:
-    """Small overrides that keep the architecture: fewer/narrower blocks and (``sized``) a small rectangle."""
-    entry = get_model_entry(name)
-    cfg, params = entry.config, _params(name)
-    kw: dict = {}
-    if "depths" in params:  # Swin-like: four one-block stages (timm's pool_size and feature levels)
-        kw = dict(depths=(1, 1, 1, 1), num_heads=(1, 1, 2, 2), embed_dim=8)
-        if sized:
-            p = cfg.get("patch_size", 4)
-            win = cfg.get("window_size", 7)
-            win = win if isinstance(win, int) else max(win)
-            kw["img_size"] = (p * win * 2, p * win * 4)
-    elif "depth" in params:  # ViT-like
-        kw = dict(depth=3, embed_dim=32, num_heads=2)  # 3: timm's default features_only levels
-        if sized and "backbone_layers" in params:  # a (2, 3) grid: R50 reduces by 16, stem-only p8 / R26 by 32
-            kw["img_size"] = (32, 48) if len(cfg.get("backbone_layers", ())) == 3 else (64, 96)
-        elif sized:
-            p = cfg.get("patch_size", 16)
-            s = cfg.get("patch_stride") or p
-            kw["img_size"] = (p + s, p + 3 * s)
-    return kw
-
-
-_SIZE_KEYS = {"img_size", "embed_dim", "depth", "num_heads", "depths", "num_classes"}
-
-
-def _distinct(names: list[str]) -> list[str]:
-    """One name per architecture that ``tiny`` leaves distinct (tiny/small/base, 224/384 variants collapse)."""
-    seen, out = set(), []
-    for n in names:
-        e = get_model_entry(n)
-        key = (e.cls, repr(sorted((k, v) for k, v in e.config.items() if k not in _SIZE_KEYS)))
-        if key not in seen:
-            seen.add(key)
-            out.append(n)
-    return out
-
-
-DISTINCT = _distinct(ALL)
+DISTINCT = distinct_names(ALL)
 DISTINCT_IN_TIMM = [n for n in DISTINCT if n in IN_TIMM]
-
-
-def _batch(model, batch: int = 2, size=None) -> torch.Tensor:
-    c, h, w = model.pretrained_cfg["input_size"]
-    if size is not None:
-        h, w = size
-    return torch.randn(batch, c, h, w)
 
 
 def _pair(model) -> tuple:
@@ -157,7 +107,7 @@ def test_list_models_filters_as_timm():
 def test_forward_backward(name):
     """timm's test_model_forward / test_model_backward: shapes, no NaN, every parameter gets a gradient."""
     model = rectvit.create_model(name, pretrained=False, **tiny(name)).eval()
-    x = _batch(model)
+    x = image_batch(model)
     out = model(x)
     assert out.shape == (2, model.num_classes) if model.num_classes else out.shape[0] == 2
     assert not torch.isnan(out).any()
@@ -258,7 +208,7 @@ def test_set_input_size_updates_cfg_and_features(name):
     h, w = model.img_size
     model.set_input_size(img_size=(h, 2 * w))
     assert model.pretrained_cfg["input_size"] == (model.in_chans, h, 2 * w)
-    out = model.forward_intermediates(_batch(model, 1), intermediates_only=True)
+    out = model.forward_intermediates(image_batch(model, 1), intermediates_only=True)
     assert len(out) == len(model.feature_info)
     if hasattr(model, "stage_grids"):
         grids = list(model.stage_grids())
@@ -278,7 +228,7 @@ def test_feature_info_and_features_only(name):
             {"module": f"blocks.{i}", "num_chs": model.embed_dim, "reduction": stride} for i in range(len(model.blocks))
         ]
         feats = rectvit.create_model(name, features_only=True, **tiny(name))
-        x = _batch(feats.model, 1)
+        x = image_batch(feats.model, 1)
         maps = feats(x)
         assert [m.shape[-2:] for m in maps] == [feats.model.patch_embed.feat_size(x.shape[-2:])] * 3
         return
@@ -291,7 +241,7 @@ def test_feature_info_and_features_only(name):
     assert feats.feature_info.reduction() == tfeats.feature_info.reduction()
 
     ours_f = features_only(ours)
-    x = _batch(ours, 2)
+    x = image_batch(ours, 2)
     got = ours_f(x)
     fmt = ours_f.output_fmt
     want = theirs.forward_intermediates(x, indices=tfeats.feature_info.out_indices, intermediates_only=True)
@@ -310,13 +260,13 @@ def test_features_only_dynamic_and_resized(name):
     h, w = feats.model.img_size
     chans = feats.feature_info.channels()
     for size in ((h, w), (2 * h, w), (h, 3 * w)):
-        maps = feats(_batch(feats.model, 1, size))
+        maps = feats(image_batch(feats.model, 1, size))
         ch = 1 if feats.output_fmt == "NCHW" else -1
         assert [m.shape[ch] for m in maps] == chans
     feats = rectvit.create_model(name, features_only=True, **tiny(name)).eval()
     feats.set_input_size(img_size=(2 * h, w))
     full = feats.model
-    x = _batch(full, 1)
+    x = image_batch(full, 1)
     assert x.shape[-2:] == (2 * h, w)
     maps = feats(x)
     assert len(maps) == len(feats.feature_info)
@@ -342,13 +292,13 @@ def test_features_only_arguments():
 
 
 def _vit_like(name: str) -> bool:
-    return "depth" in _params(name)
+    return "depth" in init_params(name)
 
 
 @pytest.mark.parametrize("name", ALL)
 def test_fx_symbolic_trace_equals_eager(name):
     model = randomize_(rectvit.create_model(name, **tiny(name))).eval()
-    x = _batch(model, 2)
+    x = image_batch(model, 2)
     # a wrong size (for a dynamic-size model, which takes any size that holds a patch: under one patch),
     # no batch dimension, a wrong channel count
     wrong = x[:, :, :1, :1] if model.dynamic_img_size else x[:, :, :-1]
@@ -378,7 +328,7 @@ def test_fx_feature_extractor(name):
     extractor = fx.create_feature_extractor(model, return_nodes={node: "feat"})
     h, w = model.img_size
     for size in ((h, w), (2 * h, w)):
-        x = _batch(model, 1, size)
+        x = image_batch(model, 1, size)
         got = extractor(x)["feat"]
         with torch.no_grad():
             if hasattr(model, "blocks"):
@@ -424,7 +374,7 @@ def test_group_matcher_no_weight_decay_prune_as_timm(name):
         n for n, _ in theirs.named_parameters()
     }
 
-    x = _batch(ours, 1)
+    x = image_batch(ours, 1)
     for kw in (dict(indices=1), dict(indices=[0, 1], norm=True), dict(indices=2, return_prefix_tokens=True)):
         got = ours.forward_intermediates(x, output_dict=True, **kw)
         want = _timm_intermediates(theirs, x, **kw)
@@ -451,7 +401,7 @@ def test_group_matcher_no_weight_decay_prune_as_timm(name):
 @pytest.mark.parametrize("name", DISTINCT_IN_TIMM)
 def test_to_timm_state_dict_round_trip(name):
     ours, theirs = _pair(name)  # strict=True load inside
-    x = _batch(ours, 2)
+    x = image_batch(ours, 2)
     with torch.no_grad():
         torch.testing.assert_close(theirs(x), ours(x), atol=TOL, rtol=0)
     sd = rectvit.to_timm_state_dict(ours)

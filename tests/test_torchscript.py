@@ -1,0 +1,109 @@
+"""TorchScript over every rectvit name, as timm's test_models.py scripts every model.
+
+timm's ``test_model_forward_torchscript`` scripts a model and runs one forward; its
+``test_model_forward_fx_torchscript`` scripts the FX feature extractor of a model. Here both run over
+every registered name (built tiny, see ``helpers.tiny``), with stricter acceptance rules:
+
+- the scripted model's output equals the eager model's (<= 1e-5 float32) and, where timm has the
+  architecture, timm's eager output for the same weights;
+- a model built with ``dynamic_img_size=True`` gives, scripted, the eager output at a second,
+  rectangular size as well (one scripted program for every size);
+- ``torch.jit.save`` / ``torch.jit.load`` keep the program (nothing in it calls back into Python);
+- scripting leaves the eager model's input checks as they were.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+
+import pytest
+import timm
+import torch
+
+import rectvit
+from helpers import distinct_names, image_batch, randomize_, tiny
+
+ALL = rectvit.list_models()
+DISTINCT = distinct_names(ALL)
+IN_TIMM = set(timm.list_models())
+TOL = 1e-5
+
+pytestmark = [
+    pytest.mark.usefixtures("one_thread"),
+    pytest.mark.filterwarnings("ignore::DeprecationWarning"),  # torch 2.14 deprecates torch.jit.script
+]
+
+
+def _script(model: torch.nn.Module) -> torch.jit.ScriptModule:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return torch.jit.script(model)
+
+
+def _other_size(model) -> tuple[int, int]:
+    """A second size for a dynamic model: taller than the nominal one, and never square."""
+    h, w = model.img_size
+    return (h + h // 2, w) if h + h // 2 != w else (2 * h, w)
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_scripted_model_equals_eager_and_timm(name):
+    model = randomize_(rectvit.create_model(name, **tiny(name))).eval()
+    x = image_batch(model, 2)
+    scripted = _script(model)
+    with torch.no_grad():
+        got, want = scripted(x), model(x)
+    assert got.shape == (2, model.num_classes)
+    torch.testing.assert_close(got, want, atol=TOL, rtol=0)
+    if name in IN_TIMM:
+        theirs = timm.create_model(name, pretrained=False, **tiny(name)).eval()
+        theirs.load_state_dict(rectvit.to_timm_state_dict(model), strict=True)
+        with torch.no_grad():
+            torch.testing.assert_close(got, theirs(x), atol=TOL, rtol=0)
+
+
+@pytest.mark.parametrize("name", DISTINCT)
+def test_scripted_dynamic_model_takes_every_size_and_survives_save_load(name):
+    model = randomize_(rectvit.create_model(name, dynamic_img_size=True, **tiny(name))).eval()
+    buffer = io.BytesIO()
+    torch.jit.save(_script(model), buffer)
+    buffer.seek(0)
+    loaded = torch.jit.load(buffer)
+    for size in (model.img_size, _other_size(model)):
+        x = image_batch(model, 1, size)
+        with torch.no_grad():
+            torch.testing.assert_close(loaded(x), model(x), atol=TOL, rtol=0)
+
+
+@pytest.mark.parametrize("name", DISTINCT)
+def test_fx_feature_extractor_scripts(name):
+    """timm's test_model_forward_fx_torchscript: the FX graph of the whole forward, scripted."""
+    fx = pytest.importorskip("torchvision.models.feature_extraction")
+    model = randomize_(rectvit.create_model(name, **tiny(name))).eval()
+    _, eval_nodes = fx.get_graph_node_names(model)
+    extractor = fx.create_feature_extractor(model, return_nodes=[eval_nodes[-1]])
+    scripted = _script(extractor)
+    x = image_batch(model, 1)
+    with torch.no_grad():
+        (got,) = scripted(x).values()
+        torch.testing.assert_close(got, model(x), atol=TOL, rtol=0)
+
+
+@pytest.mark.parametrize("name", DISTINCT)
+def test_scripting_keeps_eager_input_checks(name):
+    model = rectvit.create_model(name, **tiny(name)).eval()
+    x = image_batch(model, 1)
+    bad = (x[0], torch.cat([x, x], 1), x.double())
+
+    def errors() -> list[str]:
+        out = []
+        for b in bad:
+            with pytest.raises(rectvit.InputSizeError) as e:
+                model(b)
+            out.append(str(e.value))
+        return out
+
+    before = errors()
+    _script(model)
+    assert errors() == before
