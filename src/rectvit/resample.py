@@ -24,6 +24,7 @@ __all__ = [
     "sincos_2d",
     "sincos_table",
     "interpolation_matrix",
+    "grid_resize",
     "resample_grid_separable",
     "INTERPOLATIONS",
     "TRACEABLE_INTERPOLATIONS",
@@ -40,14 +41,24 @@ def _check_mode(interpolation: str) -> None:
 def _interpolate_nchw(x: torch.Tensor, size: Size, interpolation: str, antialias: bool) -> torch.Tensor:
     # One memory layout for every input, so the result never depends on how the caller's tensor is strided.
     x = x.contiguous()
-    if interpolation not in ("bilinear", "bicubic"):
-        return F.interpolate(x, size=size, mode=interpolation)
+    out_size = [size[0], size[1]]
+    if interpolation != "bilinear" and interpolation != "bicubic":
+        return F.interpolate(x, size=out_size, mode=interpolation)
     if antialias and size[1] == 1 and x.shape[-2] != size[0]:
         # torch's antialiased kernel for contiguous NCHW is wrong when the output width is 1 and the
         # height changes (torch 2.13/2.14; its channels-last kernel is right): resize along the width.
-        out = F.interpolate(x.transpose(-1, -2).contiguous(), size=(1, size[0]), mode=interpolation, antialias=True)
+        x = x.transpose(-1, -2).contiguous()
+        out = F.interpolate(x, size=[1, size[0]], mode=interpolation, align_corners=False, antialias=True)
         return out.transpose(-1, -2)
-    return F.interpolate(x, size=size, mode=interpolation, align_corners=False, antialias=antialias)
+    return F.interpolate(x, size=out_size, mode=interpolation, align_corners=False, antialias=antialias)
+
+
+def grid_resize(table: torch.Tensor, new_size: Size, interpolation: str, antialias: bool) -> torch.Tensor:
+    """``resample_grid`` without its argument checks (TorchScript compiles it): ``(B, h, w, C) -> (B, h', w', C)``."""
+    if table.shape[1] == new_size[0] and table.shape[2] == new_size[1]:
+        return table
+    x = _interpolate_nchw(table.float().permute(0, 3, 1, 2), new_size, interpolation, antialias)
+    return x.permute(0, 2, 3, 1).contiguous().to(table.dtype)
 
 
 def resample_grid(
@@ -65,12 +76,7 @@ def resample_grid(
             f"resample_grid takes a (1, h, w, C) table, got {shape}; "
             "for a flat (1, P + h*w, C) table call resample_abs_pos_embed(..., old_size=(h, w))."
         )
-    new_size = to_size(new_size, "new_size")
-    if tuple(table.shape[1:3]) == new_size:
-        return table
-    x = table.float().permute(0, 3, 1, 2)
-    x = _interpolate_nchw(x, new_size, interpolation, antialias)
-    return x.permute(0, 2, 3, 1).contiguous().to(table.dtype)
+    return grid_resize(table, to_size(new_size, "new_size"), interpolation, antialias)
 
 
 def resample_abs_pos_embed(
@@ -273,10 +279,12 @@ def sincos_2d(grid_size, dim: int, temperature: float = 10000.0) -> torch.Tensor
     return sincos_table(h, w, dim, temperature)
 
 
-def sincos_table(h, w, dim: int, temperature: float = 10000.0, device=None) -> torch.Tensor:
+def sincos_table(
+    h: int, w: int, dim: int, temperature: float = 10000.0, device: torch.device | None = None
+) -> torch.Tensor:
     """``sincos_2d`` without argument checks, for (possibly symbolic) ``h``, ``w``: ``(1, h, w, dim)`` float32."""
     quarter = dim // 4
-    omega = 1.0 / temperature ** (torch.arange(quarter, dtype=torch.float32, device=device) / quarter)
+    omega = 1.0 / torch.pow(temperature, torch.arange(quarter, dtype=torch.float32, device=device) / quarter)
     y = torch.arange(h, dtype=torch.float32, device=device)[:, None, None] * omega  # (h, 1, q)
     x = torch.arange(w, dtype=torch.float32, device=device)[None, :, None] * omega  # (1, w, q)
     y, x = y.expand(h, w, quarter), x.expand(h, w, quarter)
@@ -300,31 +308,37 @@ def _cubic_aa(x: torch.Tensor) -> torch.Tensor:
     return torch.where(x < 1, near, torch.where(x < 2, far, torch.zeros_like(x)))
 
 
+def _cubic_near(x: torch.Tensor, a: float) -> torch.Tensor:
+    return ((a + 2) * x - (a + 3)) * x * x + 1
+
+
+def _cubic_far(x: torch.Tensor, a: float) -> torch.Tensor:
+    return ((a * x - 5 * a) * x + 8 * a) * x - 4 * a
+
+
 def _cubic_taps(t: torch.Tensor) -> list[torch.Tensor]:
     """Weights of taps ``floor - 1 .. floor + 2`` of torch's plain bicubic (``a = -0.75``) at fraction ``t``."""
     a = -0.75
-
-    def near(x):
-        return ((a + 2) * x - (a + 3)) * x * x + 1
-
-    def far(x):
-        return ((a * x - 5 * a) * x + 8 * a) * x - 4 * a
-
-    return [far(t + 1), near(t), near(1 - t), far(2 - t)]
+    return [_cubic_far(t + 1, a), _cubic_near(t, a), _cubic_near(1 - t, a), _cubic_far(2 - t, a)]
 
 
 def interpolation_matrix(
-    in_size, out_size, interpolation: str = "bicubic", antialias: bool = True, *, device=None
+    in_size: int,
+    out_size: int,
+    interpolation: str = "bicubic",
+    antialias: bool = True,
+    device: torch.device | None = None,
 ) -> torch.Tensor:
     """The ``(out_size, in_size)`` float32 matrix ``R`` of a 1-D resize, as ``F.interpolate`` computes it.
 
     ``align_corners=False``; ``antialias`` as in ``F.interpolate`` (torch's antialiased kernels, used
     for up- and downsampling alike). Sizes may be symbolic (``torch.compile``/``torch.export``): the
     matrix is built from ``arange`` and elementwise ops only, with no Python value taken from a tensor.
+    TorchScript compiles it.
     """
-    if interpolation not in TRACEABLE_INTERPOLATIONS:
+    if interpolation != "bilinear" and interpolation != "bicubic":
         raise RectViTError(
-            f"traceable resampling supports {TRACEABLE_INTERPOLATIONS}, got {interpolation!r}; "
+            "traceable resampling supports bilinear and bicubic, got '" + interpolation + "'; "
             "use resample_grid for other modes."
         )
     i = torch.arange(out_size, device=device, dtype=torch.float32)
@@ -349,9 +363,9 @@ def interpolation_matrix(
     f = torch.floor(src)
     t = src - f
     if interpolation == "bicubic":
-        offsets, weights = (-1, 0, 1, 2), _cubic_taps(t)
+        offsets, weights = [-1, 0, 1, 2], _cubic_taps(t)
     else:
-        offsets, weights = (0, 1), [1 - t, t]
+        offsets, weights = [0, 1], [1 - t, t]
     out = torch.zeros_like(i[:, None] + j[None, :])
     for k, wk in zip(offsets, weights):
         idx = torch.minimum((f + k).clamp(min=0), n_in - 1)
@@ -360,13 +374,14 @@ def interpolation_matrix(
 
 
 def resample_grid_separable(
-    table: torch.Tensor, new_size, interpolation: str = "bicubic", antialias: bool = True
+    table: torch.Tensor, new_size: Size, interpolation: str = "bicubic", antialias: bool = True
 ) -> torch.Tensor:
     """``resample_grid`` as ``R_h · table · R_wᵀ``: ``(B, h, w, C) -> (B, h', w', C)`` for bilinear/bicubic.
 
     Equal to ``resample_grid`` up to float rounding (≤ 1e-5 on unit-scale tables) and traceable with
     symbolic ``new_size``: the program ``torch.compile``/``torch.export``/ONNX make of it holds for
-    every size. Unlike ``resample_grid`` it always computes (the same size gives an equal copy).
+    every size, and TorchScript compiles it. Unlike ``resample_grid`` it always computes (the same size
+    gives an equal copy).
     """
     h, w = new_size
     rh = interpolation_matrix(table.shape[1], h, interpolation, antialias, device=table.device)
