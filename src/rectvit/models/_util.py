@@ -10,6 +10,7 @@ import torch
 
 from ..errors import RectViTError
 from ..grid import Size, padded_size, patch_grid
+from ..resample import grid_resize, sincos_table
 
 
 def take_indices(count: int, indices: int | Sequence[int] | None, what: str = "block") -> list[int]:
@@ -90,6 +91,20 @@ def config_patch_grid(config: dict[str, Any]) -> Size:
     if config.get("dynamic_img_pad"):
         img = padded_size(img, patch, stride)
     return patch_grid(img, patch, stride)
+
+
+def grid_table_like(
+    table: torch.Tensor, tokens: torch.Tensor, sincos: bool, interpolation: str = "bicubic", antialias: bool = True
+) -> torch.Tensor:
+    """The ``(1, h, w, C)`` position table for the grid of ``tokens`` ``(B, h, w, C)``: the stored ``table``
+    resampled, or (``sincos``) computed. Models call it as one opaque call in an FX graph (``torch.fx.wrap``),
+    so a traced model takes each input's grid like the eager one; TorchScript compiles it."""
+    h, w = tokens.shape[1], tokens.shape[2]
+    if table.shape[1] == h and table.shape[2] == w:
+        return table
+    if sincos:
+        return sincos_table(h, w, table.shape[-1], device=table.device).to(table.dtype)
+    return grid_resize(table, (h, w), interpolation, antialias)
 
 
 class GridTableCache:

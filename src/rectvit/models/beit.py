@@ -38,6 +38,7 @@ from ._util import (
     GridTableCache,
     config_patch_grid,
     constructor_config,
+    grid_table_like,
     intermediates_output,
     record_config,
     switch_property,
@@ -47,7 +48,6 @@ from ._util import (
 from .base import RectViTModel
 from .registry import register_model
 from .swin import relative_position_index
-from .vit import _grid_table_like
 
 __all__ = ["Beit"]
 
@@ -78,7 +78,7 @@ def resize_beit_table(table: torch.Tensor, old_window: Size, new_window: Size) -
     )
 
 
-torch.fx.wrap("_grid_table_like")  # FX wraps by name per module: this module's calls stay opaque too
+torch.fx.wrap("grid_table_like")  # FX wraps by name per module: this module's calls stay opaque too
 
 
 def _relative_bias_like(table: _RelativeBiasTable, h, w) -> torch.Tensor:
@@ -406,7 +406,7 @@ class Beit(RectViTModel):
         x = self.patch_embed(x)
         b, grid = x.shape[0], (x.shape[1], x.shape[2])  # not int(): sizes stay symbolic when traced
         if self.pos_embed is not None and is_fx_symbolic_tracing():
-            x = x + _grid_table_like(self.pos_embed, x, False)
+            x = x + grid_table_like(self.pos_embed, x, False)
         elif self.pos_embed is not None:
             x = x + self._pos_table(grid)
         cls = self.cls_token if self.prefix_pos_embed is None else self.cls_token + self.prefix_pos_embed

@@ -37,6 +37,7 @@ from ._util import (
     GridTableCache,
     config_patch_grid,
     constructor_config,
+    grid_table_like,
     intermediates_output,
     record_config,
     switch_property,
@@ -45,7 +46,6 @@ from ._util import (
 )
 from .base import RectViTModel
 from .registry import register_model
-from .vit import _grid_table_like
 
 __all__ = ["Eva"]
 
@@ -61,7 +61,7 @@ def _rope_like(rope: RotaryEmbedding2d, tokens: torch.Tensor) -> tuple[torch.Ten
 
 
 torch.fx.wrap("_rope_like")
-torch.fx.wrap("_grid_table_like")  # FX wraps by name per module: this module's calls stay opaque too
+torch.fx.wrap("grid_table_like")  # FX wraps by name per module: this module's calls stay opaque too
 
 
 class EvaAttention(nn.Module):
@@ -505,7 +505,7 @@ class Eva(RectViTModel):
         b, grid = x.shape[0], (x.shape[1], x.shape[2])  # not int(): sizes stay symbolic when traced
         tracing = is_fx_symbolic_tracing()
         if self.pos_embed is not None and tracing:
-            x = x + _grid_table_like(self.pos_embed, x, False)
+            x = x + grid_table_like(self.pos_embed, x, False)
         elif self.pos_embed is not None:
             x = x + self._abs_table(grid)
         rope = None

@@ -34,6 +34,7 @@ from ._util import (
     GridTableCache,
     config_patch_grid,
     constructor_config,
+    grid_table_like,
     intermediates_output,
     record_config,
     switch_property,
@@ -49,18 +50,7 @@ GLOBAL_POOLS = ("token", "token_dist", "avg", "avgmax", "max", "map", "")
 POS_EMBEDS = ("learn", "sincos", "none", "")
 
 
-def _grid_table_like(table: torch.Tensor, tokens: torch.Tensor, sincos: bool) -> torch.Tensor:
-    """The ``(1, h, w, C)`` table for the grid of ``tokens`` ``(B, h, w, C)``: one opaque call in an FX graph,
-    so a traced model resamples (or computes) its positions for each input like the eager one."""
-    grid = (int(tokens.shape[1]), int(tokens.shape[2]))
-    if tuple(table.shape[1:3]) == grid:
-        return table
-    if sincos:
-        return sincos_2d(grid, table.shape[-1]).to(table.device, table.dtype)
-    return resample_grid(table, grid)
-
-
-torch.fx.wrap("_grid_table_like")
+torch.fx.wrap("grid_table_like")  # FX wraps by name per module: one opaque call per traced input
 
 
 class VisionTransformer(RectViTModel):
@@ -358,7 +348,9 @@ class VisionTransformer(RectViTModel):
         """``(B, h, w, C)`` patch tokens -> ``(B, P + h*w, C)`` tokens with positions and prefix tokens."""
         b = x.shape[0]
         if self.pos_embed is not None and is_fx_symbolic_tracing():
-            x = x + _grid_table_like(self.pos_embed, x, self.pos_embed_type == "sincos")
+            x = x + grid_table_like(
+                self.pos_embed, x, self.pos_embed_type == "sincos", self.pos_interpolation, self.pos_antialias
+            )
         elif self.pos_embed is not None:
             x = x + self._grid_pos_table((x.shape[1], x.shape[2]))
         x = x.flatten(1, 2)
