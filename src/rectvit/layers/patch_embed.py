@@ -197,8 +197,9 @@ class PatchEmbed(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, in_chans, H, W) -> (B, h, w, embed_dim)``."""
-        if not torch.jit.is_scripting() and not is_fx_symbolic_tracing():  # eager calls check; FX/TorchScript cannot
-            self.check_input(x)
+        if not torch.jit.is_scripting():  # TorchScript compiles every operand of a condition: two ifs
+            if not is_fx_symbolic_tracing():  # eager calls check; FX and TorchScript cannot
+                self.check_input(x)
         if self.dynamic_img_pad:
             x = self._pad(x)
         x = self.proj(x)  # (B, D, h, w)
