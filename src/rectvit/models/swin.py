@@ -449,6 +449,8 @@ class SwinBlock(nn.Module):
     norms start at zero, so every branch starts as identity, as in timm).
     """
 
+    __jit_ignored_attributes__ = ["_masks"]  # the eager mask cache; a scripted block builds its masks per call
+
     def __init__(
         self,
         dim: int,

@@ -149,6 +149,8 @@ class WindowMultiHeadAttention(nn.Module):
 class SwinV2CrBlock(nn.Module):
     """Post-norm block: ``x + norm1(attn(x))``, ``x + norm2(mlp(x))``, then ``norm3`` (extra norm, optional)."""
 
+    __jit_ignored_attributes__ = ["_masks"]  # the eager mask cache; a scripted block builds its masks per call
+
     def __init__(
         self,
         dim: int,
