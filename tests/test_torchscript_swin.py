@@ -118,3 +118,19 @@ def test_scripted_masks_follow_the_input_dtype():
     x = torch.randn(1, 3, *OTHER, dtype=torch.float64)
     with torch.no_grad():
         torch.testing.assert_close(scripted(x), model(x), atol=1e-10, rtol=0)
+
+
+@pytest.mark.parametrize("name", [V1, V2, CR])
+def test_scripted_fx_graph_builds_shifted_masks_per_input(name):
+    """timm's FX-then-script test on shifted windows: the traced graph calls the wrapped mask and padding
+    functions on each input's grid, and TorchScript compiles them, so one scripted graph takes both sizes."""
+    fx = pytest.importorskip("torchvision.models.feature_extraction")
+    model = randomize_(rectvit.create_model(name, dynamic_img_size=True, window_size=4, **TINY)).eval()
+    _, eval_nodes = fx.get_graph_node_names(model)
+    assert any("mask" in n for n in eval_nodes)
+    scripted = _script(fx.create_feature_extractor(model, return_nodes=[eval_nodes[-1]]))
+    for size in (TINY["img_size"], OTHER):
+        x = torch.randn(1, 3, *size)
+        with torch.no_grad():
+            (got,) = scripted(x).values()
+            torch.testing.assert_close(got, model(x), atol=TOL, rtol=0)
