@@ -111,11 +111,13 @@ def test_scripted_training_step_with_grad_checkpointing_flag_matches_eager(name)
     torch.testing.assert_close(g_got, g_want, atol=1e-4, rtol=1e-4)
 
 
-def test_scripted_masks_follow_the_input_dtype():
-    """The scripted program builds each mask in the input's dtype, as the eager cache keys it."""
-    model = randomize_(rectvit.create_model(CR, dynamic_img_size=True, window_size=4, **TINY)).double().eval()
+def test_scripted_masks_follow_the_input_dtype_and_padded_size():
+    """The scripted program builds each mask in the input's dtype, as the eager cache keys it, and for the
+    grid of an input that ``dynamic_img_pad`` pads to whole patches first."""
+    model = rectvit.create_model(CR, dynamic_img_size=True, dynamic_img_pad=True, window_size=4, **TINY)
+    model = randomize_(model).double().eval()
     scripted = _script(model)
-    x = torch.randn(1, 3, *OTHER, dtype=torch.float64)
+    x = torch.randn(1, 3, OTHER[0] + 1, OTHER[1] - 3, dtype=torch.float64)  # 41x53: grid 11x14
     with torch.no_grad():
         torch.testing.assert_close(scripted(x), model(x), atol=1e-10, rtol=0)
 
