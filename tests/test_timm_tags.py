@@ -303,3 +303,12 @@ def test_load_model_of_a_timm_folder_keeps_its_recorded_config(tmp_path):
     x = torch.randn(1, 3, 224, 224)
     with torch.no_grad():
         assert (ours(x) - theirs(x)).abs().max() <= 1e-5
+
+
+def test_keywords_given_as_none_count_as_not_given_as_in_timm():
+    """timm's create_model drops ``None`` keywords (train scripts pass ``num_classes=args.num_classes``)."""
+    name = "vit_tiny_patch16_224.augreg_in21k"
+    kw = dict(depth=1, num_classes=None, img_size=None, drop_rate=None)
+    ours, theirs = rectvit.create_model(name, **kw), timm.create_model(name, **kw)
+    assert ours.num_classes == theirs.num_classes == 21843
+    assert ours.img_size == tuple(theirs.patch_embed.img_size) == (224, 224)

@@ -52,7 +52,8 @@ def create_model(
     rectvit downloads nothing, so ``pretrained=True`` needs ``checkpoint_path`` (a file, a folder or an
     ``hf-hub:`` cache).
     ``features_only=True`` returns a feature net (``rectvit.models.features``) giving the maps of
-    ``out_indices`` (timm's defaults: the last 3 ViT blocks, every Swin stage).
+    ``out_indices`` (timm's defaults: the last 3 ViT blocks, every Swin stage). As in timm, an override
+    given as ``None`` counts as not given (``num_classes=None`` keeps the tag's or architecture's default).
 
     The loaded weights are adapted to the built model (position grid, patch size, channels); the
     load report is kept on ``model.load_report``.
@@ -75,6 +76,7 @@ def create_model(
     arch, tag = split_model_name_tag(name)
     entry = get_model_entry(arch)
     cfg = pretrained_cfg_for(arch, tag)
+    overrides = {k: v for k, v in overrides.items() if v is not None}
     model = build_model(entry.cls, entry.config, {**_cfg_defaults(cfg), **overrides}, name)
     model.arch_name = arch
     model.pretrained_cfg = cfg
