@@ -19,8 +19,7 @@ the coordinate table.
 from __future__ import annotations
 
 import math
-import typing
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -148,14 +147,6 @@ def _check_window_tokens(grids: Sequence[Size], windows: Sequence[Size], always_
                 f"index, bias and mask would not fit), on a {grid[0]}x{grid[1]} grid; windows hold at most "
                 f"{_MAX_WINDOW_TOKENS} tokens: pass a smaller img_size, window_size or a window_ratio."
             )
-
-
-def _evaluated_annotations(fn: Callable) -> Callable:
-    """``fn`` with its annotations evaluated. FX copies a traced model's ``forward`` annotations into the code
-    it generates, and TorchScript, compiling that code, cannot read the strings this module's
-    ``from __future__ import annotations`` leaves there."""
-    fn.__annotations__ = typing.get_type_hints(fn)
-    return fn
 
 
 # --------------------------------------------------------------------------------------------------
@@ -961,7 +952,6 @@ class _SwinBase(RectViTModel):
         """``(B, h, w, C')`` -> logits ``(B, num_classes)``, or pooled features if ``pre_logits``."""
         return self.head(x, pre_logits=pre_logits)
 
-    @_evaluated_annotations
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))
 

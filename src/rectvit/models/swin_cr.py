@@ -37,14 +37,7 @@ from ..layers.patch_embed import is_fx_symbolic_tracing
 from ._util import constructor_config, record_config, switch_property, take_indices
 from .base import RectViTModel
 from .registry import register_model
-from .swin import (
-    ClassifierHead,
-    _evaluated_annotations,
-    _shifted_window_mask_like,
-    shifted_window_mask,
-    window_merge,
-    window_partition,
-)
+from .swin import ClassifierHead, _shifted_window_mask_like, shifted_window_mask, window_merge, window_partition
 
 __all__ = ["SwinTransformerV2Cr"]
 
@@ -447,7 +440,6 @@ class SwinTransformerV2Cr(RectViTModel):
         """``(B, C, h, w) -> (B, num_classes)`` (pooled ``(B, C)`` with ``pre_logits``)."""
         return self.head(x.permute(0, 2, 3, 1), pre_logits=pre_logits)
 
-    @_evaluated_annotations
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))
 
