@@ -148,10 +148,20 @@ def test_bad_constructor_values(name, kw, match):
         rectvit.create_model(name, img_size=(64, 32), **{**SMALL, **kw})
 
 
-@pytest.mark.parametrize("layers", [None, "349", (3, 0), (3, 4, 9, 2, 2), (3, 2.5), (True,)])
+@pytest.mark.parametrize("layers", ["349", (3, 0), (3, 4, 9, 2, 2), (3, 2.5), (True,)])
 def test_bad_backbone_layers(layers):
     with pytest.raises(RectViTError, match=r"backbone_layers must list 0 to 4 positive block counts"):
         rectvit.create_model("vit_tiny_r_s16_p8_224", backbone_layers=layers, **SMALL)
+
+
+def test_backbone_layers_none_is_refused_by_the_class_and_not_given_to_create_model():
+    """create_model drops keywords given as None (timm's rule); the constructor itself refuses None."""
+    cls = rectvit.models.get_model_entry("vit_tiny_r_s16_p8_224").cls
+    with pytest.raises(RectViTError, match=r"backbone_layers must list 0 to 4 positive block counts"):
+        cls(backbone_layers=None, **SMALL)
+    model = rectvit.create_model("vit_tiny_r_s16_p8_224", backbone_layers=None, **SMALL)
+    default = rectvit.models.get_model_entry("vit_tiny_r_s16_p8_224").config["backbone_layers"]
+    assert tuple(model.model_config["backbone_layers"]) == tuple(default) == ()  # R-Ti/16: stem only
 
 
 def test_zero_depth_and_zero_classes_are_valid_models():
