@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import typing
 from typing import Any
 
 import torch
@@ -39,6 +40,8 @@ class RectViTModel(nn.Module):
         # torch.jit.script compiles a module's properties; ours are Python API (configs, switches that
         # record their change), never read on a forward path, so TorchScript leaves them out.
         cls.__jit_unused_properties__ = [n for n, v in inspect.getmembers(cls) if isinstance(v, property)]
+        if "forward" in cls.__dict__:  # FX copies string annotations into its code as names TorchScript cannot read
+            cls.forward.__annotations__ = typing.get_type_hints(cls.forward)
 
     def check_input(self, x: torch.Tensor) -> None:
         """Raise a ``RectViTError`` for anything this model cannot take as a ``(B, C, H, W)`` batch."""
