@@ -218,12 +218,12 @@ class RotaryEmbedding2d(nn.Module):
         self.freq_scale = float(freq_scale)
         self.coords = coords
         self.normalize = normalize
-        self.ref_grid: Size | None = None if ref_grid is None else to_size(ref_grid, "ref_grid")
+        self.ref_grid = None if ref_grid is None else to_size(ref_grid, "ref_grid")
         self.grid_offset = float(grid_offset)
         self.grid_indexing = grid_indexing
         self.rotate_half = rotate_half
         self.max_cache = max_cache
-        self._cache: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
+        self._cache = {}  # {(grid, device, dtype[, freqs version]): (sin, cos)}; no annotation (TorchScript)
         self.freqs = nn.Parameter(self._init_mixed_freqs()) if mode == "mixed" else None
 
     def _init_mixed_freqs(self) -> torch.Tensor:

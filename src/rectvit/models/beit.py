@@ -122,10 +122,10 @@ class _RelativeBiasTable(nn.Module):
 
     def __init__(self, window_size: Size | None, num_heads: int):
         super().__init__()
-        self.window_size: Size | None = None if window_size is None else tuple(window_size)
+        self.window_size = None if window_size is None else tuple(window_size)
         rows = 0 if window_size is None else _table_rows(self.window_size)
         self.relative_position_bias_table = nn.Parameter(torch.zeros(rows, num_heads)) if rows else None
-        self._indices: dict[tuple, torch.Tensor] = {}
+        self._indices = {}  # {(window, device): index}; no annotation: TorchScript reads those of __init__
         self._cache = GridTableCache()
 
     def _index(self, window: Size, device: torch.device) -> torch.Tensor:
