@@ -23,7 +23,8 @@ vectors ``freqs`` ``(2, depth, heads, head_dim // 2)`` (timm's ``rope.freqs``), 
 rotate along a diagonal.
 
 sin/cos are computed for each grid on the fly and cached per ``(grid, device, dtype)`` (and the
-frequency parameter's version in mixed mode); the cache is skipped under ``torch.compile``.
+frequency parameter's version in mixed mode); the cache is skipped under ``torch.compile`` and under
+TorchScript, whose programs compute them per call with ``rope_sin_cos`` (the same numbers, uncached).
 """
 
 from __future__ import annotations

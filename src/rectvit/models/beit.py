@@ -17,6 +17,8 @@ Data flow for a ``(B, in_chans, H, W)`` input on an ``(h, w)`` patch grid::
 
 A table on another window than the input's grid (dynamic mode) is resampled with BEiT's geometric
 interpolation (``resample.resample_relative_bias_table``), the class rows kept as they are.
+Eager models cache resampled tables per grid; ``torch.jit.script(model)`` compiles ``forward``, which
+then resamples per call (same numbers) and ignores gradient checkpointing.
 """
 
 from __future__ import annotations

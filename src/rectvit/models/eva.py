@@ -14,6 +14,9 @@ Data flow (shapes for a ``(B, in_chans, H, W)`` input on an ``(h, w)`` patch gri
     prefix tokens      -> (B, P + h*w, C)          [cls][registers] + patch tokens
     blocks             -> (B, P + h*w, C)          q, k of patch tokens rotated by RoPE(h, w)
     norm, pool, head   -> (B, num_classes)
+
+``torch.jit.script(model)`` compiles ``forward``: RoPE and a resampled table are then computed per call
+(the same numbers as the eager caches give) and gradient checkpointing is not applied.
 """
 
 from __future__ import annotations
