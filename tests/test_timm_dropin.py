@@ -162,20 +162,21 @@ def test_default_cfg(name):
 def test_pretrained_cfg_table_is_timms():
     """Every recorded cfg (names other families register included) holds timm's default cfg fields."""
     from rectvit.models.pretrained_cfgs import _CFGS, pretrained_cfg_for
+    from rectvit.models.pretrained_tags import TAGS
 
     def norm(v):
         return tuple(v) if isinstance(v, (tuple, list)) else v
 
     keys = ("tag", "mean", "std", "crop_pct", "crop_mode", "interpolation")
     checked = 0
-    for name in _CFGS:
+    for name in [*TAGS, *_CFGS]:
         theirs = timm.models.get_pretrained_cfg(name)
         if theirs is None:
             continue
         ours = pretrained_cfg_for(name)
         assert {k: norm(ours[k]) for k in keys} == {k: norm(getattr(theirs, k)) for k in keys}, name
         checked += 1
-    assert checked == len(_CFGS) - 1  # all but AST
+    assert checked == len(TAGS) + len(_CFGS) - 1  # all but AST
 
     from timm.models._registry import _model_to_module
 
@@ -184,7 +185,7 @@ def test_pretrained_cfg_table_is_timms():
     class _NotHybrid(torch.nn.Module):
         pass
 
-    for name in _CFGS:  # names other families will register: timm's module by name pattern
+    for name in [*TAGS, *_CFGS]:  # names other families will register: timm's module by name pattern
         if name not in ALL and name in _model_to_module:
             assert ModelEntry(name, _NotHybrid).timm_module == _model_to_module[name], name
 

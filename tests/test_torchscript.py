@@ -54,7 +54,7 @@ def test_scripted_model_equals_eager_and_timm(name):
     scripted = _script(model)
     with torch.no_grad():
         got, want = scripted(x), model(x)
-    assert got.shape == (2, model.num_classes or model.num_features)  # headless names give pooled features
+    assert got.shape == (2, model.num_classes or model.head_hidden_size)  # num_classes=0: pooled features
     torch.testing.assert_close(got, want, atol=TOL, rtol=0)
     if name in IN_TIMM:
         theirs = timm.create_model(name, pretrained=False, **tiny(name)).eval()

@@ -7,6 +7,7 @@ This module sits above ``rectvit.models`` (names -> classes and configs) and ``r
 from __future__ import annotations
 
 import importlib
+import json
 import os
 from collections.abc import Sequence
 from typing import Any
@@ -44,11 +45,15 @@ def create_model(
 ) -> nn.Module:
     """Build model ``name`` with timm-style keyword ``overrides``; load ``checkpoint_path`` if given.
 
-    ``name`` may carry a timm pretrained tag (``"vit_base_patch16_224.augreg_in1k"``): the architecture is
-    the same and the tag is kept in ``model.pretrained_cfg``. rectvit downloads nothing, so
-    ``pretrained=True`` needs ``checkpoint_path`` (a file, a folder or an ``hf-hub:`` cache).
+    ``name`` may carry a timm pretrained tag (``"vit_base_patch16_224.augreg_in21k"``; none: timm's default
+    tag): as in timm, the tag's ``num_classes``, ``in_chans`` and (fixed-size tags) ``img_size`` are the
+    defaults that ``overrides`` replace, and ``model.pretrained_cfg`` holds the tag's data fields (``mean``,
+    ``std``, ``crop_pct``...). A tag timm does not have for the architecture is a ``RectViTError``.
+    rectvit downloads nothing, so ``pretrained=True`` needs ``checkpoint_path`` (a file, a folder or an
+    ``hf-hub:`` cache).
     ``features_only=True`` returns a feature net (``rectvit.models.features``) giving the maps of
-    ``out_indices`` (timm's defaults: the last 3 ViT blocks, every Swin stage).
+    ``out_indices`` (timm's defaults: the last 3 ViT blocks, every Swin stage). As in timm, an override
+    given as ``None`` counts as not given (``num_classes=None`` keeps the tag's or architecture's default).
 
     The loaded weights are adapted to the built model (position grid, patch size, channels); the
     load report is kept on ``model.load_report``.
@@ -70,9 +75,11 @@ def create_model(
         raise RectViTError("out_indices selects the feature maps of features_only=True; pass features_only=True too.")
     arch, tag = split_model_name_tag(name)
     entry = get_model_entry(arch)
-    model = build_model(entry.cls, entry.config, overrides, name)
+    cfg = pretrained_cfg_for(arch, tag)
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    model = build_model(entry.cls, entry.config, {**_cfg_defaults(cfg), **overrides}, name)
     model.arch_name = arch
-    model.pretrained_cfg = pretrained_cfg_for(arch, tag)
+    model.pretrained_cfg = cfg
     if checkpoint_path is not None:
         model.load_report = load_checkpoint(
             model, checkpoint_path, source_grid=source_grid, source_windows=source_windows, strict=strict
@@ -80,6 +87,40 @@ def create_model(
     if features_only:
         return _features_only(model, out_indices, feature_cls)
     return model
+
+
+def _cfg_defaults(cfg: dict[str, Any]) -> dict[str, Any]:
+    """The model keywords a pretrained cfg sets unless given, as timm's ``create_model``: ``num_classes``,
+    ``in_chans`` (``input_size[0]``) and, for a ``fixed_input_size`` cfg, ``img_size`` (``input_size[1:]``)."""
+    out: dict[str, Any] = {}
+    if cfg.get("num_classes") is not None and cfg["num_classes"] >= 0:
+        out["num_classes"] = cfg["num_classes"]
+    if cfg.get("input_size") is not None:
+        c, h, w = cfg["input_size"]
+        out["in_chans"] = c
+        if cfg.get("fixed_input_size"):
+            out["img_size"] = h if h == w else (h, w)
+    return out
+
+
+def _tuples(value: Any) -> Any:
+    return tuple(_tuples(v) for v in value) if isinstance(value, list) else value
+
+
+def _restore_cfg(model: nn.Module, recorded: str | dict | None, path) -> None:
+    """Put a checkpoint's recorded pretrained cfg (its tag, ``mean``, ``std``... as JSON or a dict) on
+    ``model``: the weights' own data config wins over the architecture's default tag."""
+    if recorded is None:
+        return
+    try:
+        cfg = json.loads(recorded) if isinstance(recorded, str) else recorded
+    except ValueError as e:
+        raise CheckpointError(f"{path}: the recorded pretrained_cfg is not valid JSON ({e}).") from None
+    if cfg is None:
+        return
+    if not isinstance(cfg, dict):
+        raise CheckpointError(f"{path}: the recorded pretrained_cfg must be a mapping, got {type(cfg).__name__}.")
+    model.pretrained_cfg = {**model.pretrained_cfg, **{k: _tuples(v) for k, v in cfg.items()}}
 
 
 def _model_class(name: str) -> type[nn.Module]:
@@ -99,7 +140,9 @@ def _model_class(name: str) -> type[nn.Module]:
 def load_model(path: str | os.PathLike, *, source_grid=None, source_windows=None, **overrides: Any) -> nn.Module:
     """The model a checkpoint describes (our metadata, an HF or timm folder's config.json), ``overrides`` applied.
 
-    ``path`` is a file, a folder, or ``hf-hub:org/name`` (through huggingface_hub's cache).
+    ``path`` is a file, a folder, or ``hf-hub:org/name`` (through huggingface_hub's cache). The recorded
+    config builds the model (a timm pretrained tag's defaults never replace it), and the recorded
+    pretrained cfg (tag, ``mean``, ``std``...) becomes ``model.pretrained_cfg``.
 
     Weights are adapted to the overrides (``img_size``, ``patch_size``, ``in_chans``...); a new
     ``num_classes`` leaves the classifier freshly initialised (reported). The report is on
@@ -113,9 +156,11 @@ def load_model(path: str | os.PathLike, *, source_grid=None, source_windows=None
         cls = _model_class(raw.metadata.get("model_class", ""))
         model = build_model(cls, conv.config, overrides, str(path))
         model.arch_name = raw.metadata.get("arch", "")
+        _restore_cfg(model, raw.metadata.get("pretrained_cfg"), path)
     elif is_timm_config(raw.config):
         arch, kwargs, _ = timm_config_kwargs(raw.config)
         model = create_model(arch, **{**kwargs, **overrides})
+        _restore_cfg(model, raw.config.get("pretrained_cfg"), path)
     elif raw.config is not None:
         kwargs = hf_model_kwargs(conv.hf_family, raw.config, conv.state_dict)
         cls = Beit if conv.hf_family == "beit" else VisionTransformer

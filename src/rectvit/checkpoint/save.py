@@ -47,6 +47,7 @@ def save_checkpoint(model: nn.Module, path: str | os.PathLike) -> Path:
     cls = type(model)
     try:
         config_json = json.dumps(config, default=_json_default)
+        cfg_json = json.dumps(getattr(model, "pretrained_cfg", None), default=_json_default)
     except TypeError as e:
         raise CheckpointError(f"cannot record the model config: {e}.") from None
     metadata = {
@@ -56,5 +57,6 @@ def save_checkpoint(model: nn.Module, path: str | os.PathLike) -> Path:
         "model_class": f"{cls.__module__}.{cls.__qualname__}",
         "config": config_json,
         "relative_windows": json.dumps(windows),
+        "pretrained_cfg": cfg_json,  # timm's data config (tag, mean, std...), restored by load_model
     }
     return write_safetensors(model.state_dict(), path, metadata, protect=getattr(model, "source_path", None))

@@ -40,7 +40,9 @@ class RectViTModel(nn.Module):
         # torch.jit.script compiles a module's properties; ours are Python API (configs, switches that
         # record their change), never read on a forward path, so TorchScript leaves them out.
         cls.__jit_unused_properties__ = [n for n, v in inspect.getmembers(cls) if isinstance(v, property)]
-        if "forward" in cls.__dict__:  # FX copies string annotations into its code as names TorchScript cannot read
+        # FX writes the root forward's annotations into the code it generates, and a string annotation
+        # (``from __future__ import annotations``) becomes a name nothing defines when that code is scripted.
+        if "forward" in cls.__dict__:
             cls.forward.__annotations__ = typing.get_type_hints(cls.forward)
 
     def check_input(self, x: torch.Tensor) -> None:

@@ -77,9 +77,9 @@ def _pad_same(x: torch.Tensor, kernel: Size, stride: Size, dilation: Size, value
     """Pad ``(B, C, H, W)`` for a "same" window op on this input's own size."""
     top, bottom = same_padding(x.shape[-2], kernel[0], stride[0], dilation[0])
     left, right = same_padding(x.shape[-1], kernel[1], stride[1], dilation[1])
-    if top == bottom == left == right == 0:
+    if top == 0 and bottom == 0 and left == 0 and right == 0:
         return x
-    return F.pad(x, (left, right, top, bottom), value=value)
+    return F.pad(x, [left, right, top, bottom], value=value)
 
 
 torch.fx.wrap("_pad_same")  # padding computed from the input's size: one opaque call in an FX graph
@@ -261,7 +261,7 @@ class ResNetV2Backbone(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.stem(x)
         for stage in self.stages:
-            if self.grad_checkpointing and torch.is_grad_enabled():
+            if self.grad_checkpointing and torch.is_grad_enabled() and not torch.jit.is_scripting():
                 x = torch.utils.checkpoint.checkpoint(stage, x, use_reentrant=False)
             else:
                 x = stage(x)
@@ -433,15 +433,14 @@ class HybridEmbed(nn.Module):
 
     def _pad_features(self, x: torch.Tensor) -> torch.Tensor:
         """Zero-pad a ``(B, F, fh, fw)`` feature map bottom/right up to whole patches."""
-        fh, fw = x.shape[-2:]
-        ph, pw = self.patch_size
-        pad_h, pad_w = -fh % ph, -fw % pw
-        return F.pad(x, (0, pad_w, 0, pad_h)) if pad_h or pad_w else x
+        pad_h, pad_w = -x.shape[-2] % self.patch_size[0], -x.shape[-1] % self.patch_size[1]
+        return F.pad(x, [0, pad_w, 0, pad_h]) if pad_h or pad_w else x
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, in_chans, H, W) -> (B, h, w, embed_dim)``."""
-        if not is_fx_symbolic_tracing():  # FX cannot trace the size checks; eager calls keep them
-            self.check_input(x)
+        if not torch.jit.is_scripting():  # TorchScript compiles every operand of a condition: two ifs
+            if not is_fx_symbolic_tracing():  # eager calls check; FX and TorchScript cannot
+                self.check_input(x)
         x = self.backbone(x)  # (B, F, fh, fw)
         if self.dynamic_img_pad:
             x = self._pad_features(x)

@@ -1,20 +1,23 @@
-"""timm's default pretrained configurations (data-pipeline fields) for the architectures rectvit registers.
+"""timm's pretrained configurations (data-pipeline fields and build defaults) for rectvit's architectures.
 
-Only the fields that describe how an input is prepared and which tag timm picks by default are
-recorded here; the fields that follow the model as it is now (``input_size``, ``num_classes``,
-``fixed_input_size``, ``first_conv``, ``classifier``, ``pool_size``) are read off the model by
-``RectViTModel.pretrained_cfg``. Names missing from this table get ``GENERIC`` (ImageNet statistics).
+Every tag timm has for a rectvit name (``"vit_base_patch16_224.augreg_in21k"``) is in the generated
+``pretrained_tags.TAGS``, timm's default tag first; ``pretrained_cfg_for`` turns one into timm's cfg dict
+(``tag``, ``mean``, ``std``, ``crop_pct``, ``crop_mode``, ``interpolation``, and the tag's ``num_classes``,
+``input_size``, ``fixed_input_size``, which ``create_model`` uses as keyword defaults the way timm does).
+``RectViTModel.pretrained_cfg`` replaces the fields that follow the model as it is now (``input_size``,
+``num_classes``, ``fixed_input_size``, ``first_conv``, ``classifier``, ``pool_size``) with the live ones.
+Architectures timm lacks are in ``_CFGS``; names in neither get ``GENERIC`` (ImageNet statistics).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["GENERIC", "pretrained_cfg_for", "has_pretrained_cfg", "TIMM_MODULES"]
+from ..errors import RectViTError
+from .pretrained_tags import IMAGENET, TAGS
 
-IMAGENET = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
-INCEPTION = ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
-CLIP = ((0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711))
+__all__ = ["GENERIC", "pretrained_cfg_for", "has_pretrained_cfg", "known_tags", "TIMM_MODULES"]
+
 # AST's AudioSet spectrogram statistics; its feature extractor computes (x - mean) / (2 * std).
 AUDIOSET = ((-4.2677393,), (2 * 4.5689974,))
 
@@ -42,153 +45,9 @@ def _cfg(
     }
 
 
+# Architectures timm has no pretrained cfg for; timm's own tags (every one, default first) are in TAGS.
 _CFGS: dict[str, dict[str, Any]] = {
     "ast_base_patch16_s10_128x1024": _cfg("", AUDIOSET, 1.0, "bilinear"),
-    "deit3_base_patch16_224": _cfg("fb_in1k", IMAGENET, 0.9),
-    "deit3_small_patch16_224": _cfg("fb_in1k", IMAGENET, 0.9),
-    "deit_base_distilled_patch16_224": _cfg("fb_in1k", IMAGENET, 0.9),
-    "deit_base_patch16_224": _cfg("fb_in1k", IMAGENET, 0.9),
-    "deit_small_distilled_patch16_224": _cfg("fb_in1k", IMAGENET, 0.9),
-    "deit_small_patch16_224": _cfg("fb_in1k", IMAGENET, 0.9),
-    "deit_tiny_distilled_patch16_224": _cfg("fb_in1k", IMAGENET, 0.9),
-    "deit_tiny_patch16_224": _cfg("fb_in1k", IMAGENET, 0.9),
-    "swin_base_patch4_window12_384": _cfg("ms_in22k_ft_in1k", IMAGENET, 1.0),
-    "swin_base_patch4_window7_224": _cfg("ms_in22k_ft_in1k", IMAGENET, 0.9),
-    "swin_small_patch4_window7_224": _cfg("ms_in22k_ft_in1k", IMAGENET, 0.9),
-    "swin_tiny_patch4_window7_224": _cfg("ms_in1k", IMAGENET, 0.9),
-    "swinv2_small_window8_256": _cfg("ms_in1k", IMAGENET, 0.9),
-    "swinv2_tiny_window16_256": _cfg("ms_in1k", IMAGENET, 0.9),
-    "swinv2_tiny_window8_256": _cfg("ms_in1k", IMAGENET, 0.9),
-    "vit_base_patch14_reg4_dinov2": _cfg("lvd142m", IMAGENET, 1.0),
-    "vit_base_patch16_224": _cfg("augreg2_in21k_ft_in1k", INCEPTION, 0.9),
-    "vit_base_patch16_384": _cfg("augreg_in21k_ft_in1k", INCEPTION, 1.0),
-    "vit_base_patch16_reg4_gap_256": _cfg("untrained", INCEPTION, 0.9),
-    "vit_base_patch32_224": _cfg("augreg_in21k_ft_in1k", INCEPTION, 0.9),
-    "vit_base_r50_s16_224": _cfg("orig_in21k", INCEPTION, 0.9),
-    "vit_base_r50_s16_384": _cfg("orig_in21k_ft_in1k", INCEPTION, 1.0),
-    "vit_large_patch16_224": _cfg("augreg_in21k_ft_in1k", INCEPTION, 0.9),
-    "vit_medium_patch16_gap_256": _cfg("sw_in12k_ft_in1k", INCEPTION, 0.95),
-    "vit_small_patch14_dinov2": _cfg("lvd142m", IMAGENET, 1.0),
-    "vit_small_patch14_reg4_dinov2": _cfg("lvd142m", IMAGENET, 1.0),
-    "vit_small_patch16_224": _cfg("augreg_in21k_ft_in1k", INCEPTION, 0.9),
-    "vit_small_patch8_224": _cfg("dino", IMAGENET, 0.9),
-    "vit_small_r26_s32_224": _cfg("augreg_in21k_ft_in1k", INCEPTION, 0.9),
-    "vit_small_r26_s32_384": _cfg("augreg_in21k_ft_in1k", INCEPTION, 1.0),
-    "vit_tiny_patch16_224": _cfg("augreg_in21k_ft_in1k", INCEPTION, 0.9),
-    "vit_tiny_r_s16_p8_224": _cfg("augreg_in21k_ft_in1k", INCEPTION, 0.9),
-    "vit_tiny_r_s16_p8_384": _cfg("augreg_in21k_ft_in1k", INCEPTION, 1.0),
-    # Names the BEiT, CLIP/SigLIP, Swin v2 CR and EVA-02 families register (one table for timm's cfgs).
-    "beit_base_patch16_224": _cfg("in22k_ft_in22k_in1k", INCEPTION, 0.9),
-    "beit_base_patch16_384": _cfg("in22k_ft_in22k_in1k", INCEPTION, 1.0),
-    "beit_large_patch16_224": _cfg("in22k_ft_in22k_in1k", INCEPTION, 0.9),
-    "beit_large_patch16_384": _cfg("in22k_ft_in22k_in1k", INCEPTION, 1.0),
-    "beit_large_patch16_512": _cfg("in22k_ft_in22k_in1k", INCEPTION, 1.0),
-    "beitv2_base_patch16_224": _cfg("in1k_ft_in22k_in1k", IMAGENET, 0.9),
-    "beitv2_large_patch16_224": _cfg("in1k_ft_in22k_in1k", IMAGENET, 0.95),
-    "eva02_base_patch14_224": _cfg("mim_in22k", CLIP, 0.9),
-    "eva02_base_patch14_448": _cfg("mim_in22k_ft_in22k_in1k", CLIP, 1.0, crop_mode="squash"),
-    "eva02_large_patch14_224": _cfg("mim_in22k", CLIP, 0.9),
-    "eva02_large_patch14_448": _cfg("mim_in22k_ft_in22k_in1k", CLIP, 1.0, crop_mode="squash"),
-    "eva02_small_patch14_224": _cfg("mim_in22k", CLIP, 0.9),
-    "eva02_small_patch14_336": _cfg("mim_in22k_ft_in1k", CLIP, 1.0),
-    "eva02_tiny_patch14_224": _cfg("mim_in22k", CLIP, 0.9),
-    "eva02_tiny_patch14_336": _cfg("mim_in22k_ft_in1k", CLIP, 1.0),
-    "swinv2_cr_base_ns_224": _cfg("untrained", IMAGENET, 0.9),
-    "swinv2_cr_huge_224": _cfg("untrained", IMAGENET, 0.9),
-    "swinv2_cr_huge_384": _cfg("untrained", IMAGENET, 1.0),
-    "swinv2_cr_small_ns_224": _cfg("sw_in1k", IMAGENET, 0.9),
-    "swinv2_cr_small_ns_256": _cfg("untrained", IMAGENET, 1.0),
-    "swinv2_cr_tiny_ns_224": _cfg("sw_in1k", IMAGENET, 0.9),
-    "vit_base_patch16_clip_224": _cfg("laion2b_ft_in12k_in1k", CLIP, 0.95),
-    "vit_base_patch16_clip_384": _cfg("laion2b_ft_in12k_in1k", CLIP, 1.0, crop_mode="squash"),
-    "vit_base_patch16_clip_quickgelu_224": _cfg("metaclip_2pt5b", CLIP, 1.0),
-    "vit_base_patch16_plus_clip_240": _cfg("laion400m_e32", CLIP, 1.0),
-    "vit_base_patch16_rope_reg1_gap_256": _cfg("sbb_in1k", INCEPTION, 0.95),
-    "vit_base_patch16_siglip_224": _cfg("v2_webli", INCEPTION, 0.9),
-    "vit_base_patch16_siglip_256": _cfg("v2_webli", INCEPTION, 0.9),
-    "vit_base_patch16_siglip_384": _cfg("v2_webli", INCEPTION, 0.9),
-    "vit_base_patch16_siglip_512": _cfg("v2_webli", INCEPTION, 0.9),
-    "vit_base_patch16_siglip_gap_224": _cfg("v2_webli", INCEPTION, 0.9),
-    "vit_base_patch16_siglip_gap_256": _cfg("v2_webli", INCEPTION, 0.9),
-    "vit_base_patch16_siglip_gap_384": _cfg("v2_webli", INCEPTION, 0.9),
-    "vit_base_patch16_siglip_gap_512": _cfg("v2_webli", INCEPTION, 0.9),
-    "vit_base_patch32_clip_224": _cfg("laion2b_ft_in12k_in1k", CLIP, 0.9),
-    "vit_base_patch32_clip_256": _cfg("datacompxl", CLIP, 1.0),
-    "vit_base_patch32_clip_384": _cfg("laion2b_ft_in12k_in1k", CLIP, 1.0),
-    "vit_base_patch32_clip_448": _cfg("laion2b_ft_in12k_in1k", CLIP, 1.0),
-    "vit_base_patch32_clip_quickgelu_224": _cfg("laion400m_e32", CLIP, 0.9),
-    "vit_base_patch32_siglip_256": _cfg("v2_webli", INCEPTION, 0.9),
-    "vit_base_patch32_siglip_gap_256": _cfg("v2_webli", INCEPTION, 0.9),
-    "vit_betwixt_patch32_clip_224": _cfg("tinyclip_laion400m", CLIP, 0.9),
-    "vit_giant_patch14_clip_224": _cfg("laion2b", CLIP, 1.0),
-    "vit_giantopt_patch16_siglip_256": _cfg("v2_webli", INCEPTION, 0.9),
-    "vit_giantopt_patch16_siglip_384": _cfg("v2_webli", INCEPTION, 0.9),
-    "vit_giantopt_patch16_siglip_gap_256": _cfg("v2_webli", INCEPTION, 0.9),
-    "vit_giantopt_patch16_siglip_gap_384": _cfg("v2_webli", INCEPTION, 0.9),
-    "vit_gigantic_patch14_clip_224": _cfg("laion2b", CLIP, 1.0),
-    "vit_gigantic_patch14_clip_378": _cfg("metaclip2_worldwide", CLIP, 1.0, crop_mode="squash"),
-    "vit_gigantic_patch14_clip_quickgelu_224": _cfg("metaclip_2pt5b", CLIP, 1.0),
-    "vit_huge_patch14_clip_224": _cfg("laion2b_ft_in12k_in1k", CLIP, 1.0),
-    "vit_huge_patch14_clip_336": _cfg("laion2b_ft_in12k_in1k", CLIP, 1.0, crop_mode="squash"),
-    "vit_huge_patch14_clip_378": _cfg("dfn5b", CLIP, 1.0),
-    "vit_huge_patch14_clip_quickgelu_224": _cfg("dfn5b", CLIP, 1.0),
-    "vit_huge_patch14_clip_quickgelu_378": _cfg("dfn5b", CLIP, 1.0),
-    "vit_large_patch14_clip_224": _cfg("laion2b_ft_in12k_in1k", INCEPTION, 1.0),
-    "vit_large_patch14_clip_336": _cfg("laion2b_ft_in12k_in1k", INCEPTION, 1.0, crop_mode="squash"),
-    "vit_large_patch14_clip_quickgelu_224": _cfg("dfn2b", CLIP, 1.0),
-    "vit_large_patch14_clip_quickgelu_336": _cfg("openai", CLIP, 1.0),
-    "vit_large_patch16_siglip_256": _cfg("v2_webli", INCEPTION, 0.9),
-    "vit_large_patch16_siglip_384": _cfg("v2_webli", INCEPTION, 0.9),
-    "vit_large_patch16_siglip_512": _cfg("v2_webli", INCEPTION, 0.9),
-    "vit_large_patch16_siglip_gap_256": _cfg("v2_webli", INCEPTION, 0.9),
-    "vit_large_patch16_siglip_gap_384": _cfg("v2_webli", INCEPTION, 0.9),
-    "vit_large_patch16_siglip_gap_512": _cfg("v2_webli", INCEPTION, 0.9),
-    "vit_medium_patch16_clip_224": _cfg("tinyclip_yfcc15m", CLIP, 0.9),
-    "vit_medium_patch32_clip_224": _cfg("tinyclip_laion400m", CLIP, 0.9),
-    "vit_so400m_patch14_siglip_224": _cfg("v2_webli", INCEPTION, 0.9),
-    "vit_so400m_patch14_siglip_378": _cfg("v2_webli", INCEPTION, 0.9),
-    "vit_so400m_patch14_siglip_384": _cfg("webli", INCEPTION, 0.9),
-    "vit_so400m_patch14_siglip_gap_224": _cfg("v2_webli", INCEPTION, 0.9),
-    "vit_so400m_patch14_siglip_gap_378": _cfg("v2_webli", INCEPTION, 0.9),
-    "vit_so400m_patch14_siglip_gap_384": _cfg("webli", INCEPTION, 1.0),
-    "vit_so400m_patch14_siglip_gap_448": _cfg("pali_mix", INCEPTION, 1.0),
-    "vit_so400m_patch14_siglip_gap_896": _cfg("pali_pt", INCEPTION, 1.0),
-    "vit_so400m_patch16_siglip_256": _cfg("v2_webli", INCEPTION, 0.9),
-    "vit_so400m_patch16_siglip_384": _cfg("v2_webli", INCEPTION, 0.9),
-    "vit_so400m_patch16_siglip_512": _cfg("v2_webli", INCEPTION, 0.9),
-    "vit_so400m_patch16_siglip_gap_256": _cfg("v2_webli", INCEPTION, 0.9),
-    "vit_so400m_patch16_siglip_gap_384": _cfg("v2_webli", INCEPTION, 0.9),
-    "vit_so400m_patch16_siglip_gap_512": _cfg("v2_webli", INCEPTION, 0.9),
-    "vit_xsmall_patch16_clip_224": _cfg("tinyclip_yfcc15m", CLIP, 0.9),
-    # Swin v2 CR, rope-ViT and DINOv3 names (timm 1.0.31's default cfgs)
-    "swinv2_cr_base_224": _cfg("untrained", IMAGENET, 0.9),
-    "swinv2_cr_base_384": _cfg("untrained", IMAGENET, 1.0),
-    "swinv2_cr_giant_224": _cfg("untrained", IMAGENET, 0.9),
-    "swinv2_cr_giant_384": _cfg("untrained", IMAGENET, 1.0),
-    "swinv2_cr_large_224": _cfg("untrained", IMAGENET, 0.9),
-    "swinv2_cr_large_384": _cfg("untrained", IMAGENET, 1.0),
-    "swinv2_cr_small_224": _cfg("sw_in1k", IMAGENET, 0.9),
-    "swinv2_cr_small_384": _cfg("untrained", IMAGENET, 1.0),
-    "swinv2_cr_tiny_224": _cfg("untrained", IMAGENET, 0.9),
-    "swinv2_cr_tiny_384": _cfg("untrained", IMAGENET, 1.0),
-    "vit_base_patch16_dinov3": _cfg("lvd1689m", IMAGENET, 1.0),
-    "vit_base_patch16_dinov3_qkvb": _cfg("lvd1689m", IMAGENET, 1.0),
-    "vit_base_patch16_rope_224": _cfg("naver_in1k", IMAGENET, 0.9),
-    "vit_base_patch16_rope_ape_224": _cfg("naver_in1k", IMAGENET, 0.9),
-    "vit_base_patch16_rope_mixed_224": _cfg("naver_in1k", IMAGENET, 0.9),
-    "vit_base_patch16_rope_mixed_ape_224": _cfg("naver_in1k", IMAGENET, 0.9),
-    "vit_large_patch16_dinov3": _cfg("lvd1689m", IMAGENET, 1.0),
-    "vit_large_patch16_dinov3_qkvb": _cfg("lvd1689m", IMAGENET, 1.0),
-    "vit_large_patch16_rope_224": _cfg("naver_in1k", IMAGENET, 0.9),
-    "vit_large_patch16_rope_ape_224": _cfg("naver_in1k", IMAGENET, 0.9),
-    "vit_large_patch16_rope_mixed_224": _cfg("naver_in1k", IMAGENET, 0.9),
-    "vit_large_patch16_rope_mixed_ape_224": _cfg("naver_in1k", IMAGENET, 0.9),
-    "vit_small_patch16_dinov3": _cfg("lvd1689m", IMAGENET, 1.0),
-    "vit_small_patch16_dinov3_qkvb": _cfg("lvd1689m", IMAGENET, 1.0),
-    "vit_small_patch16_rope_224": _cfg("naver_in1k", IMAGENET, 0.9),
-    "vit_small_patch16_rope_ape_224": _cfg("naver_in1k", IMAGENET, 0.9),
-    "vit_small_patch16_rope_mixed_224": _cfg("naver_in1k", IMAGENET, 0.9),
-    "vit_small_patch16_rope_mixed_ape_224": _cfg("naver_in1k", IMAGENET, 0.9),
 }
 
 # timm's module (file) of an architecture, for list_models(module=...): (name pattern, timm module), first match
@@ -207,11 +66,49 @@ TIMM_MODULES: tuple[tuple[str, str], ...] = (
 
 
 def has_pretrained_cfg(arch: str) -> bool:
-    return arch in _CFGS
+    return arch in TAGS or arch in _CFGS
+
+
+def known_tags(arch: str) -> list[str]:
+    """timm's pretrained tags for ``arch``, its default first ([] when timm has none)."""
+    return [row[0] for row in TAGS.get(arch, ())]
+
+
+_ROW_TAIL = ("center", "bicubic", True, {})  # crop_mode, interpolation, fixed_input_size, extras when left off
+
+
+def _tag_cfg(row: tuple) -> dict[str, Any]:
+    tag, num_classes, size, (mean, std), crop_pct, *tail = row
+    crop_mode, interpolation, fixed, extras = (*tail, *_ROW_TAIL[len(tail) :])
+    return {
+        "tag": tag,
+        "input_size": (3, size, size) if isinstance(size, int) else tuple(size),
+        "fixed_input_size": fixed,
+        "interpolation": interpolation,
+        "crop_pct": crop_pct,
+        "crop_mode": crop_mode,
+        "mean": mean,
+        "std": std,
+        "num_classes": num_classes,
+        **extras,
+    }
 
 
 def pretrained_cfg_for(arch: str, tag: str = "") -> dict[str, Any]:
-    """The static fields of ``arch``'s default pretrained cfg (``GENERIC`` when unknown), ``tag`` kept when given."""
+    """timm's pretrained cfg of ``arch.tag`` (no tag: timm's default tag) as a dict.
+
+    An architecture timm has tags for accepts only those (``RectViTError`` otherwise, as timm raises);
+    one timm lacks gets its ``_CFGS`` entry or ``GENERIC``, with ``tag`` kept as given.
+    """
+    rows = TAGS.get(arch)
+    if rows:
+        row = rows[0] if not tag else next((r for r in rows if r[0] == tag), None)
+        if row is None:
+            raise RectViTError(
+                f"unknown pretrained tag {tag!r} for {arch!r}; timm's tags for it are {known_tags(arch)} "
+                f"(the default, {rows[0][0]!r}, is used when the name has no tag)."
+            )
+        return {"architecture": arch, **_tag_cfg(row)}
     cfg = {"architecture": arch, **_CFGS.get(arch, GENERIC)}
     if tag:
         cfg["tag"] = tag

@@ -11,7 +11,7 @@ from typing import Any
 from torch import nn
 
 from ..errors import RectViTError
-from .pretrained_cfgs import TIMM_MODULES, pretrained_cfg_for
+from .pretrained_cfgs import TIMM_MODULES, known_tags, pretrained_cfg_for
 
 __all__ = [
     "register_model",
@@ -90,9 +90,9 @@ def list_models(
     ``"deit"``, ``"vision_transformer_hybrid"``, ``"swin_transformer"``, or rectvit's family file names
     ``"vit"``, ``"hybrid"``, ``"swin"``), naturally sorted.
 
-    rectvit ships no weights: ``pretrained=True`` lists nothing. ``include_tags=True`` names each
-    architecture with timm's default tag (``"arch.tag"``) where one is recorded. ``name_matches_cfg`` is
-    accepted for timm compatibility (every rectvit name is its own config).
+    rectvit ships no weights: ``pretrained=True`` lists nothing. ``include_tags=True`` lists every
+    ``"arch.tag"`` timm has for the architectures (the bare name where timm has no tags).
+    ``name_matches_cfg`` is accepted for timm compatibility (every rectvit name is its own config).
     """
     modules = set(_str_list(module))
     if include_tags is None:
@@ -100,11 +100,7 @@ def list_models(
     names = [e.name for e in _REGISTRY.values() if not modules or {e.module, e.timm_module} & modules]
     includes, excludes = _str_list(filter), _str_list(exclude_filters)
     if include_tags:
-        tagged = []
-        for n in names:
-            tag = pretrained_cfg_for(n)["tag"]
-            tagged.append(f"{n}.{tag}" if tag else n)
-        names = tagged
+        names = [f"{n}.{t}" if t else n for n in names for t in known_tags(n) or [pretrained_cfg_for(n)["tag"]]]
         includes = [p for f in includes for p in ((f,) if "." in f else (f, f + ".*"))]
         excludes = [p for f in excludes for p in ((f,) if "." in f else (f, f + ".*"))]
     if includes:

@@ -40,7 +40,6 @@ __all__ = ["SwinTransformer", "SwinTransformerV2", "stage_grid_sizes", "stage_wi
 
 _ACT_LAYERS: dict[str, type[nn.Module]] = {"gelu": nn.GELU, "relu": nn.ReLU, "silu": nn.SiLU}
 _POOL_TYPES = ("", "avg", "max", "avgmax", "catavgmax")
-_MASK_VALUE = -100.0  # logit added between tokens of different regions in a shifted window
 _MASK_CACHE_SIZE = 8
 # A window of N tokens allocates N x N relative-position indices, biases and masks; 16384 tokens (a
 # 128x128 window) already needs 2 GiB for the index alone. Larger windows are refused up front.
@@ -201,18 +200,18 @@ def _axis_regions(n: int, window: int, shift: int) -> torch.Tensor:
 
 
 def shifted_window_mask(
-    size: Size, window: Size, shift: Size, device=None, dtype: torch.dtype = torch.float32
+    size: Size, window: Size, shift: Size, device: torch.device | None = None, dtype: torch.dtype = torch.float32
 ) -> torch.Tensor:
     """Attention mask ``(nW, N, N)`` of a shifted block on a padded grid ``size`` (``N = wh * ww``).
 
-    0 between tokens of the same region, -100 between tokens of different regions.
+    0 between tokens of the same region, -100 between tokens of different regions. TorchScript compiles it.
     """
     rows = _axis_regions(size[0], window[0], shift[0])
     cols = _axis_regions(size[1], window[1], shift[1])
     region = (rows[:, None] * 3 + cols[None, :]).to(device=device, dtype=dtype)  # (Hp, Wp)
     region = window_partition(region[None, :, :, None], window)[..., 0]  # (nW, N)
     differ = region[:, :, None] != region[:, None, :]
-    return torch.zeros(differ.shape, device=device, dtype=dtype).masked_fill_(differ, _MASK_VALUE)
+    return torch.zeros(differ.shape, device=device, dtype=dtype).masked_fill_(differ, -100.0)
 
 
 def _shifted_window_mask_like(x: torch.Tensor, window: Size, shift: Size) -> torch.Tensor:
@@ -247,20 +246,23 @@ def log_spaced_coords(window: Size, pretrained_window: Size = (0, 0)) -> torch.T
     return coords.unsqueeze(0)
 
 
-def _attend(
-    logits: torch.Tensor, v: torch.Tensor, bias: torch.Tensor, mask: torch.Tensor | None, drop: nn.Module
-) -> torch.Tensor:
-    """Softmax attention over windows.
+def _window_softmax(logits: torch.Tensor, bias: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """Attention weights over windows: ``softmax(logits + bias + mask)``.
 
-    ``logits (B*nW, heads, N, N)`` + ``bias (heads, N, N)`` + ``mask (nW, N, N)`` -> ``(B*nW, N, heads*d)``.
+    ``logits (B*nW, heads, N, N)``, ``bias (heads, N, N)``, ``mask (nW, N, N)`` -> ``(B*nW, heads, N, N)``.
     """
     bw, heads, n, _ = logits.shape
     logits = logits + bias.unsqueeze(0)
     if mask is not None:
         nw = mask.shape[0]
         logits = (logits.view(bw // nw, nw, heads, n, n) + mask[None, :, None]).view(bw, heads, n, n)
-    attn = drop(logits.softmax(dim=-1))
-    return (attn @ v).transpose(1, 2).reshape(bw, n, heads * v.shape[-1])
+    return logits.softmax(dim=-1)
+
+
+def _merge_heads(attn: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """``attn (B*nW, heads, N, N)`` applied to ``v (B*nW, heads, N, d)`` -> ``(B*nW, N, heads*d)``."""
+    bw, heads, n, d = v.shape
+    return (attn @ v).transpose(1, 2).reshape(bw, n, heads * d)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -336,7 +338,7 @@ class WindowAttention(nn.Module):
         bw, n, _ = x.shape
         q, k, v = self.qkv(x).view(bw, n, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
         logits = (q * self.scale) @ k.transpose(-2, -1)
-        x = _attend(logits, v, self.position_bias(), mask, self.attn_drop)
+        x = _merge_heads(self.attn_drop(_window_softmax(logits, self.position_bias(), mask)), v)
         return self.proj_drop(self.proj(x))
 
 
@@ -420,7 +422,7 @@ class WindowAttentionV2(nn.Module):
         q, k, v = self._qkv(x).view(bw, n, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
         logits = F.normalize(q, dim=-1) @ F.normalize(k, dim=-1).transpose(-2, -1)
         logits = logits * torch.clamp(self.logit_scale, max=math.log(100.0)).exp()
-        x = _attend(logits, v, self.position_bias(), mask, self.attn_drop)
+        x = _merge_heads(self.attn_drop(_window_softmax(logits, self.position_bias(), mask)), v)
         return self.proj_drop(self.proj(x))
 
 
@@ -437,6 +439,8 @@ class SwinBlock(nn.Module):
     v1 normalises before each branch (``x + attn(norm1(x))``), v2 after (``x + norm1(attn(x))``; its
     norms start at zero, so every branch starts as identity, as in timm).
     """
+
+    __jit_ignored_attributes__ = ["_masks"]  # the eager mask cache; a scripted block builds its masks per call
 
     def __init__(
         self,
@@ -493,8 +497,10 @@ class SwinBlock(nn.Module):
 
     def attn_mask(self, padded: Size, ref: torch.Tensor) -> torch.Tensor | None:
         """The ``(nW, N, N)`` mask for a padded grid, cached per size, device and dtype; None if unshifted."""
-        if not any(self.shift_size):
+        if self.shift_size[0] == 0 and self.shift_size[1] == 0:
             return None
+        if torch.jit.is_scripting():  # the cache is a Python dict: TorchScript builds the mask per call
+            return shifted_window_mask(padded, self.window_size, self.shift_size, ref.device, ref.dtype)
         if is_fx_symbolic_tracing():  # sizes are symbolic: computed per input in the traced graph, not cached
             return _shifted_window_mask_like(ref, self.window_size, self.shift_size)
         if torch.compiler.is_compiling():  # traced: built in the graph, so symbolic sizes stay free
@@ -556,6 +562,8 @@ class PatchMerging(nn.Module):
 class SwinStage(nn.Module):
     """Optional patch merging, then ``depth`` blocks alternating plain and shifted windows."""
 
+    __jit_unused_properties__ = ["window_size"]  # Python API; TorchScript would compile it
+
     def __init__(
         self,
         dim: int,
@@ -583,6 +591,8 @@ class SwinStage(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.downsample(x)
+        if torch.jit.is_scripting():  # TorchScript has no checkpoint: a scripted stage never recomputes
+            return self.blocks(x)
         if not (self.grad_checkpointing and torch.is_grad_enabled()):
             return self.blocks(x)
         for block in self.blocks:  # activations recomputed in the backward pass
@@ -934,7 +944,8 @@ class _SwinBase(RectViTModel):
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, C, H, W)`` -> normalised last-stage features ``(B, h, w, C')`` (NHWC, like timm)."""
-        self.check_input(x)
+        if not torch.jit.is_scripting():  # eager calls check; TorchScript cannot compile the checks
+            self.check_input(x)
         return self.norm(self.layers(self.patch_embed(x)))
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:

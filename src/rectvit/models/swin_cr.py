@@ -41,7 +41,6 @@ from .swin import ClassifierHead, _shifted_window_mask_like, shifted_window_mask
 
 __all__ = ["SwinTransformerV2Cr"]
 
-_LOGIT_MAX = math.log(1.0 / 0.01)
 _NORM_EPS = 1e-5  # torch's LayerNorm default, as timm's V2 CR
 
 
@@ -123,7 +122,7 @@ class WindowMultiHeadAttention(nn.Module):
         b, nw, n, c = x.shape
         qkv = self.qkv(x).reshape(b * nw, n, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4)
         q, k, v = qkv.unbind(0)  # (B * nW, heads, N, head_dim)
-        scale = self.logit_scale.clamp(max=_LOGIT_MAX).exp().reshape(self.num_heads, 1, 1)
+        scale = self.logit_scale.clamp(max=math.log(100.0)).exp().reshape(self.num_heads, 1, 1)  # timm's max 1/0.01
         bias = self.position_bias()
         if mask is not None:
             bias = bias + mask.unsqueeze(1)  # (nW, heads, N, N)
@@ -142,6 +141,8 @@ class WindowMultiHeadAttention(nn.Module):
 
 class SwinV2CrBlock(nn.Module):
     """Post-norm block: ``x + norm1(attn(x))``, ``x + norm2(mlp(x))``, then ``norm3`` (extra norm, optional)."""
+
+    __jit_ignored_attributes__ = ["_masks"]  # the eager mask cache; a scripted block builds its masks per call
 
     def __init__(
         self,
@@ -180,8 +181,10 @@ class SwinV2CrBlock(nn.Module):
         self._masks.clear()
 
     def _mask(self, size: Size, x: torch.Tensor) -> torch.Tensor | None:
-        if not any(self.shift_size):
+        if self.shift_size[0] == 0 and self.shift_size[1] == 0:
             return None
+        if torch.jit.is_scripting():  # the cache is a Python dict: TorchScript builds the mask per call
+            return shifted_window_mask(size, self.window_size, self.shift_size, x.device, x.dtype)
         if is_fx_symbolic_tracing():  # sizes are symbolic: the mask is computed per input in the traced graph
             return _shifted_window_mask_like(x, self.window_size, self.shift_size)
         key = (size, self.window_size, self.shift_size, x.device, x.dtype)
@@ -269,6 +272,8 @@ class SwinV2CrStage(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.downsample(x)
+        if torch.jit.is_scripting():  # TorchScript has no checkpoint: a scripted stage never recomputes
+            return self.blocks(x)
         for blk in self.blocks:
             x = (
                 checkpoint(blk, x, use_reentrant=False)

@@ -312,15 +312,23 @@ class VisionTransformer(RectViTModel):
     # ----------------------------------------------------------------------------------------------
     # Positions and prefix tokens
 
-    def _grid_pos_table(self, grid) -> torch.Tensor:
+    def _grid_pos_table(self, grid: Size) -> torch.Tensor:
         """The ``(1, h, w, C)`` position table for ``grid``: the stored one, resampled or computed as needed.
 
         Eager on CPU: resampled tables are cached per grid unless gradients must flow into ``pos_embed``;
         on accelerators they are recomputed (a cache check would synchronise with the host every forward).
         Traced (``torch.compile``, ``torch.export``, ONNX): a dynamic model always resamples, as plain
         tensor math on the symbolic grid, so one program holds for every size (the stored grid included).
+        TorchScript: recomputed for every grid but the stored one, by the same functions.
         """
         table = self.pos_embed
+        if not torch.jit.is_scripting():
+            return self._cached_pos_table(table, grid)
+        if table.shape[1] == grid[0] and table.shape[2] == grid[1]:
+            return table
+        return self._pos_table_for(table, grid)
+
+    def _cached_pos_table(self, table: torch.Tensor, grid: Size) -> torch.Tensor:
         if torch.compiler.is_compiling():
             return self._pos_table_for(table, grid) if self.dynamic_img_size else table
         if tuple(table.shape[1:3]) == tuple(grid):
@@ -329,15 +337,21 @@ class VisionTransformer(RectViTModel):
             return self._pos_table_for(table, grid)  # accelerators: two small matmuls beat a cache check's sync
         return self._pos_cache.get(table, grid, lambda: self._pos_table_for(table.detach(), grid))
 
-    def _pos_table_for(self, table: torch.Tensor, grid) -> torch.Tensor:
+    def _pos_table_for(self, table: torch.Tensor, grid: Size) -> torch.Tensor:
         if self.pos_embed_type == "sincos":
             return sincos_table(grid[0], grid[1], self.embed_dim, device=table.device).to(table.dtype)
         return resample_grid_separable(table, grid, self.pos_interpolation, self.pos_antialias)
 
     def _prefix_tokens(self, batch: int) -> torch.Tensor | None:
         """``(B, P, C)``: class, distillation and register tokens, in that order (with their positions)."""
-        tokens = [t for t in (self.cls_token, self.dist_token, self.reg_token) if t is not None]
-        if not tokens:
+        tokens: list[torch.Tensor] = []
+        if self.cls_token is not None:
+            tokens.append(self.cls_token)
+        if self.dist_token is not None:
+            tokens.append(self.dist_token)
+        if self.reg_token is not None:
+            tokens.append(self.reg_token)
+        if len(tokens) == 0:
             return None
         prefix = torch.cat(tokens, dim=1)
         if self.prefix_pos_embed is not None:
@@ -347,17 +361,21 @@ class VisionTransformer(RectViTModel):
     def _pos_embed(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, h, w, C)`` patch tokens -> ``(B, P + h*w, C)`` tokens with positions and prefix tokens."""
         b = x.shape[0]
-        if self.pos_embed is not None and is_fx_symbolic_tracing():
-            x = x + grid_table_like(
-                self.pos_embed, x, self.pos_embed_type == "sincos", self.pos_interpolation, self.pos_antialias
-            )
-        elif self.pos_embed is not None:
-            x = x + self._grid_pos_table((x.shape[1], x.shape[2]))
+        if self.pos_embed is not None:
+            x = x + self._pos_table_of(x)
         x = x.flatten(1, 2)
         prefix = self._prefix_tokens(b)
         if prefix is not None:
             x = torch.cat([prefix, x], dim=1)
         return self.pos_drop(x)
+
+    def _pos_table_of(self, tokens: torch.Tensor) -> torch.Tensor:
+        """The position table for the grid of ``tokens`` ``(B, h, w, C)`` (FX: one opaque call per input)."""
+        if not torch.jit.is_scripting():
+            if is_fx_symbolic_tracing():
+                sincos = self.pos_embed_type == "sincos"
+                return grid_table_like(self.pos_embed, tokens, sincos, self.pos_interpolation, self.pos_antialias)
+        return self._grid_pos_table((tokens.shape[1], tokens.shape[2]))
 
     # ----------------------------------------------------------------------------------------------
     # Forward
@@ -389,24 +407,29 @@ class VisionTransformer(RectViTModel):
         watched = (last, self.norm)
         return isinstance(last, Block) and not any(m._forward_hooks or m._forward_pre_hooks for m in watched)
 
-    def forward_features(self, x: torch.Tensor | PackedBatch) -> torch.Tensor | PackedTokens:
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, in_chans, H, W) -> (B, P + h*w, C)`` after the final norm (``PackedBatch -> PackedTokens``)."""
-        if isinstance(x, PackedBatch):
-            return self._forward_features_packed(x)
+        if not torch.jit.is_scripting():
+            if isinstance(x, PackedBatch):
+                return self._forward_features_packed(x)
         x, _ = self._embed(x)
         for blk in self.blocks:
-            x = self._block(blk, x)
+            if self.grad_checkpointing and torch.is_grad_enabled() and not torch.jit.is_scripting():
+                x = checkpoint(blk, x, use_reentrant=False)
+            else:
+                x = blk(x)
         return self.norm(x)
 
     def pool(self, x: torch.Tensor, pool_type: str | None = None) -> torch.Tensor:
         """``(B, P + N, C) -> (B, C)`` (or unchanged for ``""``); ``PackedTokens -> (N, C)``."""
         pool_type = self.global_pool if pool_type is None else pool_type
-        if isinstance(x, PackedTokens) and pool_type:
-            return self._pool_packed(x, pool_type)
+        if not torch.jit.is_scripting():
+            if isinstance(x, PackedTokens) and pool_type:
+                return self._pool_packed(x, pool_type)
         if pool_type == "map":
-            if self.attn_pool is None:
-                raise RectViTError("pool_type='map' needs an attention pool; build the model with global_pool='map'.")
-            return self.attn_pool(x if self.pool_include_prefix else x[:, self.num_prefix_tokens :])
+            if self.attn_pool is not None:
+                return self.attn_pool(x if self.pool_include_prefix else x[:, self.num_prefix_tokens :])
+            raise RectViTError("pool_type='map' needs an attention pool; build the model with global_pool='map'.")
         if not pool_type:
             return x
         if pool_type == "token":
@@ -423,9 +446,10 @@ class VisionTransformer(RectViTModel):
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False):
         """``(B, P + N, C) -> (B, num_classes)`` (``(B, C)`` with ``pre_logits``); ``PackedTokens`` -> ``(N, ...)``."""
-        if isinstance(x, PackedTokens):
-            return self._forward_head_packed(x, pre_logits)
-        if self._two_heads:
+        if not torch.jit.is_scripting():
+            if isinstance(x, PackedTokens):
+                return self._forward_head_packed(x, pre_logits)
+        if self.head_dist is not None:  # DeiT's distilled head (kept in step with _two_heads)
             return self._distilled_head(x, pre_logits)
         x = self.pool(x)
         x = self.head_norm(self.fc_norm(x))
@@ -438,8 +462,8 @@ class VisionTransformer(RectViTModel):
         if pre_logits:
             return (x + x_dist) / 2
         x, x_dist = self.head(x), self.head_dist(x_dist)
-        if self.distilled_training and self.training:
-            return x, x_dist
+        if self.distilled_training and self.training and not torch.jit.is_scripting():
+            return x, x_dist  # TorchScript: one return type, the mean
         return (x + x_dist) / 2
 
     def forward(self, x: torch.Tensor):
@@ -452,6 +476,8 @@ class VisionTransformer(RectViTModel):
 
         A ``PackedBatch`` (``rectvit.pack``) gives ``(N, num_classes)``, row ``i`` that of image ``i`` alone.
         """
+        if torch.jit.is_scripting():
+            return self.forward_head(self.forward_features(x))
         if isinstance(x, PackedBatch):
             return self._forward_packed(x)
         if not self._head_reads_prefix_only:
