@@ -91,10 +91,15 @@ def test_fx_feature_extractor_scripts(name):
 
 
 @pytest.mark.parametrize("name", DISTINCT)
-def test_scripting_keeps_eager_input_checks(name):
+def test_scripting_keeps_eager_input_checks_and_the_scripted_model_checks_too(name):
+    """Eager: the same InputSizeError, word for word, after scripting. Scripted: every input eager refuses
+    for its shape, channels, dtype or (static model) size is refused as an InputSizeError raised inside
+    TorchScript (``torch.jit.Error`` naming it), and the nominal size runs."""
     model = rectvit.create_model(name, **tiny(name)).eval()
     x = image_batch(model, 1)
-    bad = (x[0], torch.cat([x, x], 1), x.double())
+    h, w = model.img_size
+    p = model.patch_embed.patch_size
+    bad = (x[0], torch.cat([x, x], 1), x.long(), x[:, :, : h - p[0]], image_batch(model, 1, (h, w + p[1])))
 
     def errors() -> list[str]:
         out = []
@@ -105,5 +110,22 @@ def test_scripting_keeps_eager_input_checks(name):
         return out
 
     before = errors()
-    _script(model)
+    scripted = _script(model)
     assert errors() == before
+    for b in bad:
+        with pytest.raises(torch.jit.Error, match="InputSizeError"):
+            scripted(b)
+    assert scripted(x).shape[0] == 1
+
+
+@pytest.mark.parametrize("name", DISTINCT)
+def test_scripted_dynamic_model_refuses_a_size_under_one_patch(name):
+    """The smallest size eager refuses (one row short of one patch; a hybrid's through its backbone)."""
+    model = rectvit.create_model(name, dynamic_img_size=True, **tiny(name)).eval()
+    scripted = _script(model)
+    low = model.min_input_size() if hasattr(model, "min_input_size") else model.patch_embed.patch_size
+    small = image_batch(model, 1, (low[0] - 1, 4 * low[1]))
+    with pytest.raises(rectvit.InputSizeError):
+        model(small)
+    with pytest.raises(torch.jit.Error, match="InputSizeError"):
+        scripted(small)

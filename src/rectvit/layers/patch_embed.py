@@ -58,6 +58,40 @@ def check_image_batch(x: torch.Tensor, in_chans: int, dtype: torch.dtype | None 
     return h, w
 
 
+def check_scripted_image(
+    x: torch.Tensor, in_chans: int, img_size: Size, strict: bool, min_size: Size, multiple: Size
+) -> None:
+    """``check_input``'s rules as TorchScript compiles them (a scripted model has no Python checks):
+    ``InputSizeError`` unless ``x`` is a floating ``(B, in_chans, H, W)`` batch of ``img_size`` (``strict``)
+    or of a size at least ``min_size`` and divisible by ``multiple``. Shorter messages, the same rules."""
+    if not x.is_floating_point():
+        raise InputSizeError("expected a floating-point image batch; convert it as the model was trained.")
+    if x.dim() != 4 or x.shape[1] != in_chans:
+        raise InputSizeError(
+            "expected an image batch (B, " + str(in_chans) + ", H, W), got shape " + str(x.shape) + "."
+        )
+    h, w = x.shape[2], x.shape[3]
+    got = str(h) + "x" + str(w)
+    if strict and (h != img_size[0] or w != img_size[1]):
+        raise InputSizeError(
+            "this scripted model takes "
+            + str(img_size[0])
+            + "x"
+            + str(img_size[1])
+            + " inputs, got "
+            + got
+            + "; script a model built with dynamic_img_size=True to take other sizes."
+        )
+    if h < min_size[0] or w < min_size[1]:
+        raise InputSizeError(
+            "input " + got + " is smaller than " + str(min_size[0]) + "x" + str(min_size[1]) + " (one patch)."
+        )
+    if h % multiple[0] != 0 or w % multiple[1] != 0:
+        raise InputSizeError(
+            "input " + got + " is not a multiple of the patch size " + str(multiple[0]) + "x" + str(multiple[1]) + "."
+        )
+
+
 def tile_padding(size: int, patch: int, stride: int) -> int:
     """How much to add to one side of ``size`` so that ``patch``-wide steps of ``stride`` tile it exactly
     (``grid.padded_size`` per side; plain int arithmetic, so TorchScript and symbolic sizes take it)."""
@@ -197,9 +231,11 @@ class PatchEmbed(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, in_chans, H, W) -> (B, h, w, embed_dim)``."""
-        if not torch.jit.is_scripting():  # TorchScript compiles every operand of a condition: two ifs
-            if not is_fx_symbolic_tracing():  # eager calls check; FX and TorchScript cannot
-                self.check_input(x)
+        if torch.jit.is_scripting():
+            min_size = (1, 1) if self.dynamic_img_pad else self.patch_size
+            check_scripted_image(x, self.in_chans, self.img_size, self.strict_img_size, min_size, (1, 1))
+        elif not is_fx_symbolic_tracing():  # FX cannot trace the size checks; eager calls keep them
+            self.check_input(x)
         if self.dynamic_img_pad:
             x = self._pad(x)
         x = self.proj(x)  # (B, D, h, w)

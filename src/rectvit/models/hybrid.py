@@ -32,7 +32,7 @@ from torch import nn
 
 from ..errors import InputSizeError, RectViTError
 from ..grid import Size, to_size
-from ..layers.patch_embed import check_image_batch, is_fx_symbolic_tracing, resized_patch_conv
+from ..layers.patch_embed import check_image_batch, check_scripted_image, is_fx_symbolic_tracing, resized_patch_conv
 from ._util import record_config, with_defaults
 from .registry import register_model
 from .vit import VisionTransformer
@@ -438,10 +438,17 @@ class HybridEmbed(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, in_chans, H, W) -> (B, h, w, embed_dim)``."""
-        if not torch.jit.is_scripting():  # TorchScript compiles every operand of a condition: two ifs
-            if not is_fx_symbolic_tracing():  # eager calls check; FX and TorchScript cannot
-                self.check_input(x)
+        if torch.jit.is_scripting():  # the shape and nominal-size rules of check_input, as TorchScript compiles them
+            check_scripted_image(x, self.in_chans, self.img_size, self.strict_img_size, (1, 1), (1, 1))
+        elif not is_fx_symbolic_tracing():  # FX cannot trace the size checks; eager calls keep them
+            self.check_input(x)
         x = self.backbone(x)  # (B, F, fh, fw)
+        if torch.jit.is_scripting() and not self.dynamic_img_pad:
+            if x.shape[-2] < self.patch_size[0] or x.shape[-1] < self.patch_size[1]:
+                raise InputSizeError(
+                    "input is too small: the backbone reduces it to a feature map smaller than one patch ("
+                    + str(self.patch_size[0]) + "x" + str(self.patch_size[1]) + "); see model.min_input_size()."
+                )  # fmt: skip
         if self.dynamic_img_pad:
             x = self._pad_features(x)
         x = self.proj(x)  # (B, C, h, w)

@@ -30,7 +30,7 @@ from torch.utils.checkpoint import checkpoint
 from ..errors import InputSizeError, RectViTError
 from ..grid import Size, patch_grid, to_size
 from ..layers import DropPath, Mlp, PatchEmbed
-from ..layers.patch_embed import check_image_batch, is_fx_symbolic_tracing
+from ..layers.patch_embed import check_image_batch, check_scripted_image, is_fx_symbolic_tracing
 from ..resample import RELATIVE_BIAS_INTERPOLATIONS, resample_relative_bias_table
 from ._util import constructor_config, record_config, take_indices, with_defaults
 from .base import RectViTModel
@@ -944,7 +944,10 @@ class _SwinBase(RectViTModel):
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, C, H, W)`` -> normalised last-stage features ``(B, h, w, C')`` (NHWC, like timm)."""
-        if not torch.jit.is_scripting():  # eager calls check; TorchScript cannot compile the checks
+        if torch.jit.is_scripting():  # check_input's rules, as TorchScript compiles them
+            pe = self.patch_embed
+            check_scripted_image(x, pe.in_chans, pe.img_size, pe.strict_img_size, pe.patch_size, pe.patch_size)
+        else:
             self.check_input(x)
         return self.norm(self.layers(self.patch_embed(x)))
 
