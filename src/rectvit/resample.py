@@ -161,6 +161,7 @@ def _geometric_offsets(src: int, dst: int) -> torch.Tensor:
     """
     half_src, half_dst = src // 2, dst // 2
     lo, hi = 1.01, 1.5
+    q = (lo + hi) / 2.0
     while hi - lo > 1e-6:
         q = (lo + hi) / 2.0
         reach = (1.0 - q**half_src) / (1.0 - q)  # 1 + q + ... + q**(half_src - 1)
@@ -168,11 +169,13 @@ def _geometric_offsets(src: int, dst: int) -> torch.Tensor:
             hi = q
         else:
             lo = q
-    offsets, cur = [], 1.0
+    offsets: list[float] = []  # typed and without reversed(): TorchScript compiles it (BEiT's scripted path)
+    cur = 1.0
     for i in range(half_src):
         offsets.append(cur)
         cur += q ** (i + 1)
-    return torch.tensor([-o for o in reversed(offsets)] + [0.0] + offsets, dtype=torch.float32)
+    mirrored = [-offsets[half_src - 1 - i] for i in range(half_src)]
+    return torch.tensor(mirrored + [0.0] + offsets, dtype=torch.float32)
 
 
 def _linear_weights(points: torch.Tensor, dst: int) -> torch.Tensor:

@@ -23,7 +23,8 @@ vectors ``freqs`` ``(2, depth, heads, head_dim // 2)`` (timm's ``rope.freqs``), 
 rotate along a diagonal.
 
 sin/cos are computed for each grid on the fly and cached per ``(grid, device, dtype)`` (and the
-frequency parameter's version in mixed mode); the cache is skipped under ``torch.compile``.
+frequency parameter's version in mixed mode); the cache is skipped under ``torch.compile`` and under
+TorchScript, whose programs compute them per call with ``rope_sin_cos`` (the same numbers, uncached).
 """
 
 from __future__ import annotations
@@ -36,7 +37,16 @@ from torch import nn
 from ..errors import RectViTError
 from ..grid import Size, to_size
 
-__all__ = ["RotaryEmbedding2d", "apply_rope", "rope_coords", "ROPE_MODES", "ROPE_COORDS", "ROPE_NORMALIZE"]
+__all__ = [
+    "RotaryEmbedding2d",
+    "apply_rope",
+    "rope_coords",
+    "rope_angles",
+    "rope_sin_cos",
+    "ROPE_MODES",
+    "ROPE_COORDS",
+    "ROPE_NORMALIZE",
+]
 
 ROPE_MODES = ("axial", "mixed")
 ROPE_COORDS = ("index", "centered")
@@ -57,24 +67,37 @@ def rope_coords(
 
     Channel 0 is the row (height) coordinate and channel 1 the column for ``grid_indexing="ij"``;
     ``"xy"`` swaps the two channels (rope-ViT's layout). See the module docstring for the schemes.
+    TorchScript compiles it.
     """
-    sizes = list(grid) if grid_indexing == "ij" else [grid[1], grid[0]]
-    refs = None if ref_grid is None else (list(ref_grid) if grid_indexing == "ij" else [ref_grid[1], ref_grid[0]])
-    denom = mult = None
-    if normalize == "separate":
-        denom, mult = [float(s) for s in sizes], refs
-    elif normalize is not None:
-        pick = max if normalize == "max" else min
-        denom = [float(pick(sizes))] * 2
-        mult = None if refs is None else [pick(refs)] * 2
-    if coords == "centered":
-        axes = [
-            (torch.arange(0.5, s, device=device, dtype=torch.float32) + grid_offset) / d for s, d in zip(sizes, denom)
-        ]
-    else:
-        axes = [torch.arange(s, device=device, dtype=torch.int64).to(torch.float32) + grid_offset for s in sizes]
-        if denom is not None:
-            axes = [a / d * r for a, d, r in zip(axes, denom, mult)]
+    if coords == "centered" and normalize is None:
+        raise RectViTError("centered RoPE coordinates need a normalize scheme: 'separate', 'max' or 'min'.")
+    if coords == "index" and normalize is not None and ref_grid is None:
+        raise RectViTError("normalized index coordinates are rescaled to a reference grid; pass ref_grid=(h, w).")
+    ij = grid_indexing == "ij"
+    sizes = [grid[0], grid[1]] if ij else [grid[1], grid[0]]
+    refs: list[int] | None = None
+    if ref_grid is not None:
+        refs = [ref_grid[0], ref_grid[1]] if ij else [ref_grid[1], ref_grid[0]]
+    denom: list[float] = []  # empty: index coordinates as they are
+    mult: list[int] | None = None
+    if normalize is not None:
+        if normalize == "separate":
+            denom, mult = [float(sizes[0]), float(sizes[1])], refs
+        else:
+            d = max(sizes) if normalize == "max" else min(sizes)
+            denom = [float(d), float(d)]
+            if refs is not None:
+                r = max(refs) if normalize == "max" else min(refs)
+                mult = [r, r]
+    axes: list[torch.Tensor] = []
+    for k in range(2):
+        if coords == "centered":
+            axes.append((torch.arange(0.5, sizes[k], device=device, dtype=torch.float32) + grid_offset) / denom[k])
+        else:
+            a = torch.arange(sizes[k], device=device, dtype=torch.int64).to(torch.float32) + grid_offset
+            if mult is not None:
+                a = a / denom[k] * mult[k]
+            axes.append(a)
     mesh = torch.meshgrid(axes, indexing=grid_indexing)  # spatial layout (h, w) either way
     out = torch.stack(mesh, dim=-1).to(dtype)
     if coords == "centered":
@@ -99,6 +122,66 @@ def apply_rope(x: torch.Tensor, sin: torch.Tensor, cos: torch.Tensor, rotate_hal
     else:
         turned = torch.stack([-x[..., 1::2], x[..., ::2]], dim=-1).reshape(x.shape)
     return (x * cos + turned * sin).to(x.dtype)
+
+
+def _exponents(head_dim: int, device: torch.device | None) -> torch.Tensor:
+    n = head_dim // 4
+    return torch.arange(n, device=device, dtype=torch.int64).to(torch.float32) / n
+
+
+def _axial_freqs(head_dim: int, temperature: float, freq_scale: float, device: torch.device | None) -> torch.Tensor:
+    inv = 1.0 / (temperature ** _exponents(head_dim, device))
+    return inv if freq_scale == 1.0 else freq_scale * inv
+
+
+def rope_angles(
+    coords: torch.Tensor,
+    head_dim: int,
+    mode: str,
+    temperature: float,
+    freq_scale: float,
+    freqs: torch.Tensor | None,
+    device: torch.device | None = None,
+) -> torch.Tensor:
+    """Rotation angles per pair for ``(h*w, 2)`` token ``coords`` (in the result's dtype):
+    ``(h*w, head_dim // 2)`` (axial) or ``(depth, heads, h*w, head_dim // 2)`` (mixed, from ``freqs``)."""
+    dtype = coords.dtype
+    if mode == "axial":  # [axis-0 frequencies, axis-1 frequencies]
+        if freq_scale == 1.0:
+            return (coords[:, :, None] * _axial_freqs(head_dim, temperature, freq_scale, device).to(dtype)).flatten(1)
+        periods = temperature ** _exponents(head_dim, device).to(dtype)  # DINOv3's rounding order
+        return (freq_scale * coords[:, :, None] / periods).flatten(1)
+    if freqs is None:
+        raise RectViTError("mixed RoPE needs its learned frequencies (freqs), got None.")
+    f = freqs.to(dtype)
+    return coords[:, 0, None] * f[0].unsqueeze(-2) + coords[:, 1, None] * f[1].unsqueeze(-2)
+
+
+def rope_sin_cos(
+    grid: Size,
+    head_dim: int,
+    mode: str,
+    temperature: float,
+    freq_scale: float,
+    coords: str,
+    normalize: str | None,
+    ref_grid: Size | None,
+    grid_offset: float,
+    grid_indexing: str,
+    rotate_half: bool,
+    freqs: torch.Tensor | None = None,
+    device: torch.device | None = None,
+    dtype: torch.dtype | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``RotaryEmbedding2d(...)(grid, device, dtype)`` as one uncached function of its settings (TorchScript
+    compiles it; FX traces call it as one opaque call). ``device``/``dtype`` default as the module's."""
+    if freqs is not None and device is None:
+        device = freqs.device
+    if dtype is None:
+        dtype = torch.float64 if freqs is not None and freqs.dtype == torch.float64 else torch.float32
+    c = rope_coords(grid, coords, normalize, ref_grid, grid_offset, grid_indexing, device).to(dtype)
+    a = rope_angles(c, head_dim, mode, temperature, freq_scale, freqs, device)
+    return _layout(a.sin(), rotate_half), _layout(a.cos(), rotate_half)
 
 
 class RotaryEmbedding2d(nn.Module):
@@ -136,12 +219,12 @@ class RotaryEmbedding2d(nn.Module):
         self.freq_scale = float(freq_scale)
         self.coords = coords
         self.normalize = normalize
-        self.ref_grid: Size | None = None if ref_grid is None else to_size(ref_grid, "ref_grid")
+        self.ref_grid = None if ref_grid is None else to_size(ref_grid, "ref_grid")
         self.grid_offset = float(grid_offset)
         self.grid_indexing = grid_indexing
         self.rotate_half = rotate_half
         self.max_cache = max_cache
-        self._cache: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
+        self._cache = {}  # {(grid, device, dtype[, freqs version]): (sin, cos)}; no annotation (TorchScript)
         self.freqs = nn.Parameter(self._init_mixed_freqs()) if mode == "mixed" else None
 
     def _init_mixed_freqs(self) -> torch.Tensor:
@@ -152,43 +235,51 @@ class RotaryEmbedding2d(nn.Module):
         fy = torch.cat([mag * torch.sin(theta), mag * torch.sin(theta + math.pi / 2)], dim=-1)
         return torch.stack([fx, fy])  # (2, depth, heads, head_dim // 2)
 
-    def axial_freqs(self, device=None) -> torch.Tensor:
+    def axial_freqs(self, device: torch.device | None = None) -> torch.Tensor:
         """``(head_dim // 4,)`` float32 frequencies of each axis in axial mode."""
-        inv = 1.0 / (self.temperature ** self._exponents(device))
-        return inv if self.freq_scale == 1.0 else self.freq_scale * inv
+        return _axial_freqs(self.head_dim, self.temperature, self.freq_scale, device)
 
-    def _exponents(self, device=None) -> torch.Tensor:
-        n = self.head_dim // 4
-        return torch.arange(n, device=device, dtype=torch.int64).to(torch.float32) / n
-
-    def grid_coords(self, grid: Size, device=None) -> torch.Tensor:
+    def grid_coords(self, grid: Size, device: torch.device | None = None) -> torch.Tensor:
         """``(h*w, 2)`` float32 coordinates of the grid's tokens (see ``rope_coords``)."""
         return rope_coords(
             grid, self.coords, self.normalize, self.ref_grid, self.grid_offset, self.grid_indexing, device
         )
 
-    def angles(self, grid: Size, device=None, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    def angles(
+        self, grid: Size, device: torch.device | None = None, dtype: torch.dtype = torch.float32
+    ) -> torch.Tensor:
         """Rotation angles per pair: ``(h*w, head_dim // 2)`` (axial) or ``(depth, heads, h*w, head_dim // 2)``."""
         c = self.grid_coords(grid, device).to(dtype)
-        if self.mode == "axial":  # [axis-0 frequencies, axis-1 frequencies]
-            if self.freq_scale == 1.0:
-                return (c[:, :, None] * self.axial_freqs(device).to(dtype)).flatten(1)
-            periods = self.temperature ** self._exponents(device).to(dtype)  # DINOv3's rounding order
-            return (self.freq_scale * c[:, :, None] / periods).flatten(1)
-        f = self.freqs.to(dtype)
-        return c[:, 0, None] * f[0].unsqueeze(-2) + c[:, 1, None] * f[1].unsqueeze(-2)
+        return rope_angles(c, self.head_dim, self.mode, self.temperature, self.freq_scale, self.freqs, device)
 
-    def _compute(self, grid: Size, device, dtype) -> tuple[torch.Tensor, torch.Tensor]:
-        a = self.angles(grid, device, dtype)
-        return _layout(a.sin(), self.rotate_half), _layout(a.cos(), self.rotate_half)
+    def _compute(
+        self, grid: Size, device: torch.device | None, dtype: torch.dtype
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        return rope_sin_cos(
+            grid, self.head_dim, self.mode, self.temperature, self.freq_scale, self.coords, self.normalize,
+            self.ref_grid, self.grid_offset, self.grid_indexing, self.rotate_half, self.freqs, device, dtype,
+        )  # fmt: skip
 
-    def forward(self, grid, device=None, dtype: torch.dtype | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(sin, cos)`` for ``grid`` ``(h, w)``, on ``device`` (the frequencies' device by default)."""
+    def forward(
+        self, grid: Size, device: torch.device | None = None, dtype: torch.dtype | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(sin, cos)`` for ``grid`` ``(h, w)``, on ``device`` (the frequencies' device by default).
+
+        Cached per grid in eager mode; under TorchScript computed on every call."""
         grid = (int(grid[0]), int(grid[1]))
-        if self.freqs is not None:
-            device = self.freqs.device if device is None else device
-            dtype = dtype or (torch.float64 if self.freqs.dtype == torch.float64 else torch.float32)
-        dtype = dtype or torch.float32
+        freqs = self.freqs
+        if freqs is not None:
+            device = freqs.device if device is None else device
+            if dtype is None:
+                dtype = torch.float64 if freqs.dtype == torch.float64 else torch.float32
+        if dtype is None:
+            dtype = torch.float32
+        if torch.jit.is_scripting():
+            return self._compute(grid, device, dtype)
+        return self._cached(grid, device, dtype)
+
+    def _cached(self, grid: Size, device, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        """``_compute`` through the per-grid cache (eager only: TorchScript cannot compile it)."""
         learning = self.freqs is not None and self.freqs.requires_grad and torch.is_grad_enabled()
         if learning or torch.compiler.is_compiling():
             return self._compute(grid, device, dtype)

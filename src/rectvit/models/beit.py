@@ -17,6 +17,8 @@ Data flow for a ``(B, in_chans, H, W)`` input on an ``(h, w)`` patch grid::
 
 A table on another window than the input's grid (dynamic mode) is resampled with BEiT's geometric
 interpolation (``resample.resample_relative_bias_table``), the class rows kept as they are.
+Eager models cache resampled tables per grid; ``torch.jit.script(model)`` compiles ``forward``, which
+then resamples per call (same numbers) and ignores gradient checkpointing.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from ..errors import RectViTError
 from ..grid import Size, to_size
 from ..layers import DropPath, Mlp, PatchEmbed
 from ..layers.patch_embed import is_fx_symbolic_tracing
-from ..resample import resample_grid, resample_relative_bias_table
+from ..resample import _geometric_resize, resample_grid, resample_relative_bias_table
 from ._util import (
     GridTableCache,
     config_patch_grid,
@@ -47,7 +49,6 @@ from ._util import (
 )
 from .base import RectViTModel
 from .registry import register_model
-from .swin import relative_position_index
 
 __all__ = ["Beit"]
 
@@ -55,14 +56,18 @@ NUM_CLS_ROWS = 3  # class -> patch, patch -> class, class -> class
 GLOBAL_POOLS = ("avg", "token", "")
 
 
-def beit_relative_position_index(window: Size) -> torch.Tensor:
-    """``(1 + N, 1 + N)`` index into a BEiT table: patch pairs as Swin's, then the 3 class-token rows."""
-    n = window[0] * window[1]
-    m = (2 * window[0] - 1) * (2 * window[1] - 1)
-    index = torch.empty(n + 1, n + 1, dtype=torch.long)
-    index[1:, 1:] = relative_position_index(window)
-    index[0, :] = m
-    index[:, 0] = m + 1
+def beit_relative_position_index(window: Size, device: torch.device | None = None) -> torch.Tensor:
+    """``(1 + N, 1 + N)`` index into a BEiT table: patch pairs as Swin's (offset ``(dy, dx)`` at row
+    ``(dy + wh - 1) * (2ww - 1) + dx + ww - 1``), then the 3 class-token rows. TorchScript compiles it."""
+    wh, ww = window[0], window[1]
+    n, m = wh * ww, (2 * wh - 1) * (2 * ww - 1)
+    ys = torch.arange(wh, device=device)[:, None].expand(wh, ww).flatten()  # (N,) row of each token
+    xs = torch.arange(ww, device=device)[None, :].expand(wh, ww).flatten()
+    dy = ys[:, None] - ys[None, :] + (wh - 1)  # 0 .. 2wh-2
+    dx = xs[:, None] - xs[None, :] + (ww - 1)  # 0 .. 2ww-2
+    index = torch.full((n + 1, n + 1), m, dtype=torch.long, device=device)  # class -> patch
+    index[1:, 1:] = dy * (2 * ww - 1) + dx
+    index[1:, 0] = m + 1  # patch -> class
     index[0, 0] = m + 2
     return index
 
@@ -78,16 +83,33 @@ def resize_beit_table(table: torch.Tensor, old_window: Size, new_window: Size) -
     )
 
 
-torch.fx.wrap("grid_table_like")  # FX wraps by name per module: this module's calls stay opaque too
+def _resized_table(table: torch.Tensor, old_window: Size, new_window: Size) -> torch.Tensor:
+    """``resize_beit_table`` without its argument checks (TorchScript compiles it)."""
+    if old_window[0] == new_window[0] and old_window[1] == new_window[1]:
+        return table
+    heads, sy, sx = table.shape[1], 2 * old_window[0] - 1, 2 * old_window[1] - 1
+    out = _geometric_resize(
+        table[: sy * sx].float().reshape(sy, sx, heads), (2 * new_window[0] - 1, 2 * new_window[1] - 1)
+    )
+    return torch.cat([out.reshape(-1, heads).to(table.dtype), table[sy * sx :]], dim=0)  # the class rows kept
 
 
-def _relative_bias_like(table: _RelativeBiasTable, h, w) -> torch.Tensor:
-    """``table.relative_bias((h, w))`` as one opaque call in an FX graph, so a traced model resamples its
-    bias tables for each input's grid like the eager one."""
-    return table.relative_bias((int(h), int(w)))
+def _gather_bias(table: torch.Tensor, grid: Size) -> torch.Tensor:
+    """``(1, heads, 1 + h*w, 1 + h*w)`` bias of a table for the ``grid`` window."""
+    n = grid[0] * grid[1] + 1
+    bias = table[beit_relative_position_index(grid, table.device).view(-1)].view(n, n, -1)
+    return bias.permute(2, 0, 1).unsqueeze(0)
+
+
+def _relative_bias_like(table: torch.Tensor, window: Size, h: int, w: int) -> torch.Tensor:
+    """The ``(1, heads, 1 + h*w, 1 + h*w)`` bias of ``table`` (made for ``window``) on an ``(h, w)`` grid,
+    uncached: one opaque call in an FX graph (a traced model resamples for each input's grid like the eager
+    one), and the TorchScript path (same numbers as the eager, cached one)."""
+    return _gather_bias(_resized_table(table, window, (h, w)), (h, w))
 
 
 torch.fx.wrap("_relative_bias_like")
+torch.fx.wrap("grid_table_like")  # FX wraps by name per module: this module's calls stay opaque too
 
 
 class _RelativeBiasTable(nn.Module):
@@ -102,16 +124,16 @@ class _RelativeBiasTable(nn.Module):
 
     def __init__(self, window_size: Size | None, num_heads: int):
         super().__init__()
-        self.window_size: Size | None = None if window_size is None else tuple(window_size)
+        self.window_size = None if window_size is None else tuple(window_size)
         rows = 0 if window_size is None else _table_rows(self.window_size)
         self.relative_position_bias_table = nn.Parameter(torch.zeros(rows, num_heads)) if rows else None
-        self._indices: dict[tuple, torch.Tensor] = {}
+        self._indices = {}  # {(window, device): index}; no annotation: TorchScript reads those of __init__
         self._cache = GridTableCache()
 
     def _index(self, window: Size, device: torch.device) -> torch.Tensor:
         key = (window, device)
         if key not in self._indices:
-            self._indices[key] = beit_relative_position_index(window).to(device)
+            self._indices[key] = beit_relative_position_index(window, device)
         return self._indices[key]
 
     def _gather(self, table: torch.Tensor, window: Size) -> torch.Tensor:
@@ -120,9 +142,12 @@ class _RelativeBiasTable(nn.Module):
         return bias.permute(2, 0, 1).unsqueeze(0)
 
     def bias_for(self, grid: Size) -> torch.Tensor:
-        """``relative_bias(grid)``, traceable by FX (where ``grid`` holds symbolic sizes)."""
+        """``relative_bias(grid)``, traceable by FX (where ``grid`` holds symbolic sizes); computed per call
+        under TorchScript."""
+        if torch.jit.is_scripting():
+            return _relative_bias_like(self.relative_position_bias_table, self.window_size, grid[0], grid[1])
         if is_fx_symbolic_tracing():
-            return _relative_bias_like(self, grid[0], grid[1])
+            return _relative_bias_like(self.relative_position_bias_table, self.window_size, grid[0], grid[1])
         return self.relative_bias(grid)
 
     def relative_bias(self, grid: Size) -> torch.Tensor:
@@ -181,12 +206,14 @@ class BeitAttention(_RelativeBiasTable):
 
     def forward(self, x: torch.Tensor, grid: Size, shared_bias: torch.Tensor | None = None) -> torch.Tensor:
         b, n, c = x.shape
-        bias = None
+        bias: torch.Tensor | None = None
         if self.q_bias is not None:
             bias = torch.cat([self.q_bias, torch.zeros_like(self.q_bias), self.v_bias])
         qkv = F.linear(x, self.qkv.weight, bias).reshape(b, n, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4)
         q, k, v = qkv.unbind(0)
-        mask = self.bias_for(grid) if self.relative_position_bias_table is not None else None
+        mask: torch.Tensor | None = None
+        if self.relative_position_bias_table is not None:
+            mask = self.bias_for(grid)
         if shared_bias is not None:
             mask = shared_bias if mask is None else mask + shared_bias
         x = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=self.attn_drop if self.training else 0.0)
@@ -394,6 +421,7 @@ class Beit(RectViTModel):
     # Forward
 
     def _pos_table(self, grid: Size) -> torch.Tensor:
+        """The absolute table on ``grid``, resampled copies cached per grid (eager only)."""
         table = self.pos_embed
         if tuple(table.shape[1:3]) == grid:
             return table
@@ -401,19 +429,27 @@ class Beit(RectViTModel):
             return resample_grid(table, grid)
         return self._pos_cache.get(table, grid, lambda: resample_grid(table.detach(), grid))
 
+    def _pos_table_like(self, tokens: torch.Tensor) -> torch.Tensor:
+        """The absolute table on the grid of ``tokens`` ``(B, h, w, C)``: cached in eager mode, one opaque
+        call under FX, computed per call under TorchScript (same numbers)."""
+        if torch.jit.is_scripting():
+            return grid_table_like(self.pos_embed, tokens, False)
+        if is_fx_symbolic_tracing():
+            return grid_table_like(self.pos_embed, tokens, False)
+        return self._pos_table((tokens.shape[1], tokens.shape[2]))
+
     def _embed(self, x: torch.Tensor) -> tuple[torch.Tensor, Size]:
         """``(B, in_chans, H, W)`` -> ``(B, 1 + h*w, C)`` tokens and the grid ``(h, w)``."""
         x = self.patch_embed(x)
         b, grid = x.shape[0], (x.shape[1], x.shape[2])  # not int(): sizes stay symbolic when traced
-        if self.pos_embed is not None and is_fx_symbolic_tracing():
-            x = x + grid_table_like(self.pos_embed, x, False)
-        elif self.pos_embed is not None:
-            x = x + self._pos_table(grid)
+        if self.pos_embed is not None:
+            x = x + self._pos_table_like(x)
         cls = self.cls_token if self.prefix_pos_embed is None else self.cls_token + self.prefix_pos_embed
         x = torch.cat([cls.expand(b, -1, -1), x.flatten(1, 2)], dim=1)
         return self.pos_drop(x), grid
 
     def _block(self, blk: nn.Module, x: torch.Tensor, grid: Size, shared: torch.Tensor | None) -> torch.Tensor:
+        """One block, gradient-checkpointed when enabled (eager only; TorchScript calls ``blk`` directly)."""
         if self.grad_checkpointing and torch.is_grad_enabled():
             return checkpoint(blk, x, grid, shared, use_reentrant=False)
         return blk(x, grid, shared)
@@ -426,7 +462,10 @@ class Beit(RectViTModel):
         x, grid = self._embed(x)
         shared = self._shared_bias(grid)
         for blk in self.blocks:
-            x = self._block(blk, x, grid, shared)
+            if torch.jit.is_scripting():
+                x = blk(x, grid, shared)
+            else:
+                x = self._block(blk, x, grid, shared)
         return self.norm(x)
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:

@@ -14,6 +14,9 @@ Data flow (shapes for a ``(B, in_chans, H, W)`` input on an ``(h, w)`` patch gri
     prefix tokens      -> (B, P + h*w, C)          [cls][registers] + patch tokens
     blocks             -> (B, P + h*w, C)          q, k of patch tokens rotated by RoPE(h, w)
     norm, pool, head   -> (B, num_classes)
+
+``torch.jit.script(model)`` compiles ``forward``: RoPE and a resampled table are then computed per call
+(the same numbers as the eager caches give) and gradient checkpointing is not applied.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from ..errors import RectViTError
 from ..grid import Size, to_size
 from ..layers import DropPath, PatchEmbed
 from ..layers.patch_embed import is_fx_symbolic_tracing
-from ..layers.rope import RotaryEmbedding2d, apply_rope
+from ..layers.rope import RotaryEmbedding2d, apply_rope, rope_sin_cos
 from ..resample import resample_grid
 from ._util import (
     GridTableCache,
@@ -54,14 +57,10 @@ ROPE_TYPES = ("cat", "mixed", "dinov3")
 _AUTO = "auto"
 
 
-def _rope_like(rope: RotaryEmbedding2d, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """RoPE's ``(sin, cos)`` for the grid of ``tokens`` ``(B, h, w, C)``: one opaque call in an FX graph,
-    so a traced model computes its rotation for each input's grid like the eager one."""
-    return rope((int(tokens.shape[1]), int(tokens.shape[2])), device=tokens.device)
-
-
-torch.fx.wrap("_rope_like")
-torch.fx.wrap("grid_table_like")  # FX wraps by name per module: this module's calls stay opaque too
+# One opaque call each in an FX graph, so a traced model computes its rotation and table for each input's
+# grid like the eager one (FX wraps by name per module); TorchScript compiles both.
+torch.fx.wrap("rope_sin_cos")
+torch.fx.wrap("grid_table_like")
 
 
 class EvaAttention(nn.Module):
@@ -114,19 +113,22 @@ class EvaAttention(nn.Module):
         """``(B, N, C) -> 3 x (B, heads, N, head_dim)``."""
         b, n, _ = x.shape
         if self.qkv is None:
-            return tuple(
-                p(x).reshape(b, n, self.num_heads, -1).transpose(1, 2) for p in (self.q_proj, self.k_proj, self.v_proj)
-            )
-        bias = self.qkv.bias
+            q, k, v = self.q_proj(x), self.k_proj(x), self.v_proj(x)
+            return self._heads(q, b, n), self._heads(k, b, n), self._heads(v, b, n)
+        bias: torch.Tensor | None = self.qkv.bias
         if self.q_bias is not None:
             bias = torch.cat([self.q_bias, torch.zeros_like(self.q_bias), self.v_bias])
         qkv = F.linear(x, self.qkv.weight, bias).reshape(b, n, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4)
-        return qkv.unbind(0)
+        q, k, v = qkv.unbind(0)
+        return q, k, v
+
+    def _heads(self, t: torch.Tensor, b: int, n: int) -> torch.Tensor:
+        return t.reshape(b, n, self.num_heads, -1).transpose(1, 2)
 
     def _rotate(self, t: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
         p = self.num_prefix_tokens
         rotated = apply_rope(t[:, :, p:], rope[0], rope[1], self.rotate_half)
-        return torch.cat([t[:, :, :p], rotated], dim=2) if p else rotated
+        return torch.cat([t[:, :, :p], rotated], dim=2) if p > 0 else rotated
 
     def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
         """``x`` ``(B, N, C)``; ``rope`` ``(sin, cos)`` ``(..., N - P, head_dim)`` for the patch tokens."""
@@ -492,6 +494,7 @@ class Eva(RectViTModel):
     # Forward
 
     def _abs_table(self, grid: Size) -> torch.Tensor:
+        """The absolute table on ``grid``, resampled copies cached per grid (eager only)."""
         table = self.pos_embed
         if tuple(table.shape[1:3]) == grid:
             return table
@@ -499,31 +502,64 @@ class Eva(RectViTModel):
             return resample_grid(table, grid)
         return self._pos_cache.get(table, grid, lambda: resample_grid(table.detach(), grid))
 
-    def _embed(self, x: torch.Tensor) -> tuple[torch.Tensor, Size, Any]:
+    def _pos_table_like(self, tokens: torch.Tensor) -> torch.Tensor:
+        """The absolute table on the grid of ``tokens`` ``(B, h, w, C)``: cached in eager mode, one opaque
+        call under FX, computed per call under TorchScript (same numbers)."""
+        if torch.jit.is_scripting():
+            return grid_table_like(self.pos_embed, tokens, False)
+        if is_fx_symbolic_tracing():
+            return grid_table_like(self.pos_embed, tokens, False)
+        return self._abs_table((tokens.shape[1], tokens.shape[2]))
+
+    def _rope_like(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """RoPE's ``(sin, cos)`` for the grid of ``tokens`` ``(B, h, w, C)`` (``self.rope`` caches it in eager mode)."""
+        grid = (tokens.shape[1], tokens.shape[2])  # not int(): sizes stay symbolic when traced
+        if not torch.jit.is_scripting():
+            if is_fx_symbolic_tracing():
+                r = self.rope
+                return rope_sin_cos(
+                    grid, r.head_dim, r.mode, r.temperature, r.freq_scale, r.coords, r.normalize, r.ref_grid,
+                    r.grid_offset, r.grid_indexing, r.rotate_half, r.freqs, tokens.device,
+                )  # fmt: skip
+        return self.rope(grid, tokens.device)
+
+    def _prefix_tokens(self) -> torch.Tensor | None:
+        """``(1, P, C)`` class and register tokens with their positions, or None without prefix tokens."""
+        tokens: list[torch.Tensor] = []
+        if self.cls_token is not None:
+            tokens.append(self.cls_token)
+        if self.reg_token is not None:
+            tokens.append(self.reg_token)
+        if len(tokens) == 0:
+            return None
+        prefix = torch.cat(tokens, dim=1)
+        if self.prefix_pos_embed is not None:
+            prefix = prefix + self.prefix_pos_embed
+        return prefix
+
+    def _embed(self, x: torch.Tensor) -> tuple[torch.Tensor, Size, tuple[torch.Tensor, torch.Tensor] | None]:
         """``(B, in_chans, H, W)`` -> tokens ``(B, P + h*w, C)``, the grid, and RoPE's ``(sin, cos)``."""
         x = self.patch_embed(x)
         b, grid = x.shape[0], (x.shape[1], x.shape[2])  # not int(): sizes stay symbolic when traced
-        tracing = is_fx_symbolic_tracing()
-        if self.pos_embed is not None and tracing:
-            x = x + grid_table_like(self.pos_embed, x, False)
-        elif self.pos_embed is not None:
-            x = x + self._abs_table(grid)
-        rope = None
+        if self.pos_embed is not None:
+            x = x + self._pos_table_like(x)
+        rope: tuple[torch.Tensor, torch.Tensor] | None = None
         if self.rope is not None:
-            rope = _rope_like(self.rope, x) if tracing else self.rope(grid, device=x.device)
+            rope = self._rope_like(x)
         x = x.flatten(1, 2)
-        prefix = [t for t in (self.cls_token, self.reg_token) if t is not None]
-        if prefix:
-            prefix = torch.cat(prefix, dim=1)
-            if self.prefix_pos_embed is not None:
-                prefix = prefix + self.prefix_pos_embed
+        prefix = self._prefix_tokens()
+        if prefix is not None:
             x = torch.cat([prefix.expand(b, -1, -1), x], dim=1)
         return self.norm_pre(self.pos_drop(x)), grid, rope
 
-    def _block(self, i: int, x: torch.Tensor, rope) -> torch.Tensor:
-        if rope is not None and self.rope.mode == "mixed":
-            rope = (rope[0][i], rope[1][i])
-        blk = self.blocks[i]
+    def _mixed_rope(self) -> bool:
+        """True when each block has its own RoPE (``rope[0][i]``, ``rope[1][i]``)."""
+        if self.rope is not None:
+            return self.rope.mode == "mixed"
+        return False
+
+    def _block(self, blk: nn.Module, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor] | None) -> torch.Tensor:
+        """One block, gradient-checkpointed when enabled (eager only; TorchScript calls ``blk`` directly)."""
         if self.grad_checkpointing and torch.is_grad_enabled():
             return checkpoint(blk, x, rope, use_reentrant=False)
         return blk(x, rope)
@@ -531,14 +567,21 @@ class Eva(RectViTModel):
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, in_chans, H, W) -> (B, P + h*w, C)`` after the final norm."""
         x, _, rope = self._embed(x)
-        for i in range(len(self.blocks)):
-            x = self._block(i, x, rope)
+        mixed = self._mixed_rope()
+        for i, blk in enumerate(self.blocks):
+            r = rope
+            if rope is not None and mixed:
+                r = (rope[0][i], rope[1][i])
+            if torch.jit.is_scripting():
+                x = blk(x, r)
+            else:
+                x = self._block(blk, x, r)
         return self.norm(x)
 
     def pool(self, x: torch.Tensor, pool_type: str | None = None) -> torch.Tensor:
         """``(B, P + N, C) -> (B, C)`` (unchanged for ``""``)."""
         pool_type = self.global_pool if pool_type is None else pool_type
-        if not pool_type:
+        if pool_type == "":
             return x
         if pool_type == "token":
             return x[:, 0]
@@ -578,9 +621,10 @@ class Eva(RectViTModel):
             raise RectViTError(f"output_fmt must be 'NCHW' or 'NLC', got {output_fmt!r}.")
         take = take_indices(len(self.blocks), indices)
         x, (h, w), rope = self._embed(x)
+        mixed = self._mixed_rope()
         outs = []
         for i in range(max(take) + 1 if stop_early else len(self.blocks)):
-            x = self._block(i, x, rope)
+            x = self._block(self.blocks[i], x, (rope[0][i], rope[1][i]) if rope is not None and mixed else rope)
             if i in take:
                 outs.append(self.norm(x) if norm else x)
         return intermediates_output(
