@@ -36,6 +36,7 @@ import torch.nn.functional as F
 
 import rectvit
 from rectvit.layers.rope import rope_coords
+from rectvit.models.registry import build_model, get_model_entry
 from rectvit.resample import resample_grid
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -93,14 +94,16 @@ def build(key: str, use: str | None = None) -> torch.nn.Module:
         pos = "learn" if key == "learned" else "sincos"
         return rectvit.create_model("vit_tiny_patch16_224", img_size=TRAIN_SIZE, pos_embed=pos, **MODEL)
     grid = (TRAIN_SIZE[0] // PATCH, TRAIN_SIZE[1] // PATCH)
-    return rectvit.create_model(
-        f"vit_small_patch16_rope{'_mixed' if key == 'mixed' else ''}_224",
+    name = f"vit_small_patch16_rope{'_mixed' if key == 'mixed' else ''}_224"
+    entry = get_model_entry(name)
+    overrides = dict(
         img_size=TRAIN_SIZE,
-        init_values=None,
+        init_values=None,  # None is a value here: create_model, as timm's, would drop it as "not given"
         rope_normalize_coords=None if use in (None, "none") else use,
         ref_feat_shape=grid,  # the training grid: there, every rule's coordinates are the patch indices
         **MODEL,
     )
+    return build_model(entry.cls, entry.config, overrides, name)
 
 
 # --------------------------------------------------------------------------------------------------
