@@ -1,9 +1,13 @@
 """Helpers shared by the test modules (import them with ``from helpers import ...``)."""
 
 import inspect
+import io
+import warnings
 
+import pytest
 import torch
 
+import rectvit
 from rectvit.models import get_model_entry
 
 
@@ -70,3 +74,31 @@ def image_batch(model, batch: int = 2, size=None) -> torch.Tensor:
     if size is not None:
         h, w = size
     return torch.randn(batch, c, h, w)
+
+
+# TorchScript and input checks (tests/test_torchscript*.py, tests/test_timm_dropin.py)
+
+
+def script(model: torch.nn.Module) -> torch.jit.ScriptModule:
+    """``torch.jit.script(model)`` without torch 2.14's deprecation warning."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return torch.jit.script(model)
+
+
+def save_load(scripted: torch.jit.ScriptModule) -> torch.jit.ScriptModule:
+    """The program as ``torch.jit.save`` writes it and ``torch.jit.load`` reads it back."""
+    buffer = io.BytesIO()
+    torch.jit.save(scripted, buffer)
+    buffer.seek(0)
+    return torch.jit.load(buffer)
+
+
+def input_errors(model: torch.nn.Module, bad) -> list[str]:
+    """The ``InputSizeError`` message ``model`` gives for each input of ``bad`` (each must raise one)."""
+    out = []
+    for b in bad:
+        with pytest.raises(rectvit.InputSizeError) as e:
+            model(b)
+        out.append(str(e.value))
+    return out

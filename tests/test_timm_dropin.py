@@ -16,7 +16,7 @@ import torch
 from timm.models._manipulate import group_parameters
 
 import rectvit
-from helpers import distinct_names, image_batch, init_params, randomize_, tiny
+from helpers import distinct_names, image_batch, init_params, input_errors, randomize_, tiny
 from rectvit.models import get_model_entry
 from rectvit.models.features import features_only
 
@@ -305,19 +305,11 @@ def test_fx_symbolic_trace_equals_eager(name):
     wrong = x[:, :, :1, :1] if model.dynamic_img_size else x[:, :, :-1]
     bad = (wrong, x[0], torch.cat([x, x], 1))
 
-    def errors() -> list[str]:
-        out = []
-        for b in bad:
-            with pytest.raises(rectvit.InputSizeError) as e:
-                model(b)
-            out.append(str(e.value))
-        return out
-
-    before = errors()
+    before = input_errors(model, bad)
     gm = torch.fx.symbolic_trace(model)
     with torch.no_grad():
         torch.testing.assert_close(gm(x), model(x), atol=TOL, rtol=0)
-    assert errors() == before  # eager keeps every input check, word for word, after tracing
+    assert input_errors(model, bad) == before  # eager keeps every input check, word for word, after tracing
 
 
 @pytest.mark.parametrize("name", DISTINCT)

@@ -14,15 +14,12 @@ every registered name (built tiny, see ``helpers.tiny``), with stricter acceptan
 
 from __future__ import annotations
 
-import io
-import warnings
-
 import pytest
 import timm
 import torch
 
 import rectvit
-from helpers import distinct_names, image_batch, randomize_, tiny
+from helpers import distinct_names, image_batch, input_errors, randomize_, save_load, script, tiny
 
 ALL = rectvit.list_models()
 DISTINCT = distinct_names(ALL)
@@ -35,12 +32,6 @@ pytestmark = [
 ]
 
 
-def _script(model: torch.nn.Module) -> torch.jit.ScriptModule:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        return torch.jit.script(model)
-
-
 def _other_size(model) -> tuple[int, int]:
     """A second size for a dynamic model: taller than the nominal one, and never square."""
     h, w = model.img_size
@@ -51,7 +42,7 @@ def _other_size(model) -> tuple[int, int]:
 def test_scripted_model_equals_eager_and_timm(name):
     model = randomize_(rectvit.create_model(name, **tiny(name))).eval()
     x = image_batch(model, 2)
-    scripted = _script(model)
+    scripted = script(model)
     with torch.no_grad():
         got, want = scripted(x), model(x)
     assert got.shape == (2, model.num_classes or model.head_hidden_size)  # num_classes=0: pooled features
@@ -66,10 +57,7 @@ def test_scripted_model_equals_eager_and_timm(name):
 @pytest.mark.parametrize("name", DISTINCT)
 def test_scripted_dynamic_model_takes_every_size_and_survives_save_load(name):
     model = randomize_(rectvit.create_model(name, dynamic_img_size=True, **tiny(name))).eval()
-    buffer = io.BytesIO()
-    torch.jit.save(_script(model), buffer)
-    buffer.seek(0)
-    loaded = torch.jit.load(buffer)
+    loaded = save_load(script(model))
     for size in (model.img_size, _other_size(model)):
         x = image_batch(model, 1, size)
         with torch.no_grad():
@@ -83,7 +71,7 @@ def test_fx_feature_extractor_scripts(name):
     model = randomize_(rectvit.create_model(name, **tiny(name))).eval()
     _, eval_nodes = fx.get_graph_node_names(model)
     extractor = fx.create_feature_extractor(model, return_nodes=[eval_nodes[-1]])
-    scripted = _script(extractor)
+    scripted = script(extractor)
     x = image_batch(model, 1)
     with torch.no_grad():
         (got,) = scripted(x).values()
@@ -103,17 +91,9 @@ def test_scripting_keeps_eager_input_checks_and_the_scripted_model_checks_too(na
     if not model.dynamic_img_size:  # other sizes: refused by static models only (DINOv3 is registered dynamic)
         bad += (x[:, :, : h - p[0]], image_batch(model, 1, (h, w + p[1])))
 
-    def errors() -> list[str]:
-        out = []
-        for b in bad:
-            with pytest.raises(rectvit.InputSizeError) as e:
-                model(b)
-            out.append(str(e.value))
-        return out
-
-    before = errors()
-    scripted = _script(model)
-    assert errors() == before
+    before = input_errors(model, bad)
+    scripted = script(model)
+    assert input_errors(model, bad) == before
     for b in bad:
         with pytest.raises(torch.jit.Error, match="InputSizeError"):
             scripted(b)
@@ -124,7 +104,7 @@ def test_scripting_keeps_eager_input_checks_and_the_scripted_model_checks_too(na
 def test_scripted_dynamic_model_refuses_a_size_under_one_patch(name):
     """The smallest size eager refuses (one row short of one patch; a hybrid's through its backbone)."""
     model = rectvit.create_model(name, dynamic_img_size=True, **tiny(name)).eval()
-    scripted = _script(model)
+    scripted = script(model)
     low = model.min_input_size() if hasattr(model, "min_input_size") else model.patch_embed.patch_size
     small = image_batch(model, 1, (low[0] - 1, 4 * low[1]))
     with pytest.raises(rectvit.InputSizeError):

@@ -11,16 +11,13 @@ eager caches in use.
 
 from __future__ import annotations
 
-import io
-import warnings
-
 import pytest
 import timm
 import torch
 from timm.models.beit import gen_relative_position_index
 
 import rectvit
-from helpers import image_batch, randomize_, tiny
+from helpers import image_batch, randomize_, save_load, script, tiny
 from rectvit.layers.rope import RotaryEmbedding2d, rope_coords
 from rectvit.models.beit import beit_relative_position_index
 
@@ -48,25 +45,12 @@ CASES = {
 }
 
 
-def _script(model: torch.nn.Module) -> torch.jit.ScriptModule:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        return torch.jit.script(model)
-
-
-def _saved_and_loaded(module: torch.jit.ScriptModule) -> torch.jit.ScriptModule:
-    buffer = io.BytesIO()
-    torch.jit.save(module, buffer)
-    buffer.seek(0)
-    return torch.jit.load(buffer)
-
-
 @pytest.mark.parametrize("case", list(CASES))
 def test_scripted_variant_equals_eager_at_two_sizes_and_timm(case):
     name, kw = CASES[case]
     kw = {**tiny(name), **kw}
     model = randomize_(rectvit.create_model(name, dynamic_img_size=True, **kw)).eval()
-    loaded = _saved_and_loaded(_script(model))
+    loaded = save_load(script(model))
     h, w = model.img_size
     for size in ((h, w), (2 * h, w + w // 2)):
         x = image_batch(model, 2, size)
@@ -84,7 +68,7 @@ def test_scripted_gradients_equal_eager_at_another_size(name):
     """Training through the scripted program: resampled bias tables and mixed RoPE's frequencies learn
     as in eager mode (nothing computed under no-grad or served from a cache)."""
     model = randomize_(rectvit.create_model(name, dynamic_img_size=True, **tiny(name))).train()
-    scripted = _script(model)
+    scripted = script(model)
     h, w = model.img_size
     x = image_batch(model, 2, (2 * h, w))
     grads = []
@@ -92,12 +76,12 @@ def test_scripted_gradients_equal_eager_at_another_size(name):
         model.zero_grad()
         m(x).square().mean().backward()
         grads.append({n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None})
-    eager, script = grads
-    assert eager.keys() == script.keys()
+    eager, scripted_grads = grads
+    assert eager.keys() == scripted_grads.keys()
     learned = "rope.freqs" if "rope" in name else "blocks.0.attn.relative_position_bias_table"
     assert learned in eager and eager[learned].abs().sum() > 0
     for n in eager:
-        torch.testing.assert_close(script[n], eager[n], atol=TOL, rtol=0)
+        torch.testing.assert_close(scripted_grads[n], eager[n], atol=TOL, rtol=0)
 
 
 def test_eager_caches_still_serve_after_scripting():
@@ -110,7 +94,7 @@ def test_eager_caches_still_serve_after_scripting():
         )
     )
     for model in (beit.eval(), eva.eval()):
-        _script(model)
+        script(model)
         h, w = model.img_size
         x = image_batch(model, 1, (2 * h, w))
         with torch.no_grad():
@@ -139,6 +123,6 @@ def test_rope_coords_scripted_equal_and_bad_schemes_are_clear_errors():
     with pytest.raises(rectvit.RectViTError, match="pass ref_grid"):
         rope_coords((2, 3), "index", "separate")
     rope = RotaryEmbedding2d(8, "mixed", num_heads=2, depth=3)
-    sin, cos = _script(rope)((2, 3))
+    sin, cos = script(rope)((2, 3))
     want = rope((2, 3))
     assert torch.equal(sin, want[0]) and torch.equal(cos, want[1]) and sin.shape == (3, 2, 6, 8)

@@ -10,15 +10,12 @@ windows. Acceptance: the scripted output equals timm's eager output for the same
 
 from __future__ import annotations
 
-import io
-import warnings
-
 import pytest
 import timm
 import torch
 
 import rectvit
-from helpers import randomize_
+from helpers import randomize_, save_load, script
 
 TOL = 1e-5
 TINY = dict(embed_dim=8, depths=(2, 2), num_heads=(1, 2), img_size=(32, 48))  # grids 8x12 then 4x6
@@ -41,19 +38,6 @@ pytestmark = [
 ]
 
 
-def _script(model: torch.nn.Module) -> torch.jit.ScriptModule:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        return torch.jit.script(model)
-
-
-def _save_load(scripted: torch.jit.ScriptModule) -> torch.jit.ScriptModule:
-    buffer = io.BytesIO()
-    torch.jit.save(scripted, buffer)
-    buffer.seek(0)
-    return torch.jit.load(buffer)
-
-
 def _pair(name: str, **kw):
     ours = randomize_(rectvit.create_model(name, dynamic_img_size=True, **TINY, **kw)).eval()
     theirs = timm.create_model(name, pretrained=False, dynamic_img_size=True, strict_img_size=False, **TINY, **kw)
@@ -66,7 +50,7 @@ def test_scripted_shifted_windows_equal_timm_at_two_sizes(case):
     name, kw = CASES[case]
     ours, theirs = _pair(name, **kw)
     assert any(any(b.shift_size) for s in getattr(ours, "layers", getattr(ours, "stages", ())) for b in s.blocks)
-    scripted = _save_load(_script(ours))
+    scripted = save_load(script(ours))
     for size in (TINY["img_size"], OTHER):
         x = torch.randn(2, 3, *size)
         with torch.no_grad():
@@ -85,7 +69,7 @@ def test_scripting_after_eager_calls_and_resize_keeps_the_model_as_it_is():
         model.set_input_size(window_size=(2, 4))  # resamples every bias table; clears the caches
         want = model(x)
         cached = {k for s in model.layers for b in s.blocks for k in b._masks}
-        scripted = _script(model)
+        scripted = script(model)
         torch.testing.assert_close(scripted(x), want, atol=TOL, rtol=0)
         torch.testing.assert_close(scripted.forward_features(x), model.forward_features(x), atol=TOL, rtol=0)
     assert cached and cached == {k for s in model.layers for b in s.blocks for k in b._masks}
@@ -101,7 +85,7 @@ def test_scripted_training_step_with_grad_checkpointing_flag_matches_eager(name)
         if isinstance(m, torch.nn.Dropout):
             m.p = 0.0
     model.set_grad_checkpointing(True)
-    scripted = _script(model)
+    scripted = script(model)
     x = torch.randn(2, 3, *TINY["img_size"])
     got = scripted(x)
     (g_got,) = torch.autograd.grad(got.square().sum(), [model.patch_embed.proj.weight])
@@ -116,7 +100,7 @@ def test_scripted_masks_follow_the_input_dtype_and_padded_size():
     grid of an input that ``dynamic_img_pad`` pads to whole patches first."""
     model = rectvit.create_model(CR, dynamic_img_size=True, dynamic_img_pad=True, window_size=4, **TINY)
     model = randomize_(model).double().eval()
-    scripted = _script(model)
+    scripted = script(model)
     x = torch.randn(1, 3, OTHER[0] + 1, OTHER[1] - 3, dtype=torch.float64)  # 41x53: grid 11x14
     with torch.no_grad():
         torch.testing.assert_close(scripted(x), model(x), atol=1e-10, rtol=0)
@@ -130,7 +114,7 @@ def test_scripted_fx_graph_builds_shifted_masks_per_input(name):
     model = randomize_(rectvit.create_model(name, dynamic_img_size=True, window_size=4, **TINY)).eval()
     _, eval_nodes = fx.get_graph_node_names(model)
     assert any("mask" in n for n in eval_nodes)
-    scripted = _script(fx.create_feature_extractor(model, return_nodes=[eval_nodes[-1]]))
+    scripted = script(fx.create_feature_extractor(model, return_nodes=[eval_nodes[-1]]))
     for size in (TINY["img_size"], OTHER):
         x = torch.randn(1, 3, *size)
         with torch.no_grad():
