@@ -111,3 +111,32 @@ def test_scripted_dynamic_model_refuses_a_size_under_one_patch(name):
         model(small)
     with pytest.raises(torch.jit.Error, match="InputSizeError"):
         scripted(small)
+
+
+# Real configurations at timm's torchscript sizes (TARGET_JIT_SIZE 128, MAX_JIT_SIZE 320; every rectvit
+# cfg has fixed_input_size, so timm's test takes the default input size): one name per family.
+REAL = [
+    "vit_base_patch16_224",
+    "deit_small_distilled_patch16_224",
+    "vit_small_r26_s32_224",
+    "swin_tiny_patch4_window7_224",
+    "swinv2_tiny_window8_256",
+    "swinv2_cr_tiny_ns_224",
+    "beit_base_patch16_224",
+    "eva02_tiny_patch14_224",
+    "vit_base_patch16_rope_mixed_224",
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", REAL)
+def test_real_size_model_scripts_and_equals_timm(name):
+    model = randomize_(rectvit.create_model(name)).eval()
+    c, h, w = model.pretrained_cfg["input_size"]
+    assert model.pretrained_cfg["fixed_input_size"] and max(h, w) <= 320  # timm's rule picks this size
+    x = torch.randn(1, c, h, w)
+    theirs = timm.create_model(name, pretrained=False).eval()
+    theirs.load_state_dict(rectvit.to_timm_state_dict(model), strict=True)
+    with torch.no_grad():
+        got = script(model)(x)
+        torch.testing.assert_close(got, theirs(x), atol=TOL, rtol=0)
