@@ -56,12 +56,17 @@ def test_scripted_model_equals_eager_and_timm(name):
 
 @pytest.mark.parametrize("name", DISTINCT)
 def test_scripted_dynamic_model_takes_every_size_and_survives_save_load(name):
+    """Scripted after eager forwards at both sizes (every eager cache filled: positions, masks, bias tables,
+    RoPE), as a model is usually validated before it is exported."""
     model = randomize_(rectvit.create_model(name, dynamic_img_size=True, **tiny(name))).eval()
+    xs = [image_batch(model, 1, size) for size in (model.img_size, _other_size(model))]
+    with torch.no_grad():
+        want = [model(x) for x in xs]
     loaded = save_load(script(model))
-    for size in (model.img_size, _other_size(model)):
-        x = image_batch(model, 1, size)
+    for x, w in zip(xs, want):
         with torch.no_grad():
             torch.testing.assert_close(loaded(x), model(x), atol=TOL, rtol=0)
+            torch.testing.assert_close(model(x), w, atol=0, rtol=0)  # the eager model still the same
 
 
 @pytest.mark.parametrize("name", DISTINCT)

@@ -193,6 +193,8 @@ class RotaryEmbedding2d(nn.Module):
     derived from the configuration and never stored.
     """
 
+    __jit_ignored_attributes__ = ["_cache"]  # the eager cache; a scripted module computes per call
+
     def __init__(
         self,
         head_dim: int,

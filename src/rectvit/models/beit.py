@@ -121,6 +121,7 @@ class _RelativeBiasTable(nn.Module):
 
     num_extra_bias_rows = NUM_CLS_ROWS
     bias_interpolation = "geometric"
+    __jit_ignored_attributes__ = ["_cache", "_indices"]  # eager caches; a scripted module computes per call
 
     def __init__(self, window_size: Size | None, num_heads: int):
         super().__init__()
