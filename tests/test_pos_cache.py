@@ -26,7 +26,7 @@ def _x(grid=GRID, batch=2):
 def _served(model, grid=GRID):
     """The table the model adds for ``grid`` (filling the cache as a no-grad forward does)."""
     with torch.no_grad():
-        return model._grid_pos_table(grid).clone()
+        return model._cached_pos_table(model.pos_embed, grid).clone()
 
 
 def _truth(model, grid=GRID):
@@ -177,13 +177,43 @@ def test_hf_interpolate_pos_encoding_parity(tmp_path, family):
     assert worst_default > 1e-4  # the default really is another resampling
 
 
-def test_off_the_cpu_tables_are_recomputed_not_cached():
-    """A cache check would synchronise an accelerator with the host every forward; there is no cache."""
-    model = _model().eval().to("meta")
+FAMILIES = {  # each family's absolute table, on a stored (4, 3) grid
+    "vit": ("vit_small_patch16_224", dict(img_size=(64, 48))),
+    "beit": ("beit_base_patch16_224", dict(img_size=(64, 48), use_abs_pos_emb=True)),
+    "eva": ("eva02_tiny_patch14_224", dict(img_size=(64, 48), patch_size=16, use_abs_pos_emb=True, num_reg_tokens=1)),
+}
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_off_the_cpu_tables_are_recomputed_not_cached(family):
+    """A cache check would synchronise an accelerator with the host every forward; there is no cache
+    (docs/deploy.md "Position cache", the policy of every family with an absolute table)."""
+    name, kw = FAMILIES[family]
+
+    def make():
+        return rectvit.create_model(name, dynamic_img_size=True, **SMALL, **kw).eval()
+
+    model = make().to("meta")
     with torch.no_grad():
         out = model(_x().to("meta"))
     assert out.device.type == "meta" and len(model._pos_cache) == 0
-    cpu = _model().eval()
+    cpu = make()
     with torch.no_grad():
         cpu(_x())
     assert len(cpu._pos_cache) == 1
+
+
+@pytest.mark.parametrize("family", ["beit", "eva"])
+def test_compiled_forward_resamples_in_the_graph(family, one_thread):
+    """Under torch.compile the cache is bypassed for every family (docs/deploy.md): the table is resampled
+    in the graph, with the eager numbers (truth: the eager forward, run after the compiled ones)."""
+    name, kw = FAMILIES[family]
+    model = randomize_(rectvit.create_model(name, dynamic_img_size=True, **SMALL, **kw)).eval()
+    torch._dynamo.reset()
+    compiled = torch.compile(model, backend="eager", dynamic=True)
+    xs = [_x(grid) for grid in [(4, 3), GRID, (5, 3)]]
+    with torch.no_grad():
+        outs = [compiled(x) for x in xs]
+        assert len(model._pos_cache) == 0
+        for x, out in zip(xs, outs):
+            torch.testing.assert_close(out, model(x), atol=1e-5, rtol=0)

@@ -10,6 +10,7 @@ import torch
 
 from ..errors import RectViTError
 from ..grid import Size, padded_size, patch_grid
+from ..layers.patch_embed import is_fx_symbolic_tracing
 from ..resample import grid_resize, sincos_table
 
 
@@ -152,6 +153,86 @@ class GridTableCache:
 
     def __len__(self) -> int:
         return len(self._entries)
+
+
+# FX wraps by name per module: GridPositions calls it here, so this one registration keeps every family's
+# table one opaque call in a traced graph (a traced model takes each input's grid like the eager one).
+torch.fx.wrap("grid_table_like")
+
+
+class GridPositions:
+    """The absolute ``(1, h, w, C)`` position table and the prefix tokens of a token model (ViT, BEiT, EVA).
+
+    The model holds ``pos_embed`` (``(1, h, w, C)`` or None), ``_pos_cache`` (a ``GridTableCache``),
+    ``cls_token``, ``dist_token``, ``reg_token`` and ``prefix_pos_embed`` (each a tensor or None) and
+    ``dynamic_img_size``. A family states how its table is resampled by overriding ``_resample_pos_table``
+    (eager and TorchScript) and ``_pos_rule`` (the same rule as ``grid_table_like`` arguments, for FX).
+    """
+
+    def _pos_rule(self) -> tuple[bool, str, bool]:
+        """``(sincos, interpolation, antialias)``: the default is ``resample_grid``'s bicubic with antialias."""
+        return False, "bicubic", True
+
+    def _resample_pos_table(self, table: torch.Tensor, grid: Size) -> torch.Tensor:
+        """``table`` ``(1, h, w, C)`` on ``grid`` (no cache); the default is ``resample_grid(table, grid)``."""
+        _, interpolation, antialias = self._pos_rule()
+        return grid_resize(table, grid, interpolation, antialias)
+
+    def _pos_table_like(self, tokens: torch.Tensor) -> torch.Tensor:
+        """The ``(1, h, w, C)`` table for the grid of ``tokens`` ``(B, h, w, C)``: the stored one, resampled
+        or computed as needed.
+
+        Eager on CPU: resampled tables are cached per grid unless gradients must flow into ``pos_embed``;
+        on accelerators they are recomputed (a cache check would synchronise with the host every forward).
+        ``torch.compile``/``torch.export``: a dynamic model always resamples, as tensor math on the symbolic
+        grid. FX: one opaque ``grid_table_like`` call. TorchScript: recomputed for every grid but the stored one.
+        """
+        table = self.pos_embed
+        grid = (tokens.shape[1], tokens.shape[2])  # not int(): sizes stay symbolic when traced
+        if not torch.jit.is_scripting():
+            if is_fx_symbolic_tracing():
+                sincos, interpolation, antialias = self._pos_rule()
+                return grid_table_like(table, tokens, sincos, interpolation, antialias)
+            return self._cached_pos_table(table, grid)
+        if table.shape[1] == grid[0] and table.shape[2] == grid[1]:
+            return table
+        return self._resample_pos_table(table, grid)
+
+    def _cached_pos_table(self, table: torch.Tensor, grid: Size) -> torch.Tensor:
+        if torch.compiler.is_compiling():
+            return self._resample_pos_table(table, grid) if self.dynamic_img_size else table
+        if tuple(table.shape[1:3]) == tuple(grid):
+            return table
+        if (torch.is_grad_enabled() and table.requires_grad) or table.device.type != "cpu":
+            return self._resample_pos_table(table, grid)  # accelerators: recomputing beats a cache check's sync
+        return self._pos_cache.get(table, grid, lambda: self._resample_pos_table(table.detach(), grid))
+
+    def _prefix_tokens(self, batch: int) -> torch.Tensor | None:
+        """``(B, P, C)``: class, distillation and register tokens, in that order, with their positions."""
+        tokens: list[torch.Tensor] = []
+        if self.cls_token is not None:
+            tokens.append(self.cls_token)
+        if self.dist_token is not None:
+            tokens.append(self.dist_token)
+        if self.reg_token is not None:
+            tokens.append(self.reg_token)
+        if len(tokens) == 0:
+            return None
+        prefix = torch.cat(tokens, dim=1)
+        if self.prefix_pos_embed is not None:
+            prefix = prefix + self.prefix_pos_embed
+        return prefix.expand(batch, -1, -1)
+
+    def _with_positions(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, h, w, C)`` patch tokens -> ``(B, P + h*w, C)``: the position table added, prefix tokens in front."""
+        b = x.shape[0]
+        if self.pos_embed is not None:
+            x = x + self._pos_table_like(x)
+        x = x.flatten(1, 2)
+        prefix = self._prefix_tokens(b)
+        if prefix is not None:
+            x = torch.cat([prefix, x], dim=1)
+        return x
 
 
 def intermediates_output(

@@ -37,10 +37,10 @@ from ..layers import DropPath, Mlp, PatchEmbed
 from ..layers.patch_embed import is_fx_symbolic_tracing
 from ..resample import _geometric_resize, resample_grid, resample_relative_bias_table
 from ._util import (
+    GridPositions,
     GridTableCache,
     config_patch_grid,
     constructor_config,
-    grid_table_like,
     intermediates_output,
     record_config,
     switch_property,
@@ -109,7 +109,6 @@ def _relative_bias_like(table: torch.Tensor, window: Size, h: int, w: int) -> to
 
 
 torch.fx.wrap("_relative_bias_like")
-torch.fx.wrap("grid_table_like")  # FX wraps by name per module: this module's calls stay opaque too
 
 
 class _RelativeBiasTable(nn.Module):
@@ -254,7 +253,7 @@ class BeitBlock(nn.Module):
         return x + self.drop_path2(y if self.gamma_2 is None else self.gamma_2 * y)
 
 
-class Beit(RectViTModel):
+class Beit(GridPositions, RectViTModel):
     """BEiT taking ``(B, in_chans, H, W)`` inputs of any rectangular size the configuration allows.
 
     Constructor keywords are timm's ``Beit`` keywords (same names and defaults), plus ``norm_eps``,
@@ -316,6 +315,7 @@ class Beit(RectViTModel):
         self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
         self.pos_embed = nn.Parameter(torch.zeros(1, *grid, embed_dim)) if use_abs_pos_emb else None
         self.prefix_pos_embed = nn.Parameter(torch.zeros(1, 1, embed_dim)) if use_abs_pos_emb else None
+        self.dist_token = self.reg_token = None  # GridPositions' prefix tokens: the class token only
         self.pos_drop = nn.Dropout(pos_drop_rate)
         self.rel_pos_bias = RelativePositionBias(grid, num_heads) if use_shared_rel_pos_bias else None
         dpr = [drop_path_rate * i / max(depth - 1, 1) for i in range(depth)]
@@ -421,33 +421,11 @@ class Beit(RectViTModel):
     # ----------------------------------------------------------------------------------------------
     # Forward
 
-    def _pos_table(self, grid: Size) -> torch.Tensor:
-        """The absolute table on ``grid``, resampled copies cached per grid (eager only)."""
-        table = self.pos_embed
-        if tuple(table.shape[1:3]) == grid:
-            return table
-        if torch.is_grad_enabled() and table.requires_grad:
-            return resample_grid(table, grid)
-        return self._pos_cache.get(table, grid, lambda: resample_grid(table.detach(), grid))
-
-    def _pos_table_like(self, tokens: torch.Tensor) -> torch.Tensor:
-        """The absolute table on the grid of ``tokens`` ``(B, h, w, C)``: cached in eager mode, one opaque
-        call under FX, computed per call under TorchScript (same numbers)."""
-        if torch.jit.is_scripting():
-            return grid_table_like(self.pos_embed, tokens, False)
-        if is_fx_symbolic_tracing():
-            return grid_table_like(self.pos_embed, tokens, False)
-        return self._pos_table((tokens.shape[1], tokens.shape[2]))
-
     def _embed(self, x: torch.Tensor) -> tuple[torch.Tensor, Size]:
         """``(B, in_chans, H, W)`` -> ``(B, 1 + h*w, C)`` tokens and the grid ``(h, w)``."""
         x = self.patch_embed(x)
-        b, grid = x.shape[0], (x.shape[1], x.shape[2])  # not int(): sizes stay symbolic when traced
-        if self.pos_embed is not None:
-            x = x + self._pos_table_like(x)
-        cls = self.cls_token if self.prefix_pos_embed is None else self.cls_token + self.prefix_pos_embed
-        x = torch.cat([cls.expand(b, -1, -1), x.flatten(1, 2)], dim=1)
-        return self.pos_drop(x), grid
+        grid = (x.shape[1], x.shape[2])  # not int(): sizes stay symbolic when traced
+        return self.pos_drop(self._with_positions(x)), grid
 
     def _block(self, blk: nn.Module, x: torch.Tensor, grid: Size, shared: torch.Tensor | None) -> torch.Tensor:
         """One block, gradient-checkpointed when enabled (eager only; TorchScript calls ``blk`` directly)."""

@@ -37,10 +37,10 @@ from ..layers.patch_embed import is_fx_symbolic_tracing
 from ..layers.rope import RotaryEmbedding2d, apply_rope, rope_sin_cos
 from ..resample import resample_grid
 from ._util import (
+    GridPositions,
     GridTableCache,
     config_patch_grid,
     constructor_config,
-    grid_table_like,
     intermediates_output,
     record_config,
     switch_property,
@@ -57,10 +57,9 @@ ROPE_TYPES = ("cat", "mixed", "dinov3")
 _AUTO = "auto"
 
 
-# One opaque call each in an FX graph, so a traced model computes its rotation and table for each input's
-# grid like the eager one (FX wraps by name per module); TorchScript compiles both.
+# One opaque call in an FX graph, so a traced model computes its rotation for each input's grid like the
+# eager one (FX wraps by name per module; the table's call is wrapped in _util); TorchScript compiles it.
 torch.fx.wrap("rope_sin_cos")
-torch.fx.wrap("grid_table_like")
 
 
 class EvaAttention(nn.Module):
@@ -261,7 +260,7 @@ class EvaBlock(nn.Module):
         return x + self.drop_path2(y if self.gamma_2 is None else self.gamma_2 * y)
 
 
-class Eva(RectViTModel):
+class Eva(GridPositions, RectViTModel):
     """EVA-02 / rope-ViT / DINOv3 taking ``(B, in_chans, H, W)`` inputs of any rectangular size allowed.
 
     Constructor keywords are timm's ``Eva`` keywords (same names and defaults) with these differences:
@@ -348,6 +347,7 @@ class Eva(RectViTModel):
         )
         self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim)) if class_token else None
         self.reg_token = nn.Parameter(torch.zeros(1, num_reg_tokens, embed_dim)) if num_reg_tokens else None
+        self.dist_token = None  # GridPositions' prefix tokens: class and registers only
         h, w = self.patch_embed.grid_size
         self.pos_embed = nn.Parameter(torch.zeros(1, h, w, embed_dim)) if use_abs_pos_emb else None
         p = self.num_pos_prefix_tokens
@@ -493,24 +493,6 @@ class Eva(RectViTModel):
     # ----------------------------------------------------------------------------------------------
     # Forward
 
-    def _abs_table(self, grid: Size) -> torch.Tensor:
-        """The absolute table on ``grid``, resampled copies cached per grid (eager only)."""
-        table = self.pos_embed
-        if tuple(table.shape[1:3]) == grid:
-            return table
-        if torch.is_grad_enabled() and table.requires_grad:
-            return resample_grid(table, grid)
-        return self._pos_cache.get(table, grid, lambda: resample_grid(table.detach(), grid))
-
-    def _pos_table_like(self, tokens: torch.Tensor) -> torch.Tensor:
-        """The absolute table on the grid of ``tokens`` ``(B, h, w, C)``: cached in eager mode, one opaque
-        call under FX, computed per call under TorchScript (same numbers)."""
-        if torch.jit.is_scripting():
-            return grid_table_like(self.pos_embed, tokens, False)
-        if is_fx_symbolic_tracing():
-            return grid_table_like(self.pos_embed, tokens, False)
-        return self._abs_table((tokens.shape[1], tokens.shape[2]))
-
     def _rope_like(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """RoPE's ``(sin, cos)`` for the grid of ``tokens`` ``(B, h, w, C)`` (``self.rope`` caches it in eager mode)."""
         grid = (tokens.shape[1], tokens.shape[2])  # not int(): sizes stay symbolic when traced
@@ -523,33 +505,14 @@ class Eva(RectViTModel):
                 )  # fmt: skip
         return self.rope(grid, tokens.device)
 
-    def _prefix_tokens(self) -> torch.Tensor | None:
-        """``(1, P, C)`` class and register tokens with their positions, or None without prefix tokens."""
-        tokens: list[torch.Tensor] = []
-        if self.cls_token is not None:
-            tokens.append(self.cls_token)
-        if self.reg_token is not None:
-            tokens.append(self.reg_token)
-        if len(tokens) == 0:
-            return None
-        prefix = torch.cat(tokens, dim=1)
-        if self.prefix_pos_embed is not None:
-            prefix = prefix + self.prefix_pos_embed
-        return prefix
-
     def _embed(self, x: torch.Tensor) -> tuple[torch.Tensor, Size, tuple[torch.Tensor, torch.Tensor] | None]:
         """``(B, in_chans, H, W)`` -> tokens ``(B, P + h*w, C)``, the grid, and RoPE's ``(sin, cos)``."""
         x = self.patch_embed(x)
-        b, grid = x.shape[0], (x.shape[1], x.shape[2])  # not int(): sizes stay symbolic when traced
-        if self.pos_embed is not None:
-            x = x + self._pos_table_like(x)
+        grid = (x.shape[1], x.shape[2])  # not int(): sizes stay symbolic when traced
         rope: tuple[torch.Tensor, torch.Tensor] | None = None
         if self.rope is not None:
             rope = self._rope_like(x)
-        x = x.flatten(1, 2)
-        prefix = self._prefix_tokens()
-        if prefix is not None:
-            x = torch.cat([prefix.expand(b, -1, -1), x], dim=1)
+        x = self._with_positions(x)
         return self.norm_pre(self.pos_drop(x)), grid, rope
 
     def _mixed_rope(self) -> bool:

@@ -28,13 +28,12 @@ from ..errors import RectViTError
 from ..grid import Size, to_size
 from ..layers import AttentionPoolLatent, Block, PatchEmbed, get_act_layer
 from ..layers.packed import PackedBatch, PackedLayout, PackedTokens, patch_tokens
-from ..layers.patch_embed import is_fx_symbolic_tracing
 from ..resample import TRACEABLE_INTERPOLATIONS, resample_grid, resample_grid_separable, sincos_2d, sincos_table
 from ._util import (
+    GridPositions,
     GridTableCache,
     config_patch_grid,
     constructor_config,
-    grid_table_like,
     intermediates_output,
     record_config,
     switch_property,
@@ -50,10 +49,7 @@ GLOBAL_POOLS = ("token", "token_dist", "avg", "avgmax", "max", "map", "")
 POS_EMBEDS = ("learn", "sincos", "none", "")
 
 
-torch.fx.wrap("grid_table_like")  # FX wraps by name per module: one opaque call per traced input
-
-
-class VisionTransformer(RectViTModel):
+class VisionTransformer(GridPositions, RectViTModel):
     """A ViT taking ``(B, in_chans, H, W)`` images of any rectangular size the configuration allows.
 
     Constructor keywords are timm's ``VisionTransformer`` keywords (same names, same defaults), plus:
@@ -312,70 +308,18 @@ class VisionTransformer(RectViTModel):
     # ----------------------------------------------------------------------------------------------
     # Positions and prefix tokens
 
-    def _grid_pos_table(self, grid: Size) -> torch.Tensor:
-        """The ``(1, h, w, C)`` position table for ``grid``: the stored one, resampled or computed as needed.
+    def _pos_rule(self) -> tuple[bool, str, bool]:
+        return self.pos_embed_type == "sincos", self.pos_interpolation, self.pos_antialias
 
-        Eager on CPU: resampled tables are cached per grid unless gradients must flow into ``pos_embed``;
-        on accelerators they are recomputed (a cache check would synchronise with the host every forward).
-        Traced (``torch.compile``, ``torch.export``, ONNX): a dynamic model always resamples, as plain
-        tensor math on the symbolic grid, so one program holds for every size (the stored grid included).
-        TorchScript: recomputed for every grid but the stored one, by the same functions.
-        """
-        table = self.pos_embed
-        if not torch.jit.is_scripting():
-            return self._cached_pos_table(table, grid)
-        if table.shape[1] == grid[0] and table.shape[2] == grid[1]:
-            return table
-        return self._pos_table_for(table, grid)
-
-    def _cached_pos_table(self, table: torch.Tensor, grid: Size) -> torch.Tensor:
-        if torch.compiler.is_compiling():
-            return self._pos_table_for(table, grid) if self.dynamic_img_size else table
-        if tuple(table.shape[1:3]) == tuple(grid):
-            return table
-        if (torch.is_grad_enabled() and table.requires_grad) or table.device.type != "cpu":
-            return self._pos_table_for(table, grid)  # accelerators: two small matmuls beat a cache check's sync
-        return self._pos_cache.get(table, grid, lambda: self._pos_table_for(table.detach(), grid))
-
-    def _pos_table_for(self, table: torch.Tensor, grid: Size) -> torch.Tensor:
+    def _resample_pos_table(self, table: torch.Tensor, grid: Size) -> torch.Tensor:
+        """Sin-cos tables computed; learned ones resampled separably (traceable on a symbolic grid)."""
         if self.pos_embed_type == "sincos":
             return sincos_table(grid[0], grid[1], self.embed_dim, device=table.device).to(table.dtype)
         return resample_grid_separable(table, grid, self.pos_interpolation, self.pos_antialias)
 
-    def _prefix_tokens(self, batch: int) -> torch.Tensor | None:
-        """``(B, P, C)``: class, distillation and register tokens, in that order (with their positions)."""
-        tokens: list[torch.Tensor] = []
-        if self.cls_token is not None:
-            tokens.append(self.cls_token)
-        if self.dist_token is not None:
-            tokens.append(self.dist_token)
-        if self.reg_token is not None:
-            tokens.append(self.reg_token)
-        if len(tokens) == 0:
-            return None
-        prefix = torch.cat(tokens, dim=1)
-        if self.prefix_pos_embed is not None:
-            prefix = prefix + self.prefix_pos_embed
-        return prefix.expand(batch, -1, -1)
-
     def _pos_embed(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, h, w, C)`` patch tokens -> ``(B, P + h*w, C)`` tokens with positions and prefix tokens."""
-        b = x.shape[0]
-        if self.pos_embed is not None:
-            x = x + self._pos_table_of(x)
-        x = x.flatten(1, 2)
-        prefix = self._prefix_tokens(b)
-        if prefix is not None:
-            x = torch.cat([prefix, x], dim=1)
-        return self.pos_drop(x)
-
-    def _pos_table_of(self, tokens: torch.Tensor) -> torch.Tensor:
-        """The position table for the grid of ``tokens`` ``(B, h, w, C)`` (FX: one opaque call per input)."""
-        if not torch.jit.is_scripting():
-            if is_fx_symbolic_tracing():
-                sincos = self.pos_embed_type == "sincos"
-                return grid_table_like(self.pos_embed, tokens, sincos, self.pos_interpolation, self.pos_antialias)
-        return self._grid_pos_table((tokens.shape[1], tokens.shape[2]))
+        return self.pos_drop(self._with_positions(x))
 
     # ----------------------------------------------------------------------------------------------
     # Forward
