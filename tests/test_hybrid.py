@@ -249,3 +249,16 @@ def test_save_and_load_model_round_trip(tmp_path):
         assert torch.equal(loaded(x), ours(x))
     moved = rectvit.load_model(path, img_size=(128, 256))
     assert moved.grid_size == (4, 8)
+
+
+def test_dynamic_img_pad_takes_inputs_under_one_patch_as_timm():
+    """With dynamic_img_pad the feature map is padded up to whole patches, so any non-empty input works
+    (it was refused with 'the minimum size is 20x20 (at least 1x1)'); timm is the oracle."""
+    kw = dict(img_size=(64, 96), dynamic_img_size=True, dynamic_img_pad=True, **SMALL)
+    theirs, ours = make_pair("vit_small_r26_s32_224", **kw)
+    for size in ((20, 20), (1, 45), (33, 1)):
+        x = torch.randn(1, 3, *size)
+        with torch.no_grad():
+            assert _max_diff(theirs(x), ours(x)) <= TOL
+    with pytest.raises(InputSizeError, match="at least 1"):
+        ours(torch.randn(1, 3, 0, 20))

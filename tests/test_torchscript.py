@@ -92,7 +92,7 @@ def test_scripting_keeps_eager_input_checks_and_the_scripted_model_checks_too(na
     x = image_batch(model, 1)
     h, w = model.img_size
     p = model.patch_embed.patch_size
-    bad = (x[0], torch.cat([x, x], 1), x.long())
+    bad = (x[0], torch.cat([x, x], 1), x.long(), x.double())
     if not model.dynamic_img_size:  # other sizes: refused by static models only (DINOv3 is registered dynamic)
         bad += (x[:, :, : h - p[0]], image_batch(model, 1, (h, w + p[1])))
 
@@ -145,3 +145,21 @@ def test_real_size_model_scripts_and_equals_timm(name):
     with torch.no_grad():
         got = script(model)(x)
         torch.testing.assert_close(got, theirs(x), atol=TOL, rtol=0)
+
+
+def test_a_subclass_naming_a_type_only_for_type_checkers_still_defines():
+    """Resolving forward annotations (for FX code that TorchScript compiles) must not break a subclass whose
+    annotation names a type imported only under TYPE_CHECKING: its string annotations are kept."""
+    namespace: dict = {}
+    exec(
+        "from __future__ import annotations\n"
+        "import torch\n"
+        "from rectvit.models.vit import VisionTransformer\n"
+        "class MyViT(VisionTransformer):\n"
+        "    def forward(self, x: torch.Tensor | PackedBatch) -> torch.Tensor:\n"
+        "        return super().forward(x)\n",
+        namespace,
+    )
+    model = namespace["MyViT"](img_size=(32, 48), patch_size=16, depth=1, embed_dim=32, num_heads=2).eval()
+    assert model.forward.__annotations__["x"] == "torch.Tensor | PackedBatch"
+    assert model(torch.randn(1, 3, 32, 48)).shape == (1, 1000)

@@ -180,3 +180,14 @@ def test_adapt_cli_refuses_a_negative_class_count(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "num_classes must be an int >= 0, got -3" in err and "Traceback" not in err
     assert not out.exists()
+
+
+def test_dynamic_img_pad_refuses_an_empty_input():
+    """Padding makes any non-empty size tile; an empty one is refused (it gave logits from zero padding)."""
+    model = rectvit.create_model(
+        "vit_tiny_patch16_224", img_size=(32, 64), dynamic_img_size=True, dynamic_img_pad=True, **SMALL
+    )
+    for size in ((32, 0), (0, 17)):
+        with pytest.raises(InputSizeError, match="empty"):
+            model(torch.randn(1, 3, *size))
+    assert model(torch.randn(1, 3, 5, 17)).shape == (1, 1000)

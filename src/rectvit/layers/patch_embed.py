@@ -59,13 +59,25 @@ def check_image_batch(x: torch.Tensor, in_chans: int, dtype: torch.dtype | None 
 
 
 def check_scripted_image(
-    x: torch.Tensor, in_chans: int, img_size: Size, strict: bool, min_size: Size, multiple: Size
+    x: torch.Tensor,
+    in_chans: int,
+    dtype: torch.dtype,
+    img_size: Size,
+    strict: bool,
+    min_size: Size,
+    multiple: Size,
 ) -> None:
     """``check_input``'s rules as TorchScript compiles them (a scripted model has no Python checks):
-    ``InputSizeError`` unless ``x`` is a floating ``(B, in_chans, H, W)`` batch of ``img_size`` (``strict``)
-    or of a size at least ``min_size`` and divisible by ``multiple``. Shorter messages, the same rules."""
+    ``InputSizeError`` unless ``x`` is a ``(B, in_chans, H, W)`` batch of ``dtype`` (any floating dtype under
+    autocast) and of ``img_size`` (``strict``) or a size at least ``min_size`` and divisible by ``multiple``.
+    Shorter messages, the same rules."""
     if not x.is_floating_point():
         raise InputSizeError("expected a floating-point image batch; convert it as the model was trained.")
+    if x.dtype != dtype and not (torch.is_autocast_cpu_enabled() or torch.is_autocast_enabled()):
+        raise InputSizeError(
+            "the image batch's dtype differs from the model's parameters; convert the input (x.to(dtype)) or the "
+            "model, or run it under torch.autocast."
+        )
     if x.dim() != 4 or x.shape[1] != in_chans:
         raise InputSizeError(
             "expected an image batch (B, " + str(in_chans) + ", H, W), got shape " + str(x.shape) + "."
@@ -213,6 +225,10 @@ class PatchEmbed(nn.Module):
                 )
             return  # the nominal size defines the grid, as its convolution covers it
         if self.dynamic_img_pad:
+            if h < 1 or w < 1:
+                raise InputSizeError(
+                    f"input {h}x{w} is empty; dynamic_img_pad pads a non-empty image up to whole patches."
+                )
             return
         ph, pw = self.patch_size
         if h < ph or w < pw:
@@ -233,7 +249,9 @@ class PatchEmbed(nn.Module):
         """``(B, in_chans, H, W) -> (B, h, w, embed_dim)``."""
         if torch.jit.is_scripting():
             min_size = (1, 1) if self.dynamic_img_pad else self.patch_size
-            check_scripted_image(x, self.in_chans, self.img_size, self.strict_img_size, min_size, (1, 1))
+            check_scripted_image(
+                x, self.in_chans, self.proj.weight.dtype, self.img_size, self.strict_img_size, min_size, (1, 1)
+            )
         elif not is_fx_symbolic_tracing():  # FX cannot trace the size checks; eager calls keep them
             self.check_input(x)
         if self.dynamic_img_pad:

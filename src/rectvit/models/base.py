@@ -43,7 +43,10 @@ class RectViTModel(nn.Module):
         # FX writes the root forward's annotations into the code it generates, and a string annotation
         # (``from __future__ import annotations``) becomes a name nothing defines when that code is scripted.
         if "forward" in cls.__dict__:
-            cls.forward.__annotations__ = typing.get_type_hints(cls.forward)
+            try:
+                cls.forward.__annotations__ = typing.get_type_hints(cls.forward)
+            except (NameError, TypeError):  # a subclass naming a type only under TYPE_CHECKING: keep its strings
+                pass
 
     def check_input(self, x: torch.Tensor) -> None:
         """Raise a ``RectViTError`` for anything this model cannot take as a ``(B, C, H, W)`` batch."""

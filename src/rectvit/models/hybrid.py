@@ -385,7 +385,11 @@ class HybridEmbed(nn.Module):
         """The grid of ``img_size`` (whole patches of its feature map), or an ``InputSizeError`` when none fits."""
         feature = self.feature_size(img_size)
         h, w = img_size
-        if feature[0] < patch[0] or feature[1] < patch[1]:
+        if self.dynamic_img_pad and (h < 1 or w < 1):
+            raise InputSizeError(
+                f"{what} {h}x{w} is empty; dynamic_img_pad pads a non-empty feature map to whole patches."
+            )
+        if not self.dynamic_img_pad and (feature[0] < patch[0] or feature[1] < patch[1]):
             mh, mw = self.min_input_size(patch)
             raise InputSizeError(
                 f"{what} {h}x{w} is too small: the backbone reduces it to a {feature[0]}x{feature[1]} feature map, "
@@ -439,7 +443,8 @@ class HybridEmbed(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, in_chans, H, W) -> (B, h, w, embed_dim)``."""
         if torch.jit.is_scripting():  # the shape and nominal-size rules of check_input, as TorchScript compiles them
-            check_scripted_image(x, self.in_chans, self.img_size, self.strict_img_size, (1, 1), (1, 1))
+            dtype = self.proj.weight.dtype  # the model's parameter dtype, as check_input reads it off the backbone
+            check_scripted_image(x, self.in_chans, dtype, self.img_size, self.strict_img_size, (1, 1), (1, 1))
         elif not is_fx_symbolic_tracing():  # FX cannot trace the size checks; eager calls keep them
             self.check_input(x)
         x = self.backbone(x)  # (B, F, fh, fw)

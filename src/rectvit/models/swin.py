@@ -946,7 +946,8 @@ class _SwinBase(RectViTModel):
         """``(B, C, H, W)`` -> normalised last-stage features ``(B, h, w, C')`` (NHWC, like timm)."""
         if torch.jit.is_scripting():  # check_input's rules, as TorchScript compiles them
             pe = self.patch_embed
-            check_scripted_image(x, pe.in_chans, pe.img_size, pe.strict_img_size, pe.patch_size, pe.patch_size)
+            dtype = pe.proj.weight.dtype
+            check_scripted_image(x, pe.in_chans, dtype, pe.img_size, pe.strict_img_size, pe.patch_size, pe.patch_size)
         else:
             self.check_input(x)
         return self.norm(self.layers(self.patch_embed(x)))
