@@ -113,3 +113,9 @@ def test_windows_that_fit_no_table_are_an_error(windows, match):
     ours = rectvit.create_model("swin_tiny_patch4_window7_224", img_size=(112, 56), **SWIN)
     with pytest.raises(CheckpointError, match=match):
         rectvit.load_checkpoint(ours, theirs.state_dict(), source_windows=windows)
+
+
+def test_a_bad_keyword_error_names_only_the_keywords_the_class_does_not_take():
+    """Tag defaults (num_classes, in_chans, img_size) join the overrides; the error must not blame them."""
+    with pytest.raises(rectvit.RectViTError, match=r"bad keyword argument\(s\) \['bogus'\]"):
+        rectvit.create_model("vit_tiny_patch16_224.augreg_in21k", bogus=1)

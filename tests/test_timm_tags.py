@@ -312,3 +312,22 @@ def test_keywords_given_as_none_count_as_not_given_as_in_timm():
     ours, theirs = rectvit.create_model(name, **kw), timm.create_model(name, **kw)
     assert ours.num_classes == theirs.num_classes == 21843
     assert ours.img_size == tuple(theirs.patch_embed.img_size) == (224, 224)
+
+
+def test_load_model_keeps_a_recorded_none_in_timm_model_args(tmp_path):
+    """timm merges a folder's ``model_args`` after dropping the caller's None keywords, so a recorded
+    ``"init_values": null`` (no layer scale) reaches the model; load_model must do the same."""
+    from safetensors.torch import save_file
+
+    args = dict(depth=1, embed_dim=32, num_heads=2, init_values=None)
+    theirs = randomize_(timm.models.vision_transformer.VisionTransformer(no_embed_class=True, **args)).eval()
+    assert not any("ls1" in k for k in theirs.state_dict())
+    folder = tmp_path / "deit3"
+    folder.mkdir()
+    config = {"architecture": "deit3_small_patch16_224", "num_classes": 1000, "model_args": args}
+    (folder / "config.json").write_text(json.dumps(config))
+    save_file(dict(theirs.state_dict()), folder / "model.safetensors")
+    ours = rectvit.load_model(folder, source_grid=(14, 14)).eval()
+    x = torch.randn(1, 3, 224, 224)
+    with torch.no_grad():
+        assert (ours(x) - theirs(x)).abs().max() <= 1e-5

@@ -73,19 +73,24 @@ def create_model(
         )
     if not features_only and out_indices is not None:
         raise RectViTError("out_indices selects the feature maps of features_only=True; pass features_only=True too.")
-    arch, tag = split_model_name_tag(name)
-    entry = get_model_entry(arch)
-    cfg = pretrained_cfg_for(arch, tag)
-    overrides = {k: v for k, v in overrides.items() if v is not None}
-    model = build_model(entry.cls, entry.config, {**_cfg_defaults(cfg), **overrides}, name)
-    model.arch_name = arch
-    model.pretrained_cfg = cfg
+    model = _named_model(name, {k: v for k, v in overrides.items() if v is not None})
     if checkpoint_path is not None:
         model.load_report = load_checkpoint(
             model, checkpoint_path, source_grid=source_grid, source_windows=source_windows, strict=strict
         )
     if features_only:
         return _features_only(model, out_indices, feature_cls)
+    return model
+
+
+def _named_model(name: str, overrides: dict[str, Any]) -> nn.Module:
+    """Architecture ``name`` (with its timm tag's defaults and pretrained cfg) built with ``overrides``."""
+    arch, tag = split_model_name_tag(name)
+    entry = get_model_entry(arch)
+    cfg = pretrained_cfg_for(arch, tag)
+    model = build_model(entry.cls, entry.config, {**_cfg_defaults(cfg), **overrides}, name)
+    model.arch_name = arch
+    model.pretrained_cfg = cfg
     return model
 
 
@@ -159,7 +164,8 @@ def load_model(path: str | os.PathLike, *, source_grid=None, source_windows=None
         _restore_cfg(model, raw.metadata.get("pretrained_cfg"), path)
     elif is_timm_config(raw.config):
         arch, kwargs, _ = timm_config_kwargs(raw.config)
-        model = create_model(arch, **{**kwargs, **overrides})
+        given = {k: v for k, v in overrides.items() if v is not None}  # None: not given, as create_model
+        model = _named_model(arch, {**kwargs, **given})  # a recorded None (e.g. init_values) is a value
         _restore_cfg(model, raw.config.get("pretrained_cfg"), path)
     elif raw.config is not None:
         kwargs = hf_model_kwargs(conv.hf_family, raw.config, conv.state_dict)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fnmatch
+import inspect
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -141,4 +142,8 @@ def build_model(cls: type[nn.Module], config: dict[str, Any], overrides: dict[st
     try:
         return cls(**{**config, **overrides})
     except TypeError as e:
-        raise RectViTError(f"{what}: bad keyword argument(s) {sorted(overrides)}: {e}") from None
+        taken = {p for k in cls.__mro__ if "__init__" in k.__dict__ for p in inspect.signature(k.__init__).parameters}
+        unknown = sorted(set(overrides) - taken)
+        if unknown:
+            raise RectViTError(f"{what}: bad keyword argument(s) {unknown}: {e}") from None
+        raise RectViTError(f"{what}: {e}") from None
