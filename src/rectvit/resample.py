@@ -25,6 +25,7 @@ __all__ = [
     "sincos_table",
     "interpolation_matrix",
     "grid_resize",
+    "geometric_bias_resize",
     "resample_grid_separable",
     "INTERPOLATIONS",
     "TRACEABLE_INTERPOLATIONS",
@@ -210,6 +211,18 @@ def _geometric_resize(grid: torch.Tensor, new_grid: Size) -> torch.Tensor:
     return torch.einsum("ys,sth,xt->yxh", wy, grid, wx)
 
 
+def geometric_bias_resize(table: torch.Tensor, old_window: Size, new_window: Size) -> torch.Tensor:
+    """``resample_relative_bias_table(table, old_window, new_window)`` (geometric) without its argument
+    checks, for a model's forward (TorchScript compiles it): rows after the ``(2wh-1) * (2ww-1)`` grid rows
+    (BEiT's class-token entries) are kept as they are."""
+    if old_window[0] == new_window[0] and old_window[1] == new_window[1]:
+        return table
+    heads, sy, sx = table.shape[1], 2 * old_window[0] - 1, 2 * old_window[1] - 1
+    grid = table[: sy * sx].float().reshape(sy, sx, heads)
+    out = _geometric_resize(grid, (2 * new_window[0] - 1, 2 * new_window[1] - 1)).reshape(-1, heads)
+    return torch.cat([out.to(table.dtype), table[sy * sx :]], dim=0)
+
+
 def resample_relative_bias_table(
     table: torch.Tensor,
     old_window,
@@ -256,15 +269,13 @@ def resample_relative_bias_table(
         )
     if old_window == new_window:
         return table
+    if interpolation == "geometric":
+        return geometric_bias_resize(table, old_window, new_window)
     new_grid = (2 * new_window[0] - 1, 2 * new_window[1] - 1)
     heads = table.shape[1]
     body, extra_rows = table[: rows - num_extra_tokens], table[rows - num_extra_tokens :]
-    if interpolation == "bicubic":
-        grid = body.reshape(1, old_grid[0], old_grid[1], heads)
-        out = resample_grid(grid, new_grid, interpolation="bicubic", antialias=False).reshape(-1, heads)
-    else:
-        out = _geometric_resize(body.float().reshape(old_grid[0], old_grid[1], heads), new_grid)
-        out = out.reshape(-1, heads).to(table.dtype)
+    grid = body.reshape(1, old_grid[0], old_grid[1], heads)
+    out = resample_grid(grid, new_grid, interpolation="bicubic", antialias=False).reshape(-1, heads)
     return torch.cat([out, extra_rows], dim=0) if num_extra_tokens else out
 
 

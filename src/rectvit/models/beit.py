@@ -35,7 +35,7 @@ from ..errors import RectViTError
 from ..grid import Size, to_size
 from ..layers import DropPath, Mlp, PatchEmbed
 from ..layers.patch_embed import is_fx_symbolic_tracing
-from ..resample import _geometric_resize, resample_grid, resample_relative_bias_table
+from ..resample import geometric_bias_resize, resample_grid, resample_relative_bias_table
 from ._util import (
     GridPositions,
     GridTableCache,
@@ -83,17 +83,6 @@ def resize_beit_table(table: torch.Tensor, old_window: Size, new_window: Size) -
     )
 
 
-def _resized_table(table: torch.Tensor, old_window: Size, new_window: Size) -> torch.Tensor:
-    """``resize_beit_table`` without its argument checks (TorchScript compiles it)."""
-    if old_window[0] == new_window[0] and old_window[1] == new_window[1]:
-        return table
-    heads, sy, sx = table.shape[1], 2 * old_window[0] - 1, 2 * old_window[1] - 1
-    out = _geometric_resize(
-        table[: sy * sx].float().reshape(sy, sx, heads), (2 * new_window[0] - 1, 2 * new_window[1] - 1)
-    )
-    return torch.cat([out.reshape(-1, heads).to(table.dtype), table[sy * sx :]], dim=0)  # the class rows kept
-
-
 def _gather_bias(table: torch.Tensor, grid: Size) -> torch.Tensor:
     """``(1, heads, 1 + h*w, 1 + h*w)`` bias of a table for the ``grid`` window."""
     n = grid[0] * grid[1] + 1
@@ -105,7 +94,7 @@ def _relative_bias_like(table: torch.Tensor, window: Size, h: int, w: int) -> to
     """The ``(1, heads, 1 + h*w, 1 + h*w)`` bias of ``table`` (made for ``window``) on an ``(h, w)`` grid,
     uncached: one opaque call in an FX graph (a traced model resamples for each input's grid like the eager
     one), and the TorchScript path (same numbers as the eager, cached one)."""
-    return _gather_bias(_resized_table(table, window, (h, w)), (h, w))
+    return _gather_bias(geometric_bias_resize(table, window, (h, w)), (h, w))
 
 
 torch.fx.wrap("_relative_bias_like")
