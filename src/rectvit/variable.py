@@ -4,10 +4,10 @@ A model in dynamic mode takes any input size its configuration allows (ViT: the 
 resampled to each input's grid; Swin: every block pads its grid to whole windows and crops back).
 ``forward_variable`` runs many such inputs exactly, with no padding, in one of two ways:
 
-- **Packing** (every ViT-family model: ViT, DeiT, DeiT-3, registers, DINOv2, AST, hybrid): inputs
-  are packed into chunks under a token budget (``rectvit.pack``; first-fit decreasing), and each
-  chunk is one forward pass whose attention stays within each image. Few forward passes, whatever
-  the mix of shapes.
+- **Packing** (ViT family: ViT, DeiT, DeiT-3, registers, DINOv2, AST, hybrid; EVA family: EVA-02,
+  rope-ViT, DINOv3): inputs are packed into chunks under a token budget (``rectvit.pack``;
+  first-fit decreasing), and each chunk is one forward pass whose attention stays within each
+  image. Few forward passes, whatever the mix of shapes.
 - **Grouping by shape** (Swin, custom ``forward`` functions, ``packing=False``): inputs of one shape
   share a batch.
 
@@ -33,6 +33,7 @@ from torch import nn
 from .errors import InputSizeError, RectViTError
 from .layers import Block
 from .layers.packed import PackedBatch, PackedTokens, check_images, pack
+from .models.eva import Eva, EvaBlock
 from .models.vit import VisionTransformer
 
 __all__ = [
@@ -116,7 +117,9 @@ def _validate(model: nn.Module, inputs: Sequence[Any]) -> None:
 
 
 def supports_packing(model: nn.Module) -> bool:
-    """True for models whose ``forward`` takes a ``PackedBatch`` (the ViT family with standard blocks)."""
+    """True for models whose ``forward`` takes a ``PackedBatch`` (the ViT and EVA families with their own blocks)."""
+    if isinstance(model, Eva):
+        return all(isinstance(b, EvaBlock) for b in model.blocks)
     return isinstance(model, VisionTransformer) and all(isinstance(b, Block) for b in model.blocks)
 
 
@@ -201,7 +204,7 @@ def forward_variable(
     ``(P + h*w, C)`` tokens with ``forward=model.forward_features``. Outputs equal running each input
     alone through the model in dynamic mode.
 
-    With packing (the default for ViT-family models; ``packing=False`` turns it off) inputs are
+    With packing (the default for ViT- and EVA-family models; ``packing=False`` turns it off) inputs are
     packed into chunks of at most ``max_batch`` inputs and about ``max_tokens`` tokens (first-fit
     decreasing, see ``plan_chunks``): with ``T`` tokens in all the blocks run at most
     ``max(ceil(T / max_tokens), ceil(N / max_batch))`` times. Without packing (Swin, a custom

@@ -32,7 +32,8 @@ from torch.utils.checkpoint import checkpoint
 
 from ..errors import RectViTError
 from ..grid import Size, to_size
-from ..layers import DropPath, PatchEmbed
+from ..layers import Block, DropPath, PatchEmbed
+from ..layers.packed import PackedBatch, PackedLayout, PackedTokens, packed_attention, patch_tokens
 from ..layers.patch_embed import is_fx_symbolic_tracing
 from ..layers.rope import RotaryEmbedding2d, apply_rope, rope_sin_cos
 from ..resample import resample_grid
@@ -129,8 +130,17 @@ class EvaAttention(nn.Module):
         rotated = apply_rope(t[:, :, p:], rope[0], rope[1], self.rotate_half)
         return torch.cat([t[:, :, :p], rotated], dim=2) if p > 0 else rotated
 
-    def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
-        """``x`` ``(B, N, C)``; ``rope`` ``(sin, cos)`` ``(..., N - P, head_dim)`` for the patch tokens."""
+    def forward(
+        self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor] | None = None, packed: Any = None
+    ) -> torch.Tensor:
+        """``x`` ``(B, N, C)``; ``rope`` ``(sin, cos)`` ``(..., N - P, head_dim)`` for the patch tokens.
+
+        With ``packed`` (a ``PackedLayout``; typed ``Any`` for TorchScript, which has no packed path), ``x``
+        is a packed ``(T, C)`` sequence, ``rope`` ``(..., T, head_dim)`` for every row (prefix rows: sin 0,
+        cos 1), and each image's tokens attend to that image's tokens only.
+        """
+        if packed is not None and not torch.jit.is_scripting():
+            return self._forward_packed(x, rope, packed)
         b, n, c = x.shape
         q, k, v = self._qkv(x)
         if rope is not None:
@@ -138,6 +148,18 @@ class EvaAttention(nn.Module):
         x = F.scaled_dot_product_attention(q, k, v, dropout_p=self.attn_drop if self.training else 0.0)
         x = self.norm(x.transpose(1, 2).reshape(b, n, c))
         return self.proj_drop(self.proj(x))
+
+    def _forward_packed(
+        self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor] | None, layout: PackedLayout
+    ) -> torch.Tensor:
+        t, c = x.shape
+        q, k, v = self._qkv(x.unsqueeze(0))  # (1, heads, T, head_dim)
+        if rope is not None:  # every row rotated; prefix rows by the identity
+            q = apply_rope(q, rope[0], rope[1], self.rotate_half)
+            k = apply_rope(k, rope[0], rope[1], self.rotate_half)
+        q, k, v = (u[0].transpose(0, 1) for u in (q, k, v))  # (T, heads, head_dim)
+        x = packed_attention(q, k, v, layout, None, self.attn_drop if self.training else 0.0)
+        return self.proj_drop(self.proj(self.norm(x.reshape(t, c))))
 
 
 class Mlp(nn.Module):
@@ -252,12 +274,26 @@ class EvaBlock(nn.Module):
         self.gamma_2 = nn.Parameter(torch.full((dim,), float(init_values))) if init_values is not None else None
         self.drop_path2 = DropPath(drop_path) if drop_path > 0 else nn.Identity()
 
-    def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
-        """``(B, N, C) -> (B, N, C)``."""
+    def forward(
+        self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor] | None = None, packed: Any = None
+    ) -> torch.Tensor:
+        """``(B, N, C) -> (B, N, C)``; with ``packed`` (a ``PackedLayout``) a packed ``(T, C) -> (T, C)``
+        whose attention stays within each image and whose stochastic depth drops whole images."""
+        if packed is not None and not torch.jit.is_scripting():
+            return self._forward_packed(x, rope, packed)
         y = self.attn(self.norm1(x), rope)
         x = x + self.drop_path1(y if self.gamma_1 is None else self.gamma_1 * y)
         y = self.mlp(self.norm2(x))
         return x + self.drop_path2(y if self.gamma_2 is None else self.gamma_2 * y)
+
+    def _forward_packed(
+        self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor] | None, layout: PackedLayout
+    ) -> torch.Tensor:
+        lengths = layout.lengths
+        y = self.attn(self.norm1(x), rope, layout)
+        x = x + Block._drop_path_packed(self.drop_path1, y if self.gamma_1 is None else self.gamma_1 * y, lengths)
+        y = self.mlp(self.norm2(x))
+        return x + Block._drop_path_packed(self.drop_path2, y if self.gamma_2 is None else self.gamma_2 * y, lengths)
 
 
 class Eva(GridPositions, RectViTModel):
@@ -528,7 +564,10 @@ class Eva(GridPositions, RectViTModel):
         return blk(x, rope)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """``(B, in_chans, H, W) -> (B, P + h*w, C)`` after the final norm."""
+        """``(B, in_chans, H, W) -> (B, P + h*w, C)`` after the final norm (``PackedBatch -> PackedTokens``)."""
+        if not torch.jit.is_scripting():
+            if isinstance(x, PackedBatch):
+                return self._forward_features_packed(x)
         x, _, rope = self._embed(x)
         mixed = self._mixed_rope()
         for i, blk in enumerate(self.blocks):
@@ -542,8 +581,11 @@ class Eva(GridPositions, RectViTModel):
         return self.norm(x)
 
     def pool(self, x: torch.Tensor, pool_type: str | None = None) -> torch.Tensor:
-        """``(B, P + N, C) -> (B, C)`` (unchanged for ``""``)."""
+        """``(B, P + N, C) -> (B, C)`` (unchanged for ``""``); ``PackedTokens -> (N, C)``."""
         pool_type = self.global_pool if pool_type is None else pool_type
+        if not torch.jit.is_scripting():
+            if isinstance(x, PackedTokens) and pool_type:
+                return self._pool_packed(x, pool_type)
         if pool_type == "":
             return x
         if pool_type == "token":
@@ -556,12 +598,16 @@ class Eva(GridPositions, RectViTModel):
         return 0.5 * (x.amax(dim=1) + x.mean(dim=1))
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        """``(B, P + N, C) -> (B, num_classes)`` (``(B, C)`` with ``pre_logits``)."""
+        """``(B, P + N, C) -> (B, num_classes)`` (``(B, C)`` with ``pre_logits``); ``PackedTokens`` -> ``(N, ...)``."""
+        if not torch.jit.is_scripting():
+            if isinstance(x, PackedTokens):
+                return self._forward_head_packed(x, pre_logits)
         x = self.head_drop(self.fc_norm(self.pool(x)))
         return x if pre_logits else self.head(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``(B, in_chans, H, W) -> (B, num_classes)``."""
+        """``(B, in_chans, H, W) -> (B, num_classes)``; a ``PackedBatch`` (``rectvit.pack``) gives
+        ``(N, num_classes)``, row ``i`` that of image ``i`` alone."""
         return self.forward_head(self.forward_features(x))
 
     def forward_intermediates(
@@ -582,6 +628,11 @@ class Eva(GridPositions, RectViTModel):
         ``image_intermediates_prefix`` with return_prefix_tokens, ``image_features`` unless intermediates_only)."""
         if output_fmt not in ("NCHW", "NLC"):
             raise RectViTError(f"output_fmt must be 'NCHW' or 'NLC', got {output_fmt!r}.")
+        if isinstance(x, PackedBatch):
+            raise RectViTError(
+                "forward_intermediates takes a (B, C, H, W) batch, not a PackedBatch; for per-image maps of a "
+                "packed batch use model.forward_features(packed).feature_maps()."
+            )
         take = take_indices(len(self.blocks), indices)
         x, (h, w), rope = self._embed(x)
         mixed = self._mixed_rope()
@@ -601,6 +652,66 @@ class Eva(GridPositions, RectViTModel):
             output_dict,
             intermediates_only,
         )
+
+    # ----------------------------------------------------------------------------------------------
+    # Packed batches (rectvit.pack): many input shapes in one sequence, attention within each image
+
+    def _embed_packed(self, batch: PackedBatch) -> tuple[PackedTokens, tuple[torch.Tensor, torch.Tensor] | None]:
+        """Patch embedding per input shape, each image's own positions and prefix tokens, packed; and RoPE's
+        ``(sin, cos)`` for every packed row: ``(T, head_dim)`` (axial) or ``(depth, heads, T, head_dim)``
+        (mixed), each image's patch rows those of its own grid, prefix rows the identity (sin 0, cos 1)."""
+        images = batch.images
+        groups = batch.groups()
+        for group in groups:  # every size is checked before any work
+            i = group[0]
+            try:
+                self.check_input(images[i].unsqueeze(0))
+            except RectViTError as e:
+                raise type(e)(f"packed image {i} (shape {tuple(images[i].shape)}): {e}") from None
+        n, p = len(images), self.num_prefix_tokens
+        rows: list[Any] = [None] * n
+        grids: list[Any] = [None] * n
+        sins: list[Any] = [None] * n
+        coss: list[Any] = [None] * n
+        for group, x in zip(groups, patch_tokens(self.patch_embed, images, groups)):
+            grid = (int(x.shape[1]), int(x.shape[2]))
+            rope = self.rope(grid, x.device) if self.rope is not None else None
+            for i, t in zip(group, self._with_positions(x).unbind(0)):
+                rows[i], grids[i] = t, grid
+                if rope is not None:
+                    sins[i], coss[i] = rope
+        layout = PackedLayout(tuple(grids), p, batch.attention)
+        tokens = PackedTokens(self.norm_pre(self.pos_drop(torch.cat(rows))), layout)
+        if self.rope is None:
+            return tokens, None
+        if p:
+            prefix = sins[0].new_zeros(sins[0].shape[:-2] + (p, sins[0].shape[-1]))
+            sins = [u for s in sins for u in (prefix, s)]
+            coss = [u for c in coss for u in (prefix + 1.0, c)]
+        return tokens, (torch.cat(sins, dim=-2), torch.cat(coss, dim=-2))
+
+    def _forward_features_packed(self, batch: PackedBatch) -> PackedTokens:
+        x, rope = self._embed_packed(batch)
+        tokens, layout, mixed = x.tokens, x.layout, self._mixed_rope()
+        for i, blk in enumerate(self.blocks):
+            r = (rope[0][i], rope[1][i]) if rope is not None and mixed else rope
+            if self.grad_checkpointing and torch.is_grad_enabled():
+                tokens = checkpoint(blk, tokens, r, layout, use_reentrant=False)
+            else:
+                tokens = blk(tokens, r, layout)
+        return x.replace(self.norm(tokens))
+
+    def _pool_packed(self, x: PackedTokens, pool_type: str) -> torch.Tensor:
+        if pool_type == "token":
+            return x.prefix_tokens()[:, 0]
+        return x.pool(pool_type)  # patch tokens only, as the unpacked pool
+
+    def _forward_head_packed(self, x: PackedTokens, pre_logits: bool):
+        if not self.global_pool:  # no pooling: the head runs on every token
+            y = self.head_drop(self.fc_norm(x.tokens))
+            return x.replace(y if pre_logits else self.head(y))
+        y = self.head_drop(self.fc_norm(self.pool(x)))
+        return y if pre_logits else self.head(y)
 
     # ----------------------------------------------------------------------------------------------
     # Training utilities
