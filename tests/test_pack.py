@@ -24,6 +24,7 @@ from hypothesis import strategies as st
 import rectvit
 from helpers import randomize_
 from rectvit.layers import packed as packed_mod
+from rectvit.layers.drop import drop_path_per_image
 from rectvit.layers.packed import PackedLayout, packed_attention
 from rectvit.variable import dynamic_mode, plan_chunks
 
@@ -263,7 +264,7 @@ def test_stochastic_depth_drops_whole_images():
     ).train()
     blk, lengths = model.blocks[1], (5, 3, 9)
     torch.manual_seed(3)
-    out = blk._drop_path_packed(blk.drop_path1, torch.ones(17, 4), lengths)
+    out = drop_path_per_image(blk.drop_path1, torch.ones(17, 4), lengths)
     per_image = out.split(list(lengths))
     assert all(len(torch.unique(p)) == 1 for p in per_image)
     assert {p[0, 0].item() for p in per_image} <= {0.0, 2.0}

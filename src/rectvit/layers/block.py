@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from .attention import Attention
-from .drop import DropPath
+from .drop import DropPath, drop_path_per_image
 from .layer_scale import LayerScale
 from .mlp import Mlp
 from .packed import PackedLayout
@@ -79,15 +79,6 @@ class Block(nn.Module):
         if num_queries is not None:
             x = x[layout.first_rows(num_queries, x.device)]
         lengths = layout.lengths if num_queries is None else (num_queries,) * len(layout)
-        x = x + self._drop_path_packed(self.drop_path1, self.ls1(attn), lengths)
-        x = x + self._drop_path_packed(self.drop_path2, self.ls2(self.mlp(self.norm2(x))), lengths)
+        x = x + drop_path_per_image(self.drop_path1, self.ls1(attn), lengths)
+        x = x + drop_path_per_image(self.drop_path2, self.ls2(self.mlp(self.norm2(x))), lengths)
         return x
-
-    @staticmethod
-    def _drop_path_packed(drop: nn.Module, x: torch.Tensor, lengths: tuple[int, ...]) -> torch.Tensor:
-        """Stochastic depth per image (not per token) on a packed ``(T, C)`` branch."""
-        if not isinstance(drop, DropPath) or not drop.training or drop.drop_prob == 0.0:
-            return drop(x)
-        keep = 1.0 - drop.drop_prob
-        mask = x.new_empty(len(lengths)).bernoulli_(keep) / keep
-        return x * mask.repeat_interleave(torch.tensor(lengths, device=x.device), output_size=x.shape[0])[:, None]

@@ -25,3 +25,13 @@ class DropPath(nn.Module):
 
     def extra_repr(self) -> str:
         return f"drop_prob={self.drop_prob}"
+
+
+def drop_path_per_image(drop: nn.Module, x: torch.Tensor, lengths: tuple[int, ...]) -> torch.Tensor:
+    """``drop`` (a ``DropPath`` or an identity) on a packed ``(T, C)`` branch: whole images are dropped
+    (``lengths`` tokens each, in order), not single tokens, as the unpacked block drops whole samples."""
+    if not isinstance(drop, DropPath) or not drop.training or drop.drop_prob == 0.0:
+        return drop(x)
+    keep = 1.0 - drop.drop_prob
+    mask = x.new_empty(len(lengths)).bernoulli_(keep) / keep
+    return x * mask.repeat_interleave(torch.tensor(lengths, device=x.device), output_size=x.shape[0])[:, None]

@@ -32,7 +32,8 @@ from torch.utils.checkpoint import checkpoint
 
 from ..errors import RectViTError
 from ..grid import Size, to_size
-from ..layers import Block, DropPath, PatchEmbed
+from ..layers import DropPath, PatchEmbed
+from ..layers.drop import drop_path_per_image
 from ..layers.packed import PackedBatch, PackedLayout, PackedTokens, packed_attention, patch_tokens
 from ..layers.patch_embed import is_fx_symbolic_tracing
 from ..layers.rope import RotaryEmbedding2d, apply_rope, rope_sin_cos
@@ -291,9 +292,9 @@ class EvaBlock(nn.Module):
     ) -> torch.Tensor:
         lengths = layout.lengths
         y = self.attn(self.norm1(x), rope, layout)
-        x = x + Block._drop_path_packed(self.drop_path1, y if self.gamma_1 is None else self.gamma_1 * y, lengths)
+        x = x + drop_path_per_image(self.drop_path1, y if self.gamma_1 is None else self.gamma_1 * y, lengths)
         y = self.mlp(self.norm2(x))
-        return x + Block._drop_path_packed(self.drop_path2, y if self.gamma_2 is None else self.gamma_2 * y, lengths)
+        return x + drop_path_per_image(self.drop_path2, y if self.gamma_2 is None else self.gamma_2 * y, lengths)
 
 
 class Eva(GridPositions, RectViTModel):
