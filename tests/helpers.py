@@ -102,3 +102,22 @@ def input_errors(model: torch.nn.Module, bad) -> list[str]:
             model(b)
         out.append(str(e.value))
     return out
+
+
+# Packed batches (tests/test_pack.py, tests/test_pack_eva.py)
+
+
+def param_grads(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """Every parameter gradient of ``model``, cloned (parameters without one left out)."""
+    return {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+
+def packed_and_per_image_grads(model: torch.nn.Module, xs: list[torch.Tensor], target: torch.Tensor):
+    """Gradients of ``sum(model(x_i) * target_i)``: once through ``rectvit.pack(xs)``, once image by image."""
+    model.zero_grad()
+    (model(rectvit.pack(xs)) * target).sum().backward()
+    packed = param_grads(model)
+    model.zero_grad()
+    for x, t in zip(xs, target):
+        (model(x[None])[0] * t).sum().backward()
+    return packed, param_grads(model)

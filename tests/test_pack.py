@@ -22,7 +22,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import rectvit
-from helpers import randomize_
+from helpers import packed_and_per_image_grads, param_grads, randomize_
 from rectvit.layers import packed as packed_mod
 from rectvit.layers.drop import drop_path_per_image
 from rectvit.layers.packed import PackedLayout, packed_attention
@@ -274,10 +274,6 @@ def test_stochastic_depth_drops_whole_images():
 # Gradients, gradient checkpointing, DDP
 
 
-def _grads(model):
-    return {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
-
-
 def _assert_close_grads(a, b, tol=1e-4):
     assert a.keys() == b.keys()
     for n in a:
@@ -295,13 +291,7 @@ def test_gradients_equal_the_per_image_loop(case, checkpointing):
     xs = _images(sizes, seed=2)
     target = torch.randn(len(xs), model.num_classes, generator=torch.Generator().manual_seed(5))
 
-    model.zero_grad()
-    (model(rectvit.pack(xs)) * target).sum().backward()
-    packed = _grads(model)
-    model.zero_grad()
-    for x, t in zip(xs, target):
-        (model(x[None])[0] * t).sum().backward()
-    loop = _grads(model)
+    packed, loop = packed_and_per_image_grads(model, xs, target)
     assert "pos_embed" in packed  # the resampled position table is trained too
     _assert_close_grads(packed, loop)
 
@@ -382,7 +372,7 @@ def test_ddp_two_gloo_processes_average_to_single_process_gradients(tmp_path):
     model = common["ddp_model"]()
     xs, target = common["ddp_data"]()
     torch.nn.functional.cross_entropy(model(rectvit.pack(xs)), target).backward()
-    _assert_close_grads({n: g for n, g in ddp.items() if g is not None}, _grads(model))
+    _assert_close_grads({n: g for n, g in ddp.items() if g is not None}, param_grads(model))
 
 
 # --------------------------------------------------------------------------------------------------

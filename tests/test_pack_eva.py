@@ -13,7 +13,7 @@ import timm
 import torch
 
 import rectvit
-from helpers import randomize_
+from helpers import packed_and_per_image_grads, randomize_
 from rectvit.models.eva import EvaBlock
 from rectvit.variable import dynamic_mode, supports_packing
 
@@ -128,10 +128,6 @@ def test_class_token_off_with_registers_and_nested_backend():
 # Training: gradients and stochastic depth
 
 
-def _grads(model):
-    return {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
-
-
 @pytest.mark.parametrize("case, checkpointing", [("rope-mixed-ape", False), ("eva02", True), ("dinov3", False)])
 def test_gradients_equal_the_per_image_loop(case, checkpointing):
     name, overrides = CASES[case]
@@ -140,13 +136,7 @@ def test_gradients_equal_the_per_image_loop(case, checkpointing):
     xs = _images(name, seed=4)
     target = torch.randn(len(xs), model.num_classes, generator=torch.Generator().manual_seed(5))
 
-    model.zero_grad()
-    (model(rectvit.pack(xs)) * target).sum().backward()
-    packed = _grads(model)
-    model.zero_grad()
-    for x, t in zip(xs, target):
-        (model(x[None])[0] * t).sum().backward()
-    loop = _grads(model)
+    packed, loop = packed_and_per_image_grads(model, xs, target)
     assert packed.keys() == loop.keys()
     if "mixed" in case:
         assert "rope.freqs" in packed  # the learned rotation is trained through the packed path

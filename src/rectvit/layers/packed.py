@@ -102,6 +102,17 @@ class PackedBatch:
             out.setdefault(s, []).append(i)
         return list(out.values())
 
+    def check_each_shape(self, check_input: Callable[[torch.Tensor], None]) -> None:
+        """Run a model's ``check_input`` on one image of every shape, before any work; a ``RectViTError``
+        names the first image of the shape it refuses."""
+        images = self.images
+        for group in self.groups():
+            i = group[0]
+            try:
+                check_input(images[i].unsqueeze(0))
+            except RectViTError as e:
+                raise type(e)(f"packed image {i} (shape {tuple(images[i].shape)}): {e}") from None
+
 
 def _check_backend(attention: str) -> str:
     if attention not in ATTENTION_BACKENDS:

@@ -661,14 +661,8 @@ class Eva(GridPositions, RectViTModel):
         """Patch embedding per input shape, each image's own positions and prefix tokens, packed; and RoPE's
         ``(sin, cos)`` for every packed row: ``(T, head_dim)`` (axial) or ``(depth, heads, T, head_dim)``
         (mixed), each image's patch rows those of its own grid, prefix rows the identity (sin 0, cos 1)."""
-        images = batch.images
-        groups = batch.groups()
-        for group in groups:  # every size is checked before any work
-            i = group[0]
-            try:
-                self.check_input(images[i].unsqueeze(0))
-            except RectViTError as e:
-                raise type(e)(f"packed image {i} (shape {tuple(images[i].shape)}): {e}") from None
+        batch.check_each_shape(self.check_input)
+        images, groups = batch.images, batch.groups()
         n, p = len(images), self.num_prefix_tokens
         rows: list[Any] = [None] * n
         grids: list[Any] = [None] * n

@@ -483,14 +483,8 @@ class VisionTransformer(GridPositions, RectViTModel):
 
     def _embed_packed(self, batch: PackedBatch) -> PackedTokens:
         """Patch embedding per input shape, each image's own position table and prefix tokens, packed."""
-        images = batch.images
-        groups = batch.groups()
-        for group in groups:  # every size is checked before any work
-            i = group[0]
-            try:
-                self.check_input(images[i].unsqueeze(0))
-            except RectViTError as e:
-                raise type(e)(f"packed image {i} (shape {tuple(images[i].shape)}): {e}") from None
+        batch.check_each_shape(self.check_input)
+        images, groups = batch.images, batch.groups()
         rows: list[Any] = [None] * len(images)
         grids: list[Any] = [None] * len(images)
         for group, x in zip(groups, patch_tokens(self.patch_embed, images, groups)):
