@@ -169,6 +169,13 @@ class GridPositions:
     (eager and TorchScript) and ``_pos_rule`` (the same rule as ``grid_table_like`` arguments, for FX).
     """
 
+    @property
+    def grid_size(self) -> Size:
+        """``(h, w)``: the absolute table's grid (read off the table) when there is one, else the patch grid."""
+        if self.pos_embed is not None:
+            return (int(self.pos_embed.shape[1]), int(self.pos_embed.shape[2]))
+        return self.patch_embed.grid_size
+
     def _pos_rule(self) -> tuple[bool, str, bool]:
         """``(sincos, interpolation, antialias)``: the default is ``resample_grid``'s bicubic with antialias."""
         return False, "bicubic", True

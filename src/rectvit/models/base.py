@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..grid import Size
+from ..grid import Size, to_size
 from .pretrained_cfgs import pretrained_cfg_for
 
 __all__ = ["RectViTModel"]
@@ -48,9 +48,30 @@ class RectViTModel(nn.Module):
             except (NameError, TypeError):  # a subclass naming a type only under TYPE_CHECKING: keep its strings
                 pass
 
+    # -- sizes: every family cuts its input with a patch embedding ``patch_embed`` (``layers.PatchEmbed`` or
+    # one with its interface), which holds the nominal size, the patch size, the grid and the input check.
+
+    @property
+    def img_size(self) -> Size:
+        """The nominal input size ``(H, W)``."""
+        return self.patch_embed.img_size
+
+    @property
+    def patch_size(self) -> Size:
+        return self.patch_embed.patch_size
+
+    @property
+    def grid_size(self) -> Size:
+        """The patch grid ``(h, w)`` of ``img_size``."""
+        return self.patch_embed.grid_size
+
+    def feat_size(self, img_size) -> Size:
+        """The ``(h, w)`` token grid of an input of ``img_size``."""
+        return self.patch_embed.feat_size(to_size(img_size, "img_size"))
+
     def check_input(self, x: torch.Tensor) -> None:
-        """Raise a ``RectViTError`` for anything this model cannot take as a ``(B, C, H, W)`` batch."""
-        raise NotImplementedError
+        """Raise ``InputSizeError`` for anything but a ``(B, in_chans, H, W)`` batch of a size this model takes."""
+        self.patch_embed.check_input(x)
 
     @classmethod
     def table_grid(cls, config: dict[str, Any]) -> Size | None:
@@ -58,6 +79,15 @@ class RectViTModel(nn.Module):
         return None
 
     # -- timm conventions ----------------------------------------------------------------------------
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Recompute each block's activations in the backward pass instead of storing them (the forward
+        reads ``grad_checkpointing``; families whose stages hold the flag override this)."""
+        self.grad_checkpointing = enable
+
+    def get_classifier(self) -> nn.Module:
+        """The classifier (``nn.Identity`` without classes); ``head`` unless a family says otherwise."""
+        return self.head
 
     def _cfg_fields(self) -> dict[str, Any]:
         """The pretrained-cfg fields read off the model as it is now (``first_conv``, ``classifier``...);

@@ -32,7 +32,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from ..errors import RectViTError
-from ..grid import Size, to_size
+from ..grid import Size
 from ..layers import DropPath, Mlp, PatchEmbed
 from ..layers.patch_embed import is_fx_symbolic_tracing
 from ..resample import geometric_bias_resize, resample_grid, resample_relative_bias_table
@@ -371,26 +371,6 @@ class Beit(GridPositions, RectViTModel):
     # ----------------------------------------------------------------------------------------------
     # Sizes
 
-    @property
-    def img_size(self) -> Size:
-        return self.patch_embed.img_size
-
-    @property
-    def patch_size(self) -> Size:
-        return self.patch_embed.patch_size
-
-    @property
-    def grid_size(self) -> Size:
-        """``(h, w)``: the window of the position tables (the nominal patch grid)."""
-        return self.patch_embed.grid_size
-
-    def feat_size(self, img_size) -> Size:
-        return self.patch_embed.feat_size(to_size(img_size, "img_size"))
-
-    def check_input(self, x: torch.Tensor) -> None:
-        """Raise ``InputSizeError`` for anything but a ``(B, in_chans, H, W)`` batch of a size this model takes."""
-        self.patch_embed.check_input(x)
-
     def set_input_size(self, img_size=None, patch_size=None) -> None:
         """Change the nominal input size and/or patch size: the absolute table is resampled (bicubic) and every
         relative-bias table geometrically to the new grid, from their current grid."""
@@ -499,12 +479,6 @@ class Beit(GridPositions, RectViTModel):
         device = self.cls_token.device
         self.head = (nn.Linear(self.embed_dim, num_classes) if num_classes > 0 else nn.Identity()).to(device)
         self.head.train(self.training)
-
-    def set_grad_checkpointing(self, enable: bool = True) -> None:
-        self.grad_checkpointing = enable
-
-    def get_classifier(self) -> nn.Module:
-        return self.head
 
     def no_weight_decay(self) -> set[str]:
         names = {"pos_embed", "prefix_pos_embed", "cls_token"}

@@ -477,25 +477,6 @@ class Eva(GridPositions, RectViTModel):
     # ----------------------------------------------------------------------------------------------
     # Sizes
 
-    @property
-    def img_size(self) -> Size:
-        return self.patch_embed.img_size
-
-    @property
-    def patch_size(self) -> Size:
-        return self.patch_embed.patch_size
-
-    @property
-    def grid_size(self) -> Size:
-        """``(h, w)``: the absolute table's grid when there is one, else the nominal input's grid."""
-        if self.pos_embed is not None:
-            return (int(self.pos_embed.shape[1]), int(self.pos_embed.shape[2]))
-        return self.patch_embed.grid_size
-
-    def feat_size(self, img_size) -> Size:
-        """The ``(h, w)`` token grid of an input of ``img_size``."""
-        return self.patch_embed.feat_size(to_size(img_size, "img_size"))
-
     dynamic_img_size = switch_property(
         "True: any input size per forward (RoPE and tables follow); False: img_size only."
     )
@@ -505,10 +486,6 @@ class Eva(GridPositions, RectViTModel):
         """The absolute table's grid for ``config`` (size arithmetic; None for RoPE-only models)."""
         c = with_defaults(cls, config)
         return config_patch_grid(c) if c["use_abs_pos_emb"] else None
-
-    def check_input(self, x: torch.Tensor) -> None:
-        """Raise ``InputSizeError`` for anything but a ``(B, in_chans, H, W)`` input of an accepted size."""
-        self.patch_embed.check_input(x)
 
     def set_input_size(self, img_size=None, patch_size=None) -> None:
         """Change the nominal input size and/or patch size; an absolute table is resampled to the new grid.
@@ -722,12 +699,6 @@ class Eva(GridPositions, RectViTModel):
         device = self.cls_token.device if self.cls_token is not None else next(self.parameters()).device
         self.head = (nn.Linear(self.embed_dim, num_classes) if num_classes > 0 else nn.Identity()).to(device)
         self.head.train(self.training)
-
-    def set_grad_checkpointing(self, enable: bool = True) -> None:
-        self.grad_checkpointing = enable
-
-    def get_classifier(self) -> nn.Module:
-        return self.head
 
     def no_weight_decay(self) -> set[str]:
         nwd = {"pos_embed", "prefix_pos_embed", "cls_token", "reg_token"}

@@ -755,20 +755,6 @@ class _SwinBase(RectViTModel):
     # ---- sizes ---------------------------------------------------------------------------------
 
     @property
-    def img_size(self) -> Size:
-        """The nominal input size ``(H, W)``."""
-        return self.patch_embed.img_size
-
-    @property
-    def patch_size(self) -> Size:
-        return self.patch_embed.patch_size
-
-    @property
-    def grid_size(self) -> Size:
-        """The patch grid ``(h, w)`` of ``img_size``."""
-        return self.patch_embed.grid_size
-
-    @property
     def dynamic_img_size(self) -> bool:
         """Whether any input size (a multiple of the patch size) is accepted; ``patch_embed.strict_img_size``
         is the switch (``set_input_size(strict_img_size=...)`` changes it)."""

@@ -380,27 +380,11 @@ class SwinTransformerV2Cr(RectViTModel):
     # ----------------------------------------------------------------------------------------------
     # Sizes
 
-    @property
-    def img_size(self) -> Size:
-        return self.patch_embed.img_size
-
-    @property
-    def patch_size(self) -> Size:
-        return self.patch_embed.patch_size
-
-    @property
-    def grid_size(self) -> Size:
-        return self.patch_embed.grid_size
-
     def _scaled_windows(self, grid: Size) -> tuple[Size, ...]:
         return tuple(
             (max(1, w[0] * grid[0] // self._ref_grid[0]), max(1, w[1] * grid[1] // self._ref_grid[1]))
             for w in self._ref_windows
         )
-
-    def check_input(self, x: torch.Tensor) -> None:
-        """Raise ``InputSizeError`` for anything but a ``(B, in_chans, H, W)`` batch of a size this model takes."""
-        self.patch_embed.check_input(x)
 
     def set_input_size(self, img_size=None, window_size=None, window_ratio=None, always_partition=None) -> None:
         """New nominal size and/or windows, as timm: ``window_size`` (int, ``(h, w)`` or one per stage) wins over

@@ -25,7 +25,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from ..errors import RectViTError
-from ..grid import Size, to_size
+from ..grid import Size
 from ..layers import AttentionPoolLatent, Block, PatchEmbed, get_act_layer
 from ..layers.packed import PackedBatch, PackedLayout, PackedTokens, patch_tokens
 from ..resample import TRACEABLE_INTERPOLATIONS, resample_grid, resample_grid_separable, sincos_2d, sincos_table
@@ -258,31 +258,7 @@ class VisionTransformer(GridPositions, RectViTModel):
     # ----------------------------------------------------------------------------------------------
     # Sizes
 
-    @property
-    def img_size(self) -> Size:
-        """Nominal ``(H, W)`` input size."""
-        return self.patch_embed.img_size
-
-    @property
-    def patch_size(self) -> Size:
-        return self.patch_embed.patch_size
-
-    @property
-    def grid_size(self) -> Size:
-        """``(h, w)`` grid of the position table (read off the table itself when it is learned)."""
-        if self.pos_embed is not None:
-            return (int(self.pos_embed.shape[1]), int(self.pos_embed.shape[2]))
-        return self.patch_embed.grid_size
-
     dynamic_img_size = switch_property("True: any input size per forward (positions resampled); False: img_size only.")
-
-    def check_input(self, x: torch.Tensor) -> None:
-        """Raise ``InputSizeError`` for anything but a ``(B, in_chans, H, W)`` batch of a size this model takes."""
-        self.patch_embed.check_input(x)
-
-    def feat_size(self, img_size) -> Size:
-        """The ``(h, w)`` token grid of an input of ``img_size``."""
-        return self.patch_embed.feat_size(to_size(img_size, "img_size"))
 
     def set_input_size(self, img_size=None, patch_size=None, patch_stride=None) -> None:
         """Change the nominal input size and/or patch size; the position table is resampled to the new grid.
@@ -553,15 +529,9 @@ class VisionTransformer(GridPositions, RectViTModel):
                 nn.init.trunc_normal_(head.weight, std=0.02)
                 nn.init.zeros_(head.bias)
 
-    def set_grad_checkpointing(self, enable: bool = True) -> None:
-        self.grad_checkpointing = enable
-
     def set_distilled_training(self, enable: bool = True) -> None:
         """In train mode, return ``(logits, logits_dist)`` instead of their mean (DeiT distillation)."""
         self.distilled_training = enable
-
-    def get_classifier(self) -> nn.Module:
-        return self.head
 
     def no_weight_decay(self) -> set[str]:
         return {"pos_embed", "prefix_pos_embed", "cls_token", "reg_token", "dist_token"}
