@@ -7,6 +7,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
+from torch import nn
 
 from ..errors import RectViTError
 from ..grid import Size, padded_size, patch_grid
@@ -158,6 +159,39 @@ class GridTableCache:
 # FX wraps by name per module: GridPositions calls it here, so this one registration keeps every family's
 # table one opaque call in a traced graph (a traced model takes each input's grid like the eager one).
 torch.fx.wrap("grid_table_like")
+
+
+class BlockStack:
+    """timm's training conventions of a model that is one stack of ``blocks`` over ``patch_embed`` tokens
+    (ViT, BEiT, EVA): parameter groups, feature levels and block pruning. A family names its stem's
+    parameters in ``_stem_pattern`` and may override ``_feature_reduction`` (the token grid's step)."""
+
+    _stem_pattern = r"^patch_embed"
+
+    def group_matcher(self, coarse: bool = False) -> dict[str, Any]:
+        """timm's parameter groups (layer-wise LR decay): the embedding "stem", then one group per block."""
+        return {"stem": self._stem_pattern, "blocks": [(r"^blocks\.(\d+)", None), (r"^norm", (99999,))]}
+
+    def _feature_reduction(self) -> int:
+        return max(self.patch_embed.patch_size)
+
+    @property
+    def feature_info(self) -> list[dict[str, Any]]:
+        """timm's feature levels: one per block, ``{"module": "blocks.i", "num_chs": embed_dim, "reduction": r}``
+        (``r``: the step of the token grid, ``_feature_reduction()``)."""
+        r = self._feature_reduction()
+        return [{"module": f"blocks.{i}", "num_chs": self.embed_dim, "reduction": r} for i in range(len(self.blocks))]
+
+    def _prune_blocks(self, indices: int | Sequence[int], prune_norm: bool) -> list[int]:
+        """``prune_intermediate_layers``' common part: keep the blocks up to the deepest of ``indices`` (recorded
+        as ``depth``) and, with ``prune_norm``, drop the final norm; returns the kept indices (non-negative).
+        The family then prunes its head and records its norm flags."""
+        take = take_indices(len(self.blocks), indices)
+        self.blocks = self.blocks[: max(take) + 1]
+        record_config(self, depth=len(self.blocks))
+        if prune_norm:
+            self.norm = nn.Identity()
+        return take
 
 
 class GridPositions:

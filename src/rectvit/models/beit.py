@@ -37,6 +37,7 @@ from ..layers import DropPath, Mlp, PatchEmbed
 from ..layers.patch_embed import is_fx_symbolic_tracing
 from ..resample import geometric_bias_resize, resample_grid, resample_relative_bias_table
 from ._util import (
+    BlockStack,
     GridPositions,
     GridTableCache,
     config_patch_grid,
@@ -242,7 +243,7 @@ class BeitBlock(nn.Module):
         return x + self.drop_path2(y if self.gamma_2 is None else self.gamma_2 * y)
 
 
-class Beit(GridPositions, RectViTModel):
+class Beit(BlockStack, GridPositions, RectViTModel):
     """BEiT taking ``(B, in_chans, H, W)`` inputs of any rectangular size the configuration allows.
 
     Constructor keywords are timm's ``Beit`` keywords (same names and defaults), plus ``norm_eps``,
@@ -251,6 +252,8 @@ class Beit(GridPositions, RectViTModel):
     relative-bias tables geometrically to the input's grid; ``final_norm=False`` drops the final norm
     (what ``prune_intermediate_layers(prune_norm=True)`` leaves).
     """
+
+    _stem_pattern = r"^cls_token|pos_embed|prefix_pos_embed|patch_embed|rel_pos_bias"
 
     def __init__(
         self,
@@ -484,23 +487,12 @@ class Beit(GridPositions, RectViTModel):
         names = {"pos_embed", "prefix_pos_embed", "cls_token"}
         return names | {n for n, _ in self.named_parameters() if "relative_position_bias_table" in n}
 
-    def group_matcher(self, coarse: bool = False) -> dict[str, Any]:
-        """timm's parameter groups (layer-wise LR decay): the embedding "stem", then one group per block."""
-        return {
-            "stem": r"^cls_token|pos_embed|prefix_pos_embed|patch_embed|rel_pos_bias",
-            "blocks": [(r"^blocks\.(\d+)", None), (r"^norm", (99999,))],
-        }
-
     def prune_intermediate_layers(
         self, indices: int | Sequence[int] = 1, prune_norm: bool = False, prune_head: bool = True
     ) -> list[int]:
         """Drop the blocks after the deepest of ``indices`` (and the final norm / the head), as timm; returns
         the kept indices (non-negative). ``model_config`` records the result."""
-        take = take_indices(len(self.blocks), indices)
-        self.blocks = self.blocks[: max(take) + 1]
-        record_config(self, depth=len(self.blocks))
-        if prune_norm:
-            self.norm = nn.Identity()
+        take = self._prune_blocks(indices, prune_norm)
         if prune_head:
             self.fc_norm = nn.Identity()
             self.reset_classifier(0, "")
@@ -508,13 +500,6 @@ class Beit(GridPositions, RectViTModel):
             self, final_norm=not isinstance(self.norm, nn.Identity) or not isinstance(self.fc_norm, nn.Identity)
         )
         return take
-
-    @property
-    def feature_info(self) -> list[dict[str, Any]]:
-        """timm's feature levels: one per block, ``{"module": "blocks.i", "num_chs": embed_dim, "reduction": r}``
-        (``r``: the patch size, the step of the token grid)."""
-        r = max(self.patch_embed.patch_size)
-        return [{"module": f"blocks.{i}", "num_chs": self.embed_dim, "reduction": r} for i in range(len(self.blocks))]
 
 
 # --------------------------------------------------------------------------------------------------

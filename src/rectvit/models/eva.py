@@ -39,6 +39,7 @@ from ..layers.patch_embed import is_fx_symbolic_tracing
 from ..layers.rope import RotaryEmbedding2d, apply_rope, rope_sin_cos
 from ..resample import resample_grid
 from ._util import (
+    BlockStack,
     GridPositions,
     GridTableCache,
     config_patch_grid,
@@ -297,7 +298,7 @@ class EvaBlock(nn.Module):
         return x + drop_path_per_image(self.drop_path2, y if self.gamma_2 is None else self.gamma_2 * y, lengths)
 
 
-class Eva(GridPositions, RectViTModel):
+class Eva(BlockStack, GridPositions, RectViTModel):
     """EVA-02 / rope-ViT / DINOv3 taking ``(B, in_chans, H, W)`` inputs of any rectangular size allowed.
 
     Constructor keywords are timm's ``Eva`` keywords (same names and defaults) with these differences:
@@ -310,6 +311,8 @@ class Eva(GridPositions, RectViTModel):
     - Not supported (``RectViTError``): attention pooling (``global_pool="map"``), post-norm blocks,
       patch dropout, grouped-query attention, MRoPE, and training-time RoPE coordinate augmentation.
     """
+
+    _stem_pattern = r"^cls_token|reg_token|pos_embed|prefix_pos_embed|patch_embed|norm_pre"
 
     def __init__(
         self,
@@ -704,35 +707,17 @@ class Eva(GridPositions, RectViTModel):
         nwd = {"pos_embed", "prefix_pos_embed", "cls_token", "reg_token"}
         return nwd | ({"rope.freqs"} if self.rope is not None and self.rope.freqs is not None else set())
 
-    def group_matcher(self, coarse: bool = False) -> dict[str, Any]:
-        """timm's parameter groups (layer-wise LR decay): the embedding "stem", then one group per block."""
-        return {
-            "stem": r"^cls_token|reg_token|pos_embed|prefix_pos_embed|patch_embed|norm_pre",
-            "blocks": [(r"^blocks\.(\d+)", None), (r"^norm", (99999,))],
-        }
-
     def prune_intermediate_layers(
         self, indices: int | Sequence[int] = 1, prune_norm: bool = False, prune_head: bool = True
     ) -> list[int]:
         """Drop the blocks after the deepest of ``indices`` (and the final norm / the head), as timm; returns
         the kept indices (non-negative). ``model_config`` records the result."""
-        take = take_indices(len(self.blocks), indices)
-        self.blocks = self.blocks[: max(take) + 1]
-        record_config(self, depth=len(self.blocks))
-        if prune_norm:
-            self.norm = nn.Identity()
+        take = self._prune_blocks(indices, prune_norm)
         if prune_head:
             self.fc_norm = nn.Identity()
             self.reset_classifier(0, "")
         record_config(self, use_post_transformer_norm=not isinstance(self.norm, nn.Identity))
         return take
-
-    @property
-    def feature_info(self) -> list[dict[str, Any]]:
-        """timm's feature levels: one per block, ``{"module": "blocks.i", "num_chs": embed_dim, "reduction": r}``
-        (``r``: the patch size, the step of the token grid)."""
-        r = max(self.patch_embed.patch_size)
-        return [{"module": f"blocks.{i}", "num_chs": self.embed_dim, "reduction": r} for i in range(len(self.blocks))]
 
 
 def _check_options(global_pool, class_token, attn_type, rope_type, post_norm, patch_drop_rate, reg_tokens) -> None:

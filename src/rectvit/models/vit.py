@@ -30,6 +30,7 @@ from ..layers import AttentionPoolLatent, Block, PatchEmbed, get_act_layer
 from ..layers.packed import PackedBatch, PackedLayout, PackedTokens, patch_tokens
 from ..resample import TRACEABLE_INTERPOLATIONS, resample_grid, resample_grid_separable, sincos_2d, sincos_table
 from ._util import (
+    BlockStack,
     GridPositions,
     GridTableCache,
     config_patch_grid,
@@ -49,7 +50,7 @@ GLOBAL_POOLS = ("token", "token_dist", "avg", "avgmax", "max", "map", "")
 POS_EMBEDS = ("learn", "sincos", "none", "")
 
 
-class VisionTransformer(GridPositions, RectViTModel):
+class VisionTransformer(BlockStack, GridPositions, RectViTModel):
     """A ViT taking ``(B, in_chans, H, W)`` images of any rectangular size the configuration allows.
 
     Constructor keywords are timm's ``VisionTransformer`` keywords (same names, same defaults), plus:
@@ -74,6 +75,8 @@ class VisionTransformer(GridPositions, RectViTModel):
       The default is timm's (antialiased bicubic); HF's ``interpolate_pos_encoding=True`` is
       ``pos_interpolation="bicubic", pos_antialias=False``.
     """
+
+    _stem_pattern = r"^cls_token|dist_token|reg_token|pos_embed|prefix_pos_embed|patch_embed|norm_pre"
 
     def __init__(
         self,
@@ -536,23 +539,12 @@ class VisionTransformer(GridPositions, RectViTModel):
     def no_weight_decay(self) -> set[str]:
         return {"pos_embed", "prefix_pos_embed", "cls_token", "reg_token", "dist_token"}
 
-    def group_matcher(self, coarse: bool = False) -> dict[str, Any]:
-        """timm's parameter groups (layer-wise LR decay): the embedding "stem", then one group per block."""
-        return {
-            "stem": r"^cls_token|dist_token|reg_token|pos_embed|prefix_pos_embed|patch_embed|norm_pre",
-            "blocks": [(r"^blocks\.(\d+)", None), (r"^norm", (99999,))],
-        }
-
     def prune_intermediate_layers(
         self, indices: int | Sequence[int] = 1, prune_norm: bool = False, prune_head: bool = True
     ) -> list[int]:
         """Drop the blocks after the deepest of ``indices`` (and the final norm / the head), as timm; returns
         the kept indices (non-negative). ``model_config`` records the result."""
-        take = take_indices(len(self.blocks), indices)
-        self.blocks = self.blocks[: max(take) + 1]
-        record_config(self, depth=len(self.blocks))
-        if prune_norm:
-            self.norm = nn.Identity()
+        take = self._prune_blocks(indices, prune_norm)
         if prune_head:
             self.fc_norm, self.head_norm = nn.Identity(), nn.Identity()
             record_config(self, head_norm=False)
@@ -563,13 +555,6 @@ class VisionTransformer(GridPositions, RectViTModel):
 
     def _feature_reduction(self) -> int:
         return max(self.patch_embed.patch_stride)
-
-    @property
-    def feature_info(self) -> list[dict[str, Any]]:
-        """timm's feature levels: one per block, ``{"module": "blocks.i", "num_chs": embed_dim, "reduction": r}``
-        (``r``: the patch stride, the real step of the token grid)."""
-        r = self._feature_reduction()
-        return [{"module": f"blocks.{i}", "num_chs": self.embed_dim, "reduction": r} for i in range(len(self.blocks))]
 
     def _cfg_fields(self) -> dict[str, Any]:
         return {"first_conv": "patch_embed.proj", "classifier": ("head", "head_dist") if self._two_heads else "head"}
