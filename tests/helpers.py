@@ -5,10 +5,26 @@ import io
 import warnings
 
 import pytest
+import timm
 import torch
 
 import rectvit
 from rectvit.models import get_model_entry
+
+
+def max_diff(a: torch.Tensor, b: torch.Tensor) -> float:
+    """The largest absolute difference of two tensors of one shape (a shape mismatch fails)."""
+    assert a.shape == b.shape, (a.shape, b.shape)
+    return (a - b).abs().max().item()
+
+
+def timm_pair(name: str, seed: int = 0, **kw) -> tuple[torch.nn.Module, torch.nn.Module]:
+    """timm's model ``name`` with random non-zero weights and ours built by the same call, timm's weights
+    loaded into ours (random tables: their grid is named, never guessed); both in eval mode."""
+    theirs = randomize_(timm.create_model(name, **kw), seed=seed).eval()
+    ours = rectvit.create_model(name, **kw).eval()
+    rectvit.load_checkpoint(ours, theirs.state_dict(), source_grid=ours.grid_size)
+    return theirs, ours
 
 
 def randomize_(model: torch.nn.Module, seed: int = 0, std: float = 0.02) -> torch.nn.Module:

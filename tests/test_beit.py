@@ -12,7 +12,7 @@ import timm
 import torch
 
 import rectvit
-from helpers import randomize_
+from helpers import max_diff, randomize_
 from rectvit.models.beit import Beit, beit_relative_position_index
 
 TOL = 1e-5
@@ -26,11 +26,6 @@ VARIANTS = [
     ("beit_base_patch16_224", dict(use_rel_pos_bias=False, use_shared_rel_pos_bias=True)),
     ("beit_large_patch16_224", dict(use_abs_pos_emb=True, global_pool="token")),
 ]
-
-
-def _max_diff(a: torch.Tensor, b: torch.Tensor) -> float:
-    assert a.shape == b.shape, (a.shape, b.shape)
-    return (a - b).abs().max().item()
 
 
 def make_pair(name: str, **kw) -> tuple[torch.nn.Module, Beit]:
@@ -48,8 +43,8 @@ def load_true(model: Beit, sd: dict[str, torch.Tensor], grid: tuple[int, int]):
 
 def assert_same(theirs, ours, x: torch.Tensor) -> None:
     with torch.no_grad():
-        assert _max_diff(theirs.forward_features(x), ours.forward_features(x)) <= TOL
-        assert _max_diff(theirs(x), ours(x)) <= TOL
+        assert max_diff(theirs.forward_features(x), ours.forward_features(x)) <= TOL
+        assert max_diff(theirs(x), ours(x)) <= TOL
 
 
 @pytest.mark.parametrize("name,kw", VARIANTS, ids=lambda v: str(v).replace(" ", ""))
@@ -117,8 +112,8 @@ def test_dynamic_size_equals_timm_resized(name, kw, one_thread):
         resized.set_input_size(img_size=size)
         x = torch.randn(2, 3, *size)
         with torch.no_grad():
-            assert _max_diff(resized(x), dyn(x)) <= TOL
-            assert _max_diff(resized(x), dyn(x)) <= TOL  # second call: the cached bias
+            assert max_diff(resized(x), dyn(x)) <= TOL
+            assert max_diff(resized(x), dyn(x)) <= TOL  # second call: the cached bias
     assert dyn.grid_size == (4, 6)
 
 
@@ -137,12 +132,12 @@ def test_forward_intermediates_match_timm(fmt, one_thread):
         with torch.no_grad():
             t_final, t_maps = theirs.forward_intermediates(x, output_fmt=fmt, **kw)
             o_final, o_maps = ours.forward_intermediates(x, output_fmt=fmt, **kw)
-        assert _max_diff(t_final, o_final) <= TOL and len(t_maps) == len(o_maps)
+        assert max_diff(t_final, o_final) <= TOL and len(t_maps) == len(o_maps)
         for t, o in zip(t_maps, o_maps):
             if kw.get("return_prefix_tokens"):
-                assert _max_diff(t[0], o[0]) <= TOL and _max_diff(t[1], o[1]) <= TOL
+                assert max_diff(t[0], o[0]) <= TOL and max_diff(t[1], o[1]) <= TOL
             else:
-                assert _max_diff(t, o) <= TOL
+                assert max_diff(t, o) <= TOL
     assert o_maps[0][0].shape == ((2, 64, 4, 11) if fmt == "NCHW" else (2, 44, 64))
 
 
@@ -198,7 +193,7 @@ def test_bad_inputs_are_clear_errors():
     ).eval()
     odd = torch.randn(1, 3, 70, 99)
     with torch.no_grad():
-        assert _max_diff(dyn(odd), dyn(odd[:, :, :64, :96].contiguous())) <= TOL
+        assert max_diff(dyn(odd), dyn(odd[:, :, :64, :96].contiguous())) <= TOL
     with pytest.raises(rectvit.InputSizeError, match="smaller than one patch"):
         dyn(torch.randn(1, 3, 70, 8))
     with pytest.raises(rectvit.RectViTError, match="global_pool"):

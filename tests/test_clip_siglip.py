@@ -7,7 +7,7 @@ import timm
 import torch
 
 import rectvit
-from helpers import randomize_
+from helpers import max_diff, randomize_, timm_pair
 from rectvit.layers import AttentionPoolLatent, GELUTanh, QuickGELU, get_act_layer
 from rectvit.models import get_model_entry
 from rectvit.models.vit import VisionTransformer
@@ -30,33 +30,21 @@ CASES = [
 ]
 
 
-def _max_diff(a: torch.Tensor, b: torch.Tensor) -> float:
-    assert a.shape == b.shape, (a.shape, b.shape)
-    return (a - b).abs().max().item()
-
-
-def make_pair(name: str, **kw) -> tuple[torch.nn.Module, VisionTransformer]:
-    theirs = randomize_(timm.create_model(name, **kw)).eval()
-    ours = rectvit.create_model(name, **kw).eval()
-    rectvit.load_checkpoint(ours, theirs.state_dict(), source_grid=ours.grid_size)  # random table: grid named
-    return theirs, ours
-
-
 def assert_same(theirs, ours, x: torch.Tensor) -> None:
     with torch.no_grad():
-        assert _max_diff(theirs.forward_features(x), ours.forward_features(x)) <= TOL
+        assert max_diff(theirs.forward_features(x), ours.forward_features(x)) <= TOL
         assert (
-            _max_diff(
+            max_diff(
                 theirs.forward_head(theirs.forward_features(x), pre_logits=True), ours.pool(ours.forward_features(x))
             )
             <= TOL
         )
-        assert _max_diff(theirs(x), ours(x)) <= TOL
+        assert max_diff(theirs(x), ours(x)) <= TOL
 
 
 @pytest.mark.parametrize("name,size", [(n, s) for n, sizes in CASES for s in sizes], ids=str)
 def test_parity_at_rectangular_size(name, size, one_thread):
-    theirs, ours = make_pair(name, img_size=size, num_classes=10, **SMALL)
+    theirs, ours = timm_pair(name, img_size=size, num_classes=10, **SMALL)
     assert ours.grid_size == tuple(theirs.patch_embed.grid_size)
     assert ours.num_prefix_tokens == theirs.num_prefix_tokens
     assert_same(theirs, ours, torch.randn(2, 3, *size))
@@ -98,7 +86,7 @@ def test_registry_matches_timm_architecture(name):
 
 def test_set_input_size_matches_timm(one_thread):
     for name in ("vit_base_patch16_clip_224", "vit_base_patch16_siglip_224"):
-        theirs, ours = make_pair(name, img_size=(64, 128), **SMALL)
+        theirs, ours = timm_pair(name, img_size=(64, 128), **SMALL)
         for size in [(160, 48), (96, 96)]:
             theirs.set_input_size(img_size=size)
             ours.set_input_size(img_size=size)
@@ -111,7 +99,7 @@ def test_set_input_size_matches_timm(one_thread):
 
 @pytest.mark.parametrize("name", ["vit_base_patch16_clip_quickgelu_224", "vit_base_patch16_siglip_256"])
 def test_dynamic_size_matches_timm(name, one_thread):
-    theirs, ours = make_pair(name, img_size=(128, 64), dynamic_img_size=True, **SMALL)
+    theirs, ours = timm_pair(name, img_size=(128, 64), dynamic_img_size=True, **SMALL)
     for size in [(128, 64), (64, 192), (48, 32)]:
         assert_same(theirs, ours, torch.randn(2, 3, *size))
 
@@ -119,17 +107,17 @@ def test_dynamic_size_matches_timm(name, one_thread):
 @pytest.mark.parametrize("fmt", ["NCHW", "NLC"])
 @pytest.mark.parametrize("name", ["vit_base_patch16_clip_224", "vit_base_patch16_siglip_224"])
 def test_forward_intermediates_match_timm(name, fmt, one_thread):
-    theirs, ours = make_pair(name, img_size=(96, 160), dynamic_img_size=True, **SMALL)
+    theirs, ours = timm_pair(name, img_size=(96, 160), dynamic_img_size=True, **SMALL)
     x = torch.randn(2, 3, 64, 176)  # another grid than the table's: maps on the real (4, 11) grid
     for kw in [dict(), dict(indices=1, norm=True), dict(indices=[0], return_prefix_tokens=True)]:
         with torch.no_grad():
             t_final, t_maps = theirs.forward_intermediates(x, output_fmt=fmt, **kw)
             o_final, o_maps = ours.forward_intermediates(x, output_fmt=fmt, **kw)
-        assert _max_diff(t_final, o_final) <= TOL
+        assert max_diff(t_final, o_final) <= TOL
         assert len(t_maps) == len(o_maps)
         for t, o in zip(t_maps, o_maps):
             t, o = (t, o) if isinstance(o, torch.Tensor) else (t[0], o[0])
-            assert _max_diff(t, o) <= TOL
+            assert max_diff(t, o) <= TOL
         if fmt == "NCHW":
             first = o_maps[0] if isinstance(o_maps[0], torch.Tensor) else o_maps[0][0]
             assert first.shape == (2, 64, 4, 11)
@@ -146,7 +134,7 @@ def test_attention_pool_by_hand():
     y = pool.proj((attn @ v).transpose(1, 2).reshape(3, 1, 32))
     y = y + pool.mlp(pool.norm(y))
     with torch.no_grad():
-        assert _max_diff(pool(x), y[:, 0].detach()) <= 1e-6
+        assert max_diff(pool(x), y[:, 0].detach()) <= 1e-6
 
 
 def test_activations_by_name():
@@ -159,7 +147,7 @@ def test_activations_by_name():
 
 
 def test_reset_classifier_map_pool():
-    theirs, ours = make_pair("vit_base_patch16_siglip_224", img_size=(64, 96), **SMALL)
+    theirs, ours = timm_pair("vit_base_patch16_siglip_224", img_size=(64, 96), **SMALL)
     gap = rectvit.create_model("vit_base_patch16_siglip_gap_224", **SMALL)
     with pytest.raises(rectvit.RectViTError, match="cannot add an attention pool"):
         gap.reset_classifier(5, global_pool="map")
@@ -174,7 +162,7 @@ def test_reset_classifier_map_pool():
     ours.head.load_state_dict(theirs.head.state_dict())
     x = torch.randn(2, 3, 64, 96)
     with torch.no_grad():
-        assert _max_diff(theirs(x), ours(x)) <= TOL
+        assert max_diff(theirs(x), ours(x)) <= TOL
 
 
 def test_siglip_has_no_class_token_and_errors_are_clear():

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import rectvit
-from helpers import randomize_
+from helpers import max_diff, randomize_, timm_pair
 from rectvit.errors import InputSizeError, RectViTError
 from rectvit.models import get_model_entry
 from rectvit.models.eva import Eva
@@ -24,27 +24,15 @@ TINY = dict(depth=1, embed_dim=64, num_heads=2)  # head_dim 32: divisible by 4 f
 EVA_NAMES = [n for n in rectvit.list_models() if get_model_entry(n).cls is Eva]
 
 
-def _max_diff(a: torch.Tensor, b: torch.Tensor) -> float:
-    assert a.shape == b.shape, (a.shape, b.shape)
-    return (a - b).abs().max().item()
-
-
 def _rect(name: str, rows: int = 3, cols: int = 5) -> tuple[int, int]:
     p = 14 if "patch14" in name else 16
     return (rows * p, cols * p)
 
 
-def make_pair(name: str, seed: int = 0, **kw):
-    theirs = randomize_(timm.create_model(name, **kw), seed=seed).eval()
-    ours = rectvit.create_model(name, **kw).eval()
-    rectvit.load_checkpoint(ours, theirs.state_dict(), source_grid=ours.grid_size)  # random tables: grid given
-    return theirs, ours
-
-
 def assert_same(theirs, ours, x: torch.Tensor, tol: float = TOL) -> None:
     with torch.no_grad():
-        assert _max_diff(theirs.forward_features(x), ours.forward_features(x)) <= tol
-        assert _max_diff(theirs(x), ours(x)) <= tol
+        assert max_diff(theirs.forward_features(x), ours.forward_features(x)) <= tol
+        assert max_diff(theirs(x), ours(x)) <= tol
 
 
 # --------------------------------------------------------------------------------------------------
@@ -95,7 +83,7 @@ def test_registry_matches_timm_architecture(name):
 def test_parity_at_rectangular_size(name):
     kw = dict(TINY, depth=2) if "mixed" in name else TINY  # mixed: per-block frequencies
     size = _rect(name)
-    theirs, ours = make_pair(name, img_size=size, **kw)
+    theirs, ours = timm_pair(name, img_size=size, **kw)
     assert ours.num_prefix_tokens == theirs.num_prefix_tokens
     assert_same(theirs, ours, torch.randn(2, 3, *size))
 
@@ -103,7 +91,7 @@ def test_parity_at_rectangular_size(name):
 @pytest.mark.parametrize("name", ["eva02_small_patch14_224", "vit_small_patch16_rope_mixed_ape_224"])
 def test_parity_full_width(name):
     size = _rect(name, 8, 3)
-    theirs, ours = make_pair(name, img_size=size, depth=2)
+    theirs, ours = timm_pair(name, img_size=size, depth=2)
     assert_same(theirs, ours, torch.randn(1, 3, *size))
 
 
@@ -119,14 +107,14 @@ def test_parity_full_width(name):
 )
 def test_dynamic_sizes_match_timm(name):
     kw = dict(TINY, depth=2) if "mixed" in name else TINY
-    theirs, ours = make_pair(name, img_size=_rect(name, 4, 4), dynamic_img_size=True, **kw)
+    theirs, ours = timm_pair(name, img_size=_rect(name, 4, 4), dynamic_img_size=True, **kw)
     for rows, cols in [(4, 4), (2, 9), (9, 2), (1, 16), (5, 3)]:
         assert_same(theirs, ours, torch.randn(2, 3, *_rect(name, rows, cols)))
 
 
 @pytest.mark.parametrize("name", ["eva02_tiny_patch14_224", "vit_small_patch16_rope_mixed_ape_224"])
 def test_set_input_size_matches_timm(name):
-    theirs, ours = make_pair(name, img_size=_rect(name, 4, 4), **dict(TINY, depth=2))
+    theirs, ours = timm_pair(name, img_size=_rect(name, 4, 4), **dict(TINY, depth=2))
     for rows, cols in [(2, 6), (7, 3)]:
         size = _rect(name, rows, cols)
         theirs.set_input_size(img_size=size)
@@ -141,24 +129,24 @@ def test_set_input_size_matches_timm(name):
 @pytest.mark.parametrize("name", ["vit_small_patch16_rope_mixed_224", "vit_small_patch16_dinov3"])
 def test_forward_intermediates_match_timm(name, fmt):
     size = _rect(name, 2, 7)
-    theirs, ours = make_pair(name, img_size=size, **dict(TINY, depth=3))
+    theirs, ours = timm_pair(name, img_size=size, **dict(TINY, depth=3))
     x = torch.randn(2, 3, *size)
     for kw in [dict(), dict(indices=2, norm=True), dict(indices=[0, -1], return_prefix_tokens=True)]:
         with torch.no_grad():
             t_final, t_maps = theirs.forward_intermediates(x, output_fmt=fmt, **kw)
             o_final, o_maps = ours.forward_intermediates(x, output_fmt=fmt, **kw)
-        assert _max_diff(t_final, o_final) <= TOL and len(t_maps) == len(o_maps)
+        assert max_diff(t_final, o_final) <= TOL and len(t_maps) == len(o_maps)
         for t, o in zip(t_maps, o_maps):
             pairs = zip(t, o) if kw.get("return_prefix_tokens") else [(t, o)]
             for a, b in pairs:
-                assert _max_diff(a, b) <= TOL
+                assert max_diff(a, b) <= TOL
     with torch.no_grad():
         maps = ours.forward_intermediates(x, indices=1, stop_early=True, intermediates_only=True)
     assert maps[0].shape == (2, 64, 2, 7)  # the real (h, w) grid
 
 
 def test_reset_classifier_and_pre_logits_match_timm():
-    theirs, ours = make_pair("vit_small_patch16_rope_224", img_size=(48, 80), **TINY)
+    theirs, ours = timm_pair("vit_small_patch16_rope_224", img_size=(48, 80), **TINY)
     for m in (theirs, ours):
         m.reset_classifier(7, global_pool="avg")
     randomize_(theirs, seed=5)
@@ -166,7 +154,7 @@ def test_reset_classifier_and_pre_logits_match_timm():
     x = torch.randn(2, 3, 48, 80)
     assert_same(theirs, ours, x)
     with torch.no_grad():
-        assert _max_diff(theirs.forward_head(theirs.forward_features(x), pre_logits=True),
+        assert max_diff(theirs.forward_head(theirs.forward_features(x), pre_logits=True),
                          ours.forward_head(ours.forward_features(x), pre_logits=True)) <= TOL  # fmt: skip
 
 
@@ -209,7 +197,7 @@ def test_normalisation_choice_matters_only_off_the_reference_shape():
         sq = torch.randn(1, 3, 56, 56)
         assert torch.equal(sep(sq), mx(sq))
         rect = torch.randn(1, 3, 28, 112)
-        assert _max_diff(sep(rect), mx(rect)) > 1e-4
+        assert max_diff(sep(rect), mx(rect)) > 1e-4
 
 
 def test_rope_cache_serves_repeated_grids_and_gradients_reach_mixed_freqs():
@@ -232,7 +220,7 @@ def test_forward_variable_equals_one_by_one():
         dyn = rectvit.create_model("vit_small_patch16_rope_mixed_224", dynamic_img_size=True, **dict(TINY, depth=2))
         dyn.load_state_dict(model.state_dict())
         with torch.no_grad():
-            assert _max_diff(dyn.eval()(x[None])[0], out) <= TOL
+            assert max_diff(dyn.eval()(x[None])[0], out) <= TOL
 
 
 # --------------------------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ import torch
 from timm.models.vision_transformer_hybrid import _resnetv2
 
 import rectvit
-from helpers import randomize_
+from helpers import max_diff, randomize_, timm_pair
 from rectvit.errors import InputSizeError, RectViTError
 from rectvit.models import get_model_entry
 from rectvit.models.hybrid import HybridVisionTransformer, backbone_out_size, make_backbone, same_padding
@@ -24,26 +24,13 @@ SIZES = [(256, 128), (128, 320), (512, 128), (320, 160)]
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def _max_diff(a: torch.Tensor, b: torch.Tensor) -> float:
-    assert a.shape == b.shape, (a.shape, b.shape)
-    return (a - b).abs().max().item()
-
-
-def make_pair(name: str, seed: int = 0, **kw) -> tuple[torch.nn.Module, HybridVisionTransformer]:
-    """A randomized timm model (GroupNorm weights included) and ours by the same call, timm's weights loaded."""
-    theirs = randomize_(timm.create_model(name, **kw), seed=seed).eval()
-    ours = rectvit.create_model(name, **kw).eval()
-    rectvit.load_checkpoint(ours, theirs.state_dict(), source_grid=ours.grid_size)  # random tables: grid given
-    return theirs, ours
-
-
 def assert_same(theirs, ours, x: torch.Tensor, tol: float = TOL) -> None:
     with torch.no_grad():
         t_feat, o_feat = theirs.forward_features(x), ours.forward_features(x)
         assert t_feat.abs().max() > 0.1  # non-trivial activations
-        assert _max_diff(t_feat, o_feat) <= tol
-        assert _max_diff(theirs.forward_head(t_feat), ours.forward_head(o_feat)) <= tol
-        assert _max_diff(theirs(x), ours(x)) <= tol
+        assert max_diff(t_feat, o_feat) <= tol
+        assert max_diff(theirs.forward_head(t_feat), ours.forward_head(o_feat)) <= tol
+        assert max_diff(theirs(x), ours(x)) <= tol
 
 
 # --------------------------------------------------------------------------------------------------
@@ -53,7 +40,7 @@ def assert_same(theirs, ours, x: torch.Tensor, tol: float = TOL) -> None:
 @pytest.mark.parametrize("name", NAMES)
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
 def test_parity_at_rectangular_size(name, size):
-    theirs, ours = make_pair(name, img_size=size, num_classes=10, **SMALL)
+    theirs, ours = timm_pair(name, img_size=size, num_classes=10, **SMALL)
     assert ours.img_size == size
     assert ours.grid_size == tuple(theirs.patch_embed.grid_size)
     assert ours.grid_size[0] != ours.grid_size[1]
@@ -66,7 +53,7 @@ def test_parity_at_rectangular_size(name, size):
 
 def test_tiny_real_config_parity():
     """vit_tiny_r_s16_p8_224 at full depth and width, built for a rectangular size."""
-    theirs, ours = make_pair("vit_tiny_r_s16_p8_224", img_size=(256, 128))
+    theirs, ours = timm_pair("vit_tiny_r_s16_p8_224", img_size=(256, 128))
     assert ours.grid_size == (8, 4)
     assert_same(theirs, ours, torch.randn(1, 3, 256, 128))
 
@@ -79,7 +66,7 @@ def test_registry_names_match_timm_architectures():
 
 def test_timm_keywords_override():
     kw = dict(in_chans=1, num_classes=7, global_pool="avg", class_token=False, patch_size=2, **SMALL)
-    theirs, ours = make_pair("vit_small_r26_s32_224", img_size=(256, 192), **kw)
+    theirs, ours = timm_pair("vit_small_r26_s32_224", img_size=(256, 192), **kw)
     assert ours.grid_size == (4, 3)
     assert_same(theirs, ours, torch.randn(2, 1, 256, 192))
 
@@ -90,7 +77,7 @@ def test_timm_keywords_override():
 
 @pytest.mark.parametrize("name", NAMES)
 def test_set_input_size_to_transposed_matches_timm(name):
-    theirs, ours = make_pair(name, img_size=(320, 160), **SMALL)
+    theirs, ours = timm_pair(name, img_size=(320, 160), **SMALL)
     theirs.set_input_size(img_size=(160, 320))
     ours.set_input_size(img_size=(160, 320))
     assert ours.img_size == (160, 320)
@@ -100,7 +87,7 @@ def test_set_input_size_to_transposed_matches_timm(name):
 
 
 def test_set_input_size_patch_change_matches_timm():
-    theirs, ours = make_pair("vit_small_r26_s32_224", img_size=(256, 128), **SMALL)
+    theirs, ours = timm_pair("vit_small_r26_s32_224", img_size=(256, 128), **SMALL)
     theirs.set_input_size(img_size=(512, 256), patch_size=2)
     ours.set_input_size(img_size=(512, 256), patch_size=2)
     assert ours.grid_size == (8, 4) and ours.model_config["patch_size"] == [2, 2]
@@ -109,7 +96,7 @@ def test_set_input_size_patch_change_matches_timm():
 
 @pytest.mark.parametrize("name", NAMES)
 def test_dynamic_size_matches_timm(name):
-    theirs, ours = make_pair(name, img_size=(256, 128), dynamic_img_size=True, **SMALL)
+    theirs, ours = timm_pair(name, img_size=(256, 128), dynamic_img_size=True, **SMALL)
     for size in [(128, 320), (256, 128)]:
         assert_same(theirs, ours, torch.randn(2, 3, *size))
     assert ours.grid_size == (ours.feat_size((256, 128)))  # the stored table is untouched
@@ -117,7 +104,7 @@ def test_dynamic_size_matches_timm(name):
 
 def test_dynamic_size_at_odd_sizes_uses_per_input_same_padding():
     """Odd sizes make the strided convs' "same" padding asymmetric and size dependent."""
-    theirs, ours = make_pair("vit_small_r26_s32_224", img_size=(256, 128), dynamic_img_size=True, **SMALL)
+    theirs, ours = timm_pair("vit_small_r26_s32_224", img_size=(256, 128), dynamic_img_size=True, **SMALL)
     for size in [(161, 317), (97, 33)]:
         assert ours.feat_size(size) == (-(-size[0] // 32), -(-size[1] // 32))
         assert_same(theirs, ours, torch.randn(2, 3, *size))
@@ -125,7 +112,7 @@ def test_dynamic_size_at_odd_sizes_uses_per_input_same_padding():
 
 def test_dynamic_img_pad_pads_the_feature_map_like_timm():
     kw = dict(img_size=(256, 128), dynamic_img_size=True, dynamic_img_pad=True, **SMALL)
-    theirs, ours = make_pair("vit_tiny_r_s16_p8_224", **kw)
+    theirs, ours = timm_pair("vit_tiny_r_s16_p8_224", **kw)
     x = torch.randn(2, 3, 100, 140)  # feature map 25x35: not whole 8x8 patches
     assert ours.feat_size((100, 140)) == (4, 5)
     assert_same(theirs, ours, x)
@@ -133,16 +120,16 @@ def test_dynamic_img_pad_pads_the_feature_map_like_timm():
 
 @pytest.mark.parametrize("dynamic", [False, True])
 def test_forward_intermediates_on_the_real_grid(dynamic):
-    theirs, ours = make_pair("vit_small_r26_s32_224", img_size=(320, 160), dynamic_img_size=dynamic, **SMALL)
+    theirs, ours = timm_pair("vit_small_r26_s32_224", img_size=(320, 160), dynamic_img_size=dynamic, **SMALL)
     size = (128, 320) if dynamic else (320, 160)
     x = torch.randn(2, 3, *size)
     with torch.no_grad():
         o_final, o_maps = ours.forward_intermediates(x, indices=[0, 1])
         t_final, t_maps = theirs.forward_intermediates(x, indices=[0, 1])
     assert [m.shape for m in o_maps] == [(2, 64, *ours.feat_size(size))] * 2
-    assert _max_diff(o_final, t_final) <= TOL
+    assert max_diff(o_final, t_final) <= TOL
     for o, t in zip(o_maps, t_maps):
-        assert _max_diff(o, t) <= TOL
+        assert max_diff(o, t) <= TOL
 
 
 # --------------------------------------------------------------------------------------------------
@@ -159,7 +146,7 @@ def test_backbone_matches_timm_resnetv2_and_its_size_arithmetic(same):
         with torch.no_grad():
             t, o = theirs.forward_features(x), ours(x)
         assert o.shape[-2:] == backbone_out_size(size, (2, 1), same)
-        assert _max_diff(t, o) <= TOL
+        assert max_diff(t, o) <= TOL
 
 
 def test_same_padding_is_tensorflow_same():
@@ -174,7 +161,7 @@ def test_same_padding_is_tensorflow_same():
 
 
 def test_model_config_rebuilds_the_hybrid():
-    theirs, ours = make_pair("vit_tiny_r_s16_p8_224", img_size=(256, 128), **SMALL)
+    theirs, ours = timm_pair("vit_tiny_r_s16_p8_224", img_size=(256, 128), **SMALL)
     ours.set_input_size(img_size=(128, 256))
     config = json.loads(json.dumps(ours.model_config))
     assert config["backbone_layers"] == [] and config["img_size"] == [128, 256]
@@ -197,7 +184,7 @@ def test_too_small_input_names_the_minimum_size():
 def test_feature_map_the_patches_do_not_tile_is_cropped_like_timm():
     """A 25x35 feature map holds 3x4 whole 8x8 patches: the projection takes them and drops the rest, as
     timm's conv does (docs/models.md, "Sizes the patches do not tile"; hybrids apply it to the feature map)."""
-    theirs, ours = make_pair("vit_tiny_r_s16_p8_224", img_size=(256, 128), dynamic_img_size=True, **SMALL)
+    theirs, ours = timm_pair("vit_tiny_r_s16_p8_224", img_size=(256, 128), dynamic_img_size=True, **SMALL)
     assert ours.feat_size((100, 140)) == (3, 4)
     assert_same(theirs, ours, torch.randn(2, 3, 100, 140))
 
@@ -255,10 +242,10 @@ def test_dynamic_img_pad_takes_inputs_under_one_patch_as_timm():
     """With dynamic_img_pad the feature map is padded up to whole patches, so any non-empty input works
     (it was refused with 'the minimum size is 20x20 (at least 1x1)'); timm is the oracle."""
     kw = dict(img_size=(64, 96), dynamic_img_size=True, dynamic_img_pad=True, **SMALL)
-    theirs, ours = make_pair("vit_small_r26_s32_224", **kw)
+    theirs, ours = timm_pair("vit_small_r26_s32_224", **kw)
     for size in ((20, 20), (1, 45), (33, 1)):
         x = torch.randn(1, 3, *size)
         with torch.no_grad():
-            assert _max_diff(theirs(x), ours(x)) <= TOL
+            assert max_diff(theirs(x), ours(x)) <= TOL
     with pytest.raises(InputSizeError, match="at least 1"):
         ours(torch.randn(1, 3, 0, 20))

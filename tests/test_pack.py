@@ -22,7 +22,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import rectvit
-from helpers import packed_and_per_image_grads, param_grads, randomize_
+from helpers import max_diff, packed_and_per_image_grads, param_grads, randomize_
 from rectvit.layers import packed as packed_mod
 from rectvit.layers.drop import drop_path_per_image
 from rectvit.layers.packed import PackedLayout, packed_attention
@@ -89,11 +89,6 @@ def _images(sizes, chans=3, seed=0):
     return [torch.randn(chans, h, w, generator=g) for h, w in sizes]
 
 
-def _max_diff(a, b):
-    assert a.shape == b.shape, (a.shape, b.shape)
-    return (a - b).abs().max().item()
-
-
 # --------------------------------------------------------------------------------------------------
 # Exactness: row i of model(packed) is image i alone
 
@@ -108,7 +103,7 @@ def test_packed_rows_equal_timm_on_each_image_alone(case):
         ref = torch.cat([theirs(x[None]) for x in xs])
     assert out.shape == (len(xs), ours.num_classes)
     assert ref.abs().max() > 1e-2  # non-trivial logits
-    assert _max_diff(out, ref) <= tol
+    assert max_diff(out, ref) <= tol
 
 
 @pytest.mark.parametrize("case", ["vit", "deit-distilled", "registers-gap", "dinov2-reg", "hybrid"])
@@ -126,12 +121,12 @@ def test_packed_features_maps_and_pre_logits_per_image(case):
         for i, x in enumerate(xs):
             ref = theirs.forward_features(x[None])[0]
             h, w = ours.feat_size(x.shape[-2:])
-            assert _max_diff(tokens[i], ref) <= tol
-            assert _max_diff(maps[i], ref[p:].reshape(h, w, -1)) <= tol
+            assert max_diff(tokens[i], ref) <= tol
+            assert max_diff(maps[i], ref[p:].reshape(h, w, -1)) <= tol
             if p:
-                assert _max_diff(prefix[i], ref[:p]) <= tol
-            assert _max_diff(pre[i], theirs.forward_head(ref[None], pre_logits=True)[0]) <= tol
-            assert _max_diff(logits[i], theirs(x[None])[0]) <= tol
+                assert max_diff(prefix[i], ref[:p]) <= tol
+            assert max_diff(pre[i], theirs.forward_head(ref[None], pre_logits=True)[0]) <= tol
+            assert max_diff(logits[i], theirs(x[None])[0]) <= tol
 
 
 @pytest.mark.parametrize("pool", ["avg", "max", "avgmax", ""])
@@ -145,10 +140,10 @@ def test_every_pooling_per_image(pool):
         out = model(rectvit.pack(xs))
         ref = [model(x[None])[0] for x in xs]
     if pool:
-        assert _max_diff(out, torch.stack(ref)) <= TOL
+        assert max_diff(out, torch.stack(ref)) <= TOL
     else:  # no pooling: the head on every token, still packed
         for got, want in zip(out.unpack(), ref):
-            assert _max_diff(got, want) <= TOL
+            assert max_diff(got, want) <= TOL
 
 
 def _tiny_ast(**kw):
@@ -165,9 +160,9 @@ def test_ast_overlapping_patches(attention):
         out = model(rectvit.pack(xs, attention=attention))
         ref = torch.cat([model(x[None]) for x in xs])
         feats = model.forward_features(rectvit.pack(xs, attention=attention)).unpack()
-    assert _max_diff(out, ref) <= TOL
+    assert max_diff(out, ref) <= TOL
     for x, f in zip(xs, feats):
-        assert _max_diff(f, model.forward_features(x[None])[0]) <= TOL
+        assert max_diff(f, model.forward_features(x[None])[0]) <= TOL
 
 
 def test_distilled_training_returns_both_heads_per_image():
@@ -177,15 +172,15 @@ def test_distilled_training_returns_both_heads_per_image():
     with torch.no_grad():
         cls, dist = model(rectvit.pack(xs))
         ref = [model(x[None]) for x in xs]
-    assert _max_diff(cls, torch.cat([r[0] for r in ref])) <= TOL
-    assert _max_diff(dist, torch.cat([r[1] for r in ref])) <= TOL
+    assert max_diff(cls, torch.cat([r[0] for r in ref])) <= TOL
+    assert max_diff(dist, torch.cat([r[1] for r in ref])) <= TOL
 
 
 def test_static_model_takes_packs_of_its_size_and_names_other_sizes():
     model = rectvit.create_model("vit_tiny_patch16_224", img_size=(32, 48), patch_size=8, **SMALL).eval()
     xs = _images([(32, 48), (32, 48)])
     with torch.no_grad():
-        assert _max_diff(model(rectvit.pack(xs)), model(torch.stack(xs))) <= TOL
+        assert max_diff(model(rectvit.pack(xs)), model(torch.stack(xs))) <= TOL
     with pytest.raises(rectvit.InputSizeError, match="packed image 1 .*dynamic_img_size=True"):
         model(rectvit.pack(_images([(32, 48), (16, 48)])))
 
@@ -224,7 +219,7 @@ def test_backends_equal_hand_written_attention(backend, m):
     layout = PackedLayout(layout.grids, layout.num_prefix, backend)
     qq = q if m is None else q[layout.first_rows(m, q.device)]
     out = packed_attention(qq, k, v, layout, m)
-    assert _max_diff(out, _dense_reference(q, k, v, layout, m)) <= TOL
+    assert max_diff(out, _dense_reference(q, k, v, layout, m)) <= TOL
 
 
 @pytest.mark.parametrize("m", [None, 2])
@@ -246,7 +241,7 @@ def test_varlen_wiring_with_a_stand_in_kernel(monkeypatch, m):
     layout, q, k, v = _layout_and_qkv()
     qq = q if m is None else q[layout.first_rows(m, q.device)]
     out = packed_mod._varlen(qq, k, v, layout, m)
-    assert _max_diff(out, _dense_reference(q, k, v, layout, m)) <= TOL
+    assert max_diff(out, _dense_reference(q, k, v, layout, m)) <= TOL
 
 
 def test_backend_choice_and_errors():
@@ -437,7 +432,7 @@ def test_forward_variable_packs_under_a_token_budget_exactly_and_in_order():
     assert len(runs) <= math.ceil(sum(tokens) / budget) + 1
     assert len(runs) < len(set(frames))  # fewer passes than shape groups
     for o, r in zip(outs, ref):
-        assert _max_diff(o, r) <= TOL
+        assert max_diff(o, r) <= TOL
 
 
 def test_forward_variable_packed_features_and_static_model_restored():
@@ -448,7 +443,7 @@ def test_forward_variable_packed_features_and_static_model_restored():
         with dynamic_mode(model):
             ref = [model.forward_features(x[None])[0] for x in xs]
     for f, r in zip(feats, ref):
-        assert _max_diff(f, r) <= TOL
+        assert max_diff(f, r) <= TOL
     assert model.dynamic_img_size is False and model.patch_embed.strict_img_size is True
 
 
@@ -508,4 +503,4 @@ def test_dynamic_img_pad_pads_each_packed_image():
     with torch.no_grad():
         out = model(rectvit.pack(xs))
         ref = torch.cat([model(x[None]) for x in xs])
-    assert _max_diff(out, ref) <= TOL
+    assert max_diff(out, ref) <= TOL

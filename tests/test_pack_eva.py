@@ -13,7 +13,7 @@ import timm
 import torch
 
 import rectvit
-from helpers import packed_and_per_image_grads, randomize_
+from helpers import max_diff, packed_and_per_image_grads, randomize_
 from rectvit.models.eva import EvaBlock
 from rectvit.variable import dynamic_mode, supports_packing
 
@@ -56,11 +56,6 @@ def _images(name: str, grids=GRIDS, seed: int = 0) -> list[torch.Tensor]:
     return [torch.randn(3, h * p, w * p, generator=g) for h, w in grids]
 
 
-def _max_diff(a, b) -> float:
-    assert a.shape == b.shape, (a.shape, b.shape)
-    return (a - b).abs().max().item()
-
-
 # --------------------------------------------------------------------------------------------------
 # Exactness: row i of model(packed) is image i alone (timm)
 
@@ -75,7 +70,7 @@ def test_packed_rows_equal_timm_on_each_image_alone(case):
         ref = torch.cat([theirs(x[None]) for x in xs])
     assert out.shape == (len(xs), ours.num_classes)
     assert ref.abs().max() > 1e-2  # non-trivial logits
-    assert _max_diff(out, ref) <= TOL
+    assert max_diff(out, ref) <= TOL
 
 
 @pytest.mark.parametrize("case", ["eva02", "rope-mixed-ape", "dinov3"])
@@ -92,10 +87,10 @@ def test_packed_features_maps_and_pre_logits_per_image(case):
         for i, x in enumerate(xs):
             ref = theirs.forward_features(x[None])[0]
             h, w = ours.feat_size(x.shape[-2:])
-            assert _max_diff(tokens[i], ref) <= TOL
-            assert _max_diff(maps[i], ref[p:].reshape(h, w, -1)) <= TOL
-            assert _max_diff(prefix[i], ref[:p]) <= TOL
-            assert _max_diff(pre[i], theirs.forward_head(ref[None], pre_logits=True)[0]) <= TOL
+            assert max_diff(tokens[i], ref) <= TOL
+            assert max_diff(maps[i], ref[p:].reshape(h, w, -1)) <= TOL
+            assert max_diff(prefix[i], ref[:p]) <= TOL
+            assert max_diff(pre[i], theirs.forward_head(ref[None], pre_logits=True)[0]) <= TOL
 
 
 @pytest.mark.parametrize("pool", ["token", "avg", "max", "avgmax", ""])
@@ -107,11 +102,11 @@ def test_every_pooling_and_no_head_per_image(pool):
         out = ours(rectvit.pack(xs))
         ref = [theirs(x[None])[0] for x in xs]
     if pool:
-        assert _max_diff(out, torch.stack(ref)) <= TOL
+        assert max_diff(out, torch.stack(ref)) <= TOL
     else:  # no pooling: the head on every token, still packed
         assert isinstance(out, rectvit.PackedTokens)
         for got, want in zip(out.unpack(), ref):
-            assert _max_diff(got, want) <= TOL
+            assert max_diff(got, want) <= TOL
 
 
 def test_class_token_off_with_registers_and_nested_backend():
@@ -121,7 +116,7 @@ def test_class_token_off_with_registers_and_nested_backend():
     with torch.no_grad():
         ref = torch.cat([theirs(x[None]) for x in xs])
         for attention in ("segments", "nested"):
-            assert _max_diff(ours(rectvit.pack(xs, attention=attention)), ref) <= TOL
+            assert max_diff(ours(rectvit.pack(xs, attention=attention)), ref) <= TOL
 
 
 # --------------------------------------------------------------------------------------------------
@@ -178,7 +173,7 @@ def test_stochastic_depth_drops_whole_images():
             torch.manual_seed(seed)
             out = blk(tokens.tokens, r, layout).split(list(layout.lengths))
             for o, cands in zip(out, candidates):
-                hits = [k for k, c in enumerate(cands) if _max_diff(o, c) <= TOL]
+                hits = [k for k, c in enumerate(cands) if max_diff(o, c) <= TOL]
                 assert len(hits) == 1, hits
                 seen.add(hits[0])
     assert len(seen) >= 3
@@ -192,7 +187,7 @@ def test_static_model_takes_packs_of_its_size_and_names_other_sizes():
     model = rectvit.create_model("vit_small_patch16_rope_224", img_size=(32, 48), **TINY).eval()
     xs = [torch.randn(3, 32, 48), torch.randn(3, 32, 48)]
     with torch.no_grad():
-        assert _max_diff(model(rectvit.pack(xs)), model(torch.stack(xs))) <= TOL
+        assert max_diff(model(rectvit.pack(xs)), model(torch.stack(xs))) <= TOL
     with pytest.raises(rectvit.InputSizeError, match="packed image 1 .*dynamic_img_size=True"):
         model(rectvit.pack([torch.randn(3, 32, 48), torch.randn(3, 16, 48)]))
 
@@ -236,8 +231,8 @@ def test_forward_variable_packs_eva_in_one_pass_and_groups_beit_by_shape():
         assert len(runs) == 2  # one packed pass each, though the inputs have four shapes
         with dynamic_mode(model):
             for x, o, f in zip(xs, outs, feats):
-                assert _max_diff(o, model(x[None])[0]) <= TOL
-                assert _max_diff(f, model.forward_features(x[None])[0]) <= TOL
+                assert max_diff(o, model(x[None])[0]) <= TOL
+                assert max_diff(f, model.forward_features(x[None])[0]) <= TOL
     assert model.dynamic_img_size is False  # restored
 
     model.blocks[1] = torch.nn.Identity()  # not an EvaBlock: no packed path

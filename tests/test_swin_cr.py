@@ -7,17 +7,12 @@ import timm
 import torch
 
 import rectvit
-from helpers import randomize_
+from helpers import max_diff, randomize_
 from rectvit.models.swin_cr import SwinTransformerV2Cr, fit_window, log_relative_coords
 
 TOL = 1e-5
 SMALL = dict(embed_dim=32, depths=(2, 2, 2, 2), num_heads=(2, 2, 4, 4))
 NAMES = rectvit.list_models("swinv2_cr_*")
-
-
-def _max_diff(a: torch.Tensor, b: torch.Tensor) -> float:
-    assert a.shape == b.shape, (a.shape, b.shape)
-    return (a - b).abs().max().item()
 
 
 def make_pair(name: str, **kw) -> tuple[torch.nn.Module, SwinTransformerV2Cr]:
@@ -29,8 +24,8 @@ def make_pair(name: str, **kw) -> tuple[torch.nn.Module, SwinTransformerV2Cr]:
 
 def assert_same(theirs, ours, x: torch.Tensor) -> None:
     with torch.no_grad():
-        assert _max_diff(theirs.forward_features(x), ours.forward_features(x)) <= TOL
-        assert _max_diff(theirs(x), ours(x)) <= TOL
+        assert max_diff(theirs.forward_features(x), ours.forward_features(x)) <= TOL
+        assert max_diff(theirs(x), ours(x)) <= TOL
 
 
 # Default windows (grid / 8, rectangular on a rectangular grid), the extra-norm variant, windows that do
@@ -113,7 +108,7 @@ def test_forward_intermediates_match_timm(one_thread):
             o_final, o_maps = ours.forward_intermediates(x, **kw)
         assert len(t_maps) == len(o_maps)
         for t, o in zip(t_maps, o_maps):
-            assert _max_diff(t, o) <= TOL
+            assert max_diff(t, o) <= TOL
     assert o_maps[0].shape == (2, 32, 24, 40)
     with pytest.raises(rectvit.RectViTError, match="NCHW"):
         ours.forward_intermediates(x, output_fmt="NLC")

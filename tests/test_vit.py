@@ -9,7 +9,7 @@ import timm
 import torch
 
 import rectvit
-from helpers import randomize_
+from helpers import max_diff, randomize_, timm_pair
 from rectvit.models import get_model_entry
 from rectvit.models.vit import VisionTransformer
 
@@ -31,23 +31,10 @@ FAMILIES = [
 ]
 
 
-def _max_diff(a: torch.Tensor, b: torch.Tensor) -> float:
-    assert a.shape == b.shape, (a.shape, b.shape)
-    return (a - b).abs().max().item()
-
-
-def make_pair(name: str, **kw) -> tuple[torch.nn.Module, VisionTransformer]:
-    """A randomized timm model and ours built by the same call, with timm's weights loaded into ours."""
-    theirs = randomize_(timm.create_model(name, **kw)).eval()
-    ours = rectvit.create_model(name, **kw).eval()
-    rectvit.load_checkpoint(ours, theirs.state_dict(), source_grid=ours.grid_size)  # random tables: grid given
-    return theirs, ours
-
-
 def assert_same(theirs, ours, x: torch.Tensor, tol: float = TOL) -> None:
     with torch.no_grad():
-        assert _max_diff(theirs.forward_features(x), ours.forward_features(x)) <= tol
-        assert _max_diff(theirs(x), ours(x)) <= tol
+        assert max_diff(theirs.forward_features(x), ours.forward_features(x)) <= tol
+        assert max_diff(theirs(x), ours(x)) <= tol
 
 
 # --------------------------------------------------------------------------------------------------
@@ -58,7 +45,7 @@ def assert_same(theirs, ours, x: torch.Tensor, tol: float = TOL) -> None:
     "name,size", [(n, s) for n, sizes in FAMILIES for s in sizes], ids=lambda v: str(v).replace(" ", "")
 )
 def test_family_parity_at_rectangular_size(name, size):
-    theirs, ours = make_pair(name, img_size=size, **SMALL)
+    theirs, ours = timm_pair(name, img_size=size, **SMALL)
     assert ours.img_size == size
     assert ours.grid_size == theirs.patch_embed.grid_size
     assert ours.num_prefix_tokens == theirs.num_prefix_tokens
@@ -68,7 +55,7 @@ def test_family_parity_at_rectangular_size(name, size):
 
 def test_real_size_config_parity():
     """vit_small_patch16_224 at full depth and width, built for a rectangular size."""
-    theirs, ours = make_pair("vit_small_patch16_224", img_size=(224, 96))
+    theirs, ours = timm_pair("vit_small_patch16_224", img_size=(224, 96))
     assert ours.grid_size == (14, 6)
     assert_same(theirs, ours, torch.randn(1, 3, 224, 96))
 
@@ -87,20 +74,20 @@ def test_create_model_overrides_use_timm_keywords():
     kw.update(
         global_pool="avg", reg_tokens=2, no_embed_class=True, init_values=1e-3, depth=1, embed_dim=32, num_heads=2
     )
-    theirs, ours = make_pair("vit_base_patch16_224", **kw)
+    theirs, ours = timm_pair("vit_base_patch16_224", **kw)
     assert ours.grid_size == (6, 5)
     assert_same(theirs, ours, torch.randn(2, 1, 96, 160))
 
 
 @pytest.mark.parametrize("pool", ["avg", "max", "avgmax", ""])
 def test_pooling_variants(pool):
-    theirs, ours = make_pair("vit_small_patch16_224", img_size=(64, 128), global_pool=pool, **SMALL)
+    theirs, ours = timm_pair("vit_small_patch16_224", img_size=(64, 128), global_pool=pool, **SMALL)
     assert_same(theirs, ours, torch.randn(2, 3, 64, 128))
 
 
 def test_no_position_table_and_pre_norm():
     kw = dict(img_size=(64, 128), pos_embed="none", pre_norm=True, **SMALL)
-    theirs, ours = make_pair("vit_small_patch16_224", **kw)
+    theirs, ours = timm_pair("vit_small_patch16_224", **kw)
     assert ours.pos_embed is None and ours.patch_embed.proj.bias is None
     assert_same(theirs, ours, torch.randn(2, 3, 64, 128))
 
@@ -110,7 +97,7 @@ def test_no_position_table_and_pre_norm():
 
 
 def test_set_input_size_chain_matches_timm():
-    theirs, ours = make_pair("deit3_small_patch16_224", img_size=(128, 64), **SMALL)
+    theirs, ours = timm_pair("deit3_small_patch16_224", img_size=(128, 64), **SMALL)
     for size in [(64, 160), (224, 96), (128, 64)]:
         theirs.set_input_size(img_size=size)
         ours.set_input_size(img_size=size)
@@ -124,7 +111,7 @@ def test_set_input_size_chain_matches_timm():
     [dict(img_size=(128, 72), patch_size=(8, 12)), dict(img_size=(96, 96), patch_size=(12, 16)), dict(patch_size=32)],
 )
 def test_set_input_size_patch_change_matches_timm(change):
-    theirs, ours = make_pair("vit_small_patch16_224", img_size=(128, 64), **SMALL)
+    theirs, ours = timm_pair("vit_small_patch16_224", img_size=(128, 64), **SMALL)
     theirs.set_input_size(**change)
     ours.set_input_size(**change)
     assert ours.patch_size == tuple(theirs.patch_embed.patch_size)
@@ -151,14 +138,14 @@ def test_set_input_size_updates_config_and_keeps_requires_grad():
     "name", ["vit_small_patch16_224", "deit_small_distilled_patch16_224", "vit_base_patch16_reg4_gap_256"]
 )
 def test_dynamic_size_matches_timm(name):
-    theirs, ours = make_pair(name, img_size=(128, 64), dynamic_img_size=True, **SMALL)
+    theirs, ours = timm_pair(name, img_size=(128, 64), dynamic_img_size=True, **SMALL)
     for size in [(128, 64), (64, 192), (48, 48), (208, 32)]:
         assert_same(theirs, ours, torch.randn(2, 3, *size))
     assert ours.grid_size == (8, 4)  # the stored table is untouched
 
 
 def test_dynamic_img_pad_matches_timm():
-    theirs, ours = make_pair(
+    theirs, ours = timm_pair(
         "vit_small_patch16_224", img_size=(128, 64), dynamic_img_size=True, dynamic_img_pad=True, **SMALL
     )
     for size in [(100, 50), (17, 130), (128, 64), (9, 9)]:
@@ -167,7 +154,7 @@ def test_dynamic_img_pad_matches_timm():
 
 
 def test_dynamic_cache_same_result_and_invalidated():
-    theirs, ours = make_pair("vit_small_patch16_224", img_size=(128, 64), dynamic_img_size=True, **SMALL)
+    theirs, ours = timm_pair("vit_small_patch16_224", img_size=(128, 64), dynamic_img_size=True, **SMALL)
     x = torch.randn(2, 3, 64, 192)
     with torch.no_grad():
         first = ours(x)
@@ -175,19 +162,19 @@ def test_dynamic_cache_same_result_and_invalidated():
         cached = ours(x)
     assert torch.equal(first, cached)
     recomputed = ours(x)  # with grad: recomputed, not cached
-    assert _max_diff(first, recomputed.detach()) == 0.0
+    assert max_diff(first, recomputed.detach()) == 0.0
     # An in-place change (as an optimizer step) must invalidate the cached table.
     with torch.no_grad():
         ours.pos_embed.mul_(-0.5)
         theirs.pos_embed[:, 1:].mul_(-0.5)  # the grid rows; row 0 is the class position
         after = ours(x)
-        assert _max_diff(after, theirs(x)) <= TOL
-        assert _max_diff(after, first) > 1e-3
+        assert max_diff(after, theirs(x)) <= TOL
+        assert max_diff(after, first) > 1e-3
     # load_state_dict writes in place too.
     randomize_(theirs, seed=3)
     rectvit.load_checkpoint(ours, theirs.state_dict(), source_grid=ours.grid_size)
     with torch.no_grad():
-        assert _max_diff(ours(x), theirs(x)) <= TOL
+        assert max_diff(ours(x), theirs(x)) <= TOL
 
 
 def test_dynamic_gradients_flow_into_table():
@@ -218,27 +205,27 @@ def test_dynamic_gradients_flow_into_table():
 @pytest.mark.parametrize("name", ["deit_small_distilled_patch16_224", "vit_small_patch14_reg4_dinov2"])
 def test_forward_intermediates_match_timm(name, fmt):
     size = (98, 154) if "patch14" in name else (80, 144)
-    theirs, ours = make_pair(name, img_size=size, **dict(SMALL, depth=3))
+    theirs, ours = timm_pair(name, img_size=size, **dict(SMALL, depth=3))
     x = torch.randn(2, 3, *size)
     for kw in [dict(), dict(indices=2, norm=True), dict(indices=[0, -1], return_prefix_tokens=True)]:
         with torch.no_grad():
             t_final, t_maps = theirs.forward_intermediates(x, output_fmt=fmt, **kw)
             o_final, o_maps = ours.forward_intermediates(x, output_fmt=fmt, **kw)
-        assert _max_diff(t_final, o_final) <= TOL
+        assert max_diff(t_final, o_final) <= TOL
         assert len(t_maps) == len(o_maps)
         for t, o in zip(t_maps, o_maps):
             if kw.get("return_prefix_tokens"):
-                assert _max_diff(t[0], o[0]) <= TOL and _max_diff(t[1], o[1]) <= TOL
+                assert max_diff(t[0], o[0]) <= TOL and max_diff(t[1], o[1]) <= TOL
                 assert o[1].shape[1] == ours.num_prefix_tokens
             else:
-                assert _max_diff(t, o) <= TOL
+                assert max_diff(t, o) <= TOL
     with torch.no_grad():
         only = ours.forward_intermediates(x, indices=1, intermediates_only=True, output_fmt=fmt)
     assert isinstance(only, list) and len(only) == 1
 
 
 def test_forward_intermediates_on_dynamic_grid():
-    theirs, ours = make_pair(
+    theirs, ours = timm_pair(
         "vit_small_patch16_224", img_size=(64, 64), dynamic_img_size=True, dynamic_img_pad=True, **SMALL
     )
     x = torch.randn(2, 3, 40, 100)
@@ -246,7 +233,7 @@ def test_forward_intermediates_on_dynamic_grid():
         _, maps = ours.forward_intermediates(x)
         _, t_maps = theirs.forward_intermediates(x)
     assert maps[-1].shape == (2, 64, 3, 7)
-    assert _max_diff(maps[-1], t_maps[-1]) <= TOL
+    assert max_diff(maps[-1], t_maps[-1]) <= TOL
 
 
 # --------------------------------------------------------------------------------------------------
@@ -254,32 +241,32 @@ def test_forward_intermediates_on_dynamic_grid():
 
 
 def test_distilled_eval_mean_and_training_pair():
-    theirs, ours = make_pair("deit_tiny_distilled_patch16_224", img_size=(64, 128), **SMALL)
+    theirs, ours = timm_pair("deit_tiny_distilled_patch16_224", img_size=(64, 128), **SMALL)
     x = torch.randn(2, 3, 64, 128)
     with torch.no_grad():
         feats = ours.forward_features(x)
         mean = (ours.head(feats[:, 0]) + ours.head_dist(feats[:, 1])) / 2
         # forward() computes only the prefix tokens in the last block: equal up to float rounding
-        assert _max_diff(ours(x), mean) <= 1e-6
+        assert max_diff(ours(x), mean) <= 1e-6
         theirs.train().set_distilled_training(True)
         ours.train().set_distilled_training(True)
         t_pair, o_pair = theirs(x), ours(x)
     assert isinstance(o_pair, tuple) and len(o_pair) == 2
-    assert max(_max_diff(a, b) for a, b in zip(t_pair, o_pair)) <= TOL
+    assert max(max_diff(a, b) for a, b in zip(t_pair, o_pair)) <= TOL
 
 
 def test_prefix_pos_embed_layout():
     """timm's flat table rows land where they belong: prefix rows apart, grid rows in (h, w) order."""
-    theirs, ours = make_pair("deit_tiny_distilled_patch16_224", img_size=(48, 80), **SMALL)
+    theirs, ours = timm_pair("deit_tiny_distilled_patch16_224", img_size=(48, 80), **SMALL)
     flat = theirs.pos_embed.detach()
     assert torch.equal(ours.prefix_pos_embed.detach(), flat[:, :2])
     assert torch.equal(ours.pos_embed.detach()[0, 1, 4], flat[0, 2 + 1 * 5 + 4])
-    _, reg = make_pair("vit_small_patch14_reg4_dinov2", img_size=(42, 70), **SMALL)
+    _, reg = timm_pair("vit_small_patch14_reg4_dinov2", img_size=(42, 70), **SMALL)
     assert reg.prefix_pos_embed is None and reg.num_prefix_tokens == 5 and reg.grid_size == (3, 5)
 
 
 def test_reset_classifier_matches_timm():
-    theirs, ours = make_pair("vit_small_patch16_224", img_size=(64, 128), **SMALL)
+    theirs, ours = timm_pair("vit_small_patch16_224", img_size=(64, 128), **SMALL)
     theirs.reset_classifier(5, global_pool="avg")
     ours.reset_classifier(5, global_pool="avg")
     randomize_(theirs, seed=1)
@@ -298,8 +285,8 @@ def test_grad_checkpointing_same_output_and_grads():
     ours.set_grad_checkpointing(True)
     out = ours(x)
     out.sum().backward()
-    assert _max_diff(ref, out) <= TOL
-    assert _max_diff(g_ref, ours.patch_embed.proj.weight.grad) <= TOL
+    assert max_diff(ref, out) <= TOL
+    assert max_diff(g_ref, ours.patch_embed.proj.weight.grad) <= TOL
 
 
 def test_sincos_table():
@@ -314,7 +301,7 @@ def test_sincos_table():
     static.load_state_dict(dyn.state_dict())
     x = torch.randn(1, 3, 48, 96)
     with torch.no_grad():
-        assert _max_diff(dyn(x), static(x)) == 0.0
+        assert max_diff(dyn(x), static(x)) == 0.0
 
 
 # --------------------------------------------------------------------------------------------------
@@ -346,7 +333,7 @@ def test_ast_patch_embed_is_a_strided_conv():
     assert pe.grid_size == (12, 101)
     x = torch.randn(2, 1, 128, 1024)
     ref = torch.nn.functional.conv2d(x, pe.proj.weight, pe.proj.bias, stride=10).permute(0, 2, 3, 1)
-    assert _max_diff(pe(x), ref) <= TOL
+    assert max_diff(pe(x), ref) <= TOL
 
 
 def test_ast_matches_hf_ast():
@@ -391,7 +378,7 @@ def test_ast_matches_hf_ast():
     with torch.no_grad():
         ref = hf(frames_by_mel).logits
         out = ours(frames_by_mel.transpose(1, 2).unsqueeze(1))  # ours: (B, 1, mel, frames)
-    assert _max_diff(ref, out) <= TOL
+    assert max_diff(ref, out) <= TOL
 
 
 # --------------------------------------------------------------------------------------------------
@@ -461,7 +448,7 @@ def test_rectvit_layout_round_trip():
 
 
 def test_dynamic_after_set_input_size_matches_timm():
-    theirs, ours = make_pair("vit_base_patch16_reg4_gap_256", img_size=(64, 128), dynamic_img_size=True, **SMALL)
+    theirs, ours = timm_pair("vit_base_patch16_reg4_gap_256", img_size=(64, 128), dynamic_img_size=True, **SMALL)
     theirs.set_input_size(img_size=(160, 48))
     ours.set_input_size(img_size=(160, 48))
     assert ours.grid_size == (10, 3)
@@ -471,12 +458,12 @@ def test_dynamic_after_set_input_size_matches_timm():
 
 @pytest.mark.parametrize("name", ["deit_small_distilled_patch16_224", "vit_medium_patch16_gap_256"])
 def test_pre_logits_match_timm(name):
-    theirs, ours = make_pair(name, img_size=(48, 112), **SMALL)
+    theirs, ours = timm_pair(name, img_size=(48, 112), **SMALL)
     x = torch.randn(2, 3, 48, 112)
     with torch.no_grad():
         t = theirs.forward_head(theirs.forward_features(x), pre_logits=True)
         o = ours.forward_head(ours.forward_features(x), pre_logits=True)
-    assert o.shape == (2, 64) and _max_diff(t, o) <= TOL
+    assert o.shape == (2, 64) and max_diff(t, o) <= TOL
 
 
 @pytest.mark.parametrize(
@@ -499,12 +486,12 @@ def test_last_block_computes_only_the_tokens_the_head_reads(name, kw, prefix):
         full = ours.forward_head(ours.forward_features(x))
     handle.remove()
     assert seen[0] == prefix and seen[1] > prefix  # forward: prefix tokens only; forward_features: all
-    assert _max_diff(out, full) <= 1e-5
+    assert max_diff(out, full) <= 1e-5
     if theirs_name:
         theirs = randomize_(timm.create_model(theirs_name, img_size=size, **SMALL)).eval()
         rectvit.load_checkpoint(ours, theirs.state_dict(), source_grid=ours.grid_size)
         with torch.no_grad():
-            assert _max_diff(ours(x), theirs(x)) <= TOL
+            assert max_diff(ours(x), theirs(x)) <= TOL
 
 
 def test_avg_pool_models_keep_every_token():
@@ -542,7 +529,7 @@ def test_replaced_or_hooked_last_block_sees_every_token():
         full = ours.forward_head(ours.forward_features(x))
         seen = []
         handle = ours.norm.register_forward_hook(lambda m, args, out: seen.append(out.shape[1]))
-        assert _max_diff(ours(x), full) <= 1e-6
+        assert max_diff(ours(x), full) <= 1e-6
         handle.remove()
         assert seen == [1 + 4 * 6]  # a hook on the final norm gets every token, as forward_features gives
         ours.blocks[-1] = torch.nn.Identity()  # layer dropping: a block that takes x alone
