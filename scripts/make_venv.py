@@ -9,7 +9,7 @@ Where no NVIDIA GPU is present, torch's CPU-only wheels (PyTorch's own index, ab
 over the default index's CUDA build (about 3 GB more of NVIDIA libraries) when that index answers within a
 few seconds; otherwise the default index (and any local wheels pip is configured with) is used as it is.
 ``RECTVIT_TORCH_INDEX`` overrides the choice: a URL to use as the torch index, or ``none`` for the default
-index only. Before anything is downloaded, pip resolves the file (``--dry-run --report``) and the build of
+index only; ``RECTVIT_CPU_INDEX`` replaces the CPU index's URL (a mirror, or an unreachable one in tests). Before anything is downloaded, pip resolves the file (``--dry-run --report``) and the build of
 torch it picked, the package count and the download size are printed; after the install, the installed
 torch is checked and its build printed again, with the environment's size on disk.
 """
@@ -74,10 +74,11 @@ def torch_index(gpu: bool | None = None, env: dict | None = None) -> tuple[str |
         return forced, f"RECTVIT_TORCH_INDEX={forced}"
     if has_nvidia_gpu() if gpu is None else gpu:
         return None, "an NVIDIA GPU is present: the default index's CUDA build of torch"
-    if reachable(CPU_INDEX):
-        return CPU_INDEX, f"no GPU here: torch's CPU-only wheels from {CPU_INDEX}"
+    cpu_index = env.get("RECTVIT_CPU_INDEX", "").strip() or CPU_INDEX
+    if reachable(cpu_index):
+        return cpu_index, f"no GPU here: torch's CPU-only wheels from {cpu_index}"
     return None, (
-        f"no GPU here, but {CPU_INDEX} did not answer within {PROBE_TIMEOUT_S:g} s: falling back to the "
+        f"no GPU here, but {cpu_index} did not answer within {PROBE_TIMEOUT_S:g} s: falling back to the "
         "default package index (and local wheels, if pip is configured with any)"
     )
 

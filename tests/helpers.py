@@ -5,7 +5,6 @@ import io
 import warnings
 
 import pytest
-import timm
 import torch
 
 import rectvit
@@ -21,6 +20,7 @@ def max_diff(a: torch.Tensor, b: torch.Tensor) -> float:
 def timm_pair(name: str, seed: int = 0, **kw) -> tuple[torch.nn.Module, torch.nn.Module]:
     """timm's model ``name`` with random non-zero weights and ours built by the same call, timm's weights
     loaded into ours (random tables: their grid is named, never guessed); both in eval mode."""
+    import timm  # the oracle, imported where used: modules that only share the other helpers run without it
     theirs = randomize_(timm.create_model(name, **kw), seed=seed).eval()
     ours = rectvit.create_model(name, **kw).eval()
     rectvit.load_checkpoint(ours, theirs.state_dict(), source_grid=ours.grid_size)
