@@ -9,8 +9,10 @@ Where no NVIDIA GPU is present, torch's CPU-only wheels (PyTorch's own index, ab
 over the default index's CUDA build (about 3 GB more of NVIDIA libraries) when that index answers within a
 few seconds; otherwise the default index (and any local wheels pip is configured with) is used as it is.
 ``RECTVIT_TORCH_INDEX`` overrides the choice: a URL to use as the torch index, or ``none`` for the default
-index only; ``RECTVIT_CPU_INDEX`` replaces the CPU index's URL (a mirror, or an unreachable one in tests). Before anything is downloaded, pip resolves the file (``--dry-run --report``) and the build of
-torch it picked, the package count and the download size are printed; after the install, the installed
+index only; ``RECTVIT_CPU_INDEX`` replaces the CPU index's URL (a mirror, or an unreachable one in tests).
+
+Before anything is downloaded, pip resolves the file (``--dry-run --report``, metadata only) and the build
+of torch it picked, the package count and the download size are printed; after the install, the installed
 torch is checked and its build printed again, with the environment's size on disk.
 """
 
@@ -147,7 +149,8 @@ def plan(python: str, requirements: Path, index: str | None) -> list[dict]:
     say(f"      {torch_build(items)}")
     unknown = "" if len(known) == len(items) else f", {len(items) - len(known)} of unknown size not counted"
     of_it = f", the NVIDIA/CUDA libraries {gpu / 1e9:.1f} GB of it" if gpu else ""
-    say(f"      {len(items)} packages, about {sum(known) / 1e9:.2f} GB to download{of_it}{unknown}; roughly twice that on disk")
+    size = f"about {sum(known) / 1e9:.2f} GB to download{of_it}{unknown}; roughly twice that on disk"
+    say(f"      {len(items)} packages, {size}")
     largest = sorted(((s, n) for n, s in zip(names, sizes) if s), reverse=True)[:5]
     say("      largest: " + ", ".join(f"{n} {s / 1e6:.0f} MB" for s, n in largest))
     return items

@@ -29,7 +29,8 @@ ALLOWED_SKIP_PREFIXES = ("no CUDA device",)
 
 def oracles_required() -> bool:
     """True under CI or RECTVIT_REQUIRE_ORACLES (make test sets it): a missing oracle or a skip then fails."""
-    return any(os.environ.get(v, "").strip().lower() not in ("", "0", "false", "no") for v in ("CI", "RECTVIT_REQUIRE_ORACLES"))
+    values = (os.environ.get(v, "").strip().lower() for v in ("CI", "RECTVIT_REQUIRE_ORACLES"))
+    return any(v not in ("", "0", "false", "no") for v in values)
 
 
 def missing_oracles() -> dict[str, str]:

@@ -21,6 +21,7 @@ def timm_pair(name: str, seed: int = 0, **kw) -> tuple[torch.nn.Module, torch.nn
     """timm's model ``name`` with random non-zero weights and ours built by the same call, timm's weights
     loaded into ours (random tables: their grid is named, never guessed); both in eval mode."""
     import timm  # the oracle, imported where used: modules that only share the other helpers run without it
+
     theirs = randomize_(timm.create_model(name, **kw), seed=seed).eval()
     ours = rectvit.create_model(name, **kw).eval()
     rectvit.load_checkpoint(ours, theirs.state_dict(), source_grid=ours.grid_size)

@@ -8,11 +8,11 @@ import rectvit
 from helpers import randomize_
 
 
-
 @pytest.fixture(scope="module")
 def transformers():
     """HF transformers, the oracle (imported per test: the folder-error test needs none)."""
     return pytest.importorskip("transformers", reason="HF transformers is the oracle; `make test` installs it")
+
 
 TOL = 1e-5
 SMALL = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128)

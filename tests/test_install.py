@@ -53,7 +53,9 @@ def test_torch_source_falls_back_cleanly_when_the_cpu_index_is_unreachable(make_
 def test_torch_source_with_a_gpu_or_forced(make_venv):
     assert make_venv.torch_index(gpu=True, env={"RECTVIT_CPU_INDEX": UNREACHABLE})[0] is None
     assert make_venv.torch_index(gpu=False, env={"RECTVIT_TORCH_INDEX": "none"})[0] is None
-    assert make_venv.torch_index(gpu=True, env={"RECTVIT_TORCH_INDEX": "https://x/whl/cu130"})[0] == "https://x/whl/cu130"
+    assert (
+        make_venv.torch_index(gpu=True, env={"RECTVIT_TORCH_INDEX": "https://x/whl/cu130"})[0] == "https://x/whl/cu130"
+    )
 
 
 def _item(name: str, version: str, requires=(), url: str = "") -> dict:
@@ -163,12 +165,12 @@ def test_make_passes_the_suite_settings_to_pytest():
     if shutil.which("make") is None:
         pytest.fail("make is not installed; the README's set-up needs it")
     run = subprocess.run(
-        ["make", "--no-print-directory", "-n", "-C", str(ROOT), "test", "PYTEST_ARGS=tests/test_x.py", "HYPOTHESIS_SEED=7"],
+        ["make", "--no-print-directory", "-n", "-C", str(ROOT), "test", "PYTEST_ARGS=tests/x.py", "HYPOTHESIS_SEED=7"],
         capture_output=True,
         text=True,
     )
     assert run.returncode == 0, run.stderr
     line = next(ln for ln in run.stdout.splitlines() if " -m pytest " in ln)
-    for part in ("RECTVIT_REQUIRE_ORACLES=1", "-n auto", "--durations=25", "--hypothesis-seed=7", "tests/test_x.py"):
+    for part in ("RECTVIT_REQUIRE_ORACLES=1", "-n auto", "--durations=25", "--hypothesis-seed=7", "tests/x.py"):
         assert part in line, (part, line)
     assert "scripts/make_venv.py" in run.stdout and "requirements-test.txt" in run.stdout

@@ -12,7 +12,6 @@ import rectvit
 from rectvit import InputSizeError, RectViTError, resample_abs_pos_embed, resample_grid, resample_patch_embed, sincos_2d
 
 
-
 @pytest.fixture(scope="module")
 def timm_layers():
     """timm's resampling functions, the oracle (imported per test: the property and error tests need no timm)."""

@@ -13,7 +13,7 @@ import pytest
 
 HERE = Path(__file__).resolve().parent
 
-CASES = '''
+CASES = """
 import pytest
 
 def test_oracle_free():
@@ -25,15 +25,15 @@ def test_needs_an_oracle():
 @pytest.mark.skipif(True, reason="no CUDA device: torch.cuda.is_available()")
 def test_on_cuda():
     pass
-'''
+"""
 
-MODULE_SKIP = '''
+MODULE_SKIP = """
 import pytest
 pytest.importorskip("no_such_oracle_module")
 
 def test_hidden():
     pass
-'''
+"""
 
 
 def _stand_ins(folder: Path, broken: str | None = None) -> Path:
