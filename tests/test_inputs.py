@@ -307,27 +307,3 @@ def test_failure_after_the_new_kernel_is_computed_changes_nothing(one_thread, bu
     _assert_same_state(before, _state(model))
     with torch.no_grad():
         assert torch.equal(model(x), out)
-
-
-# ---- the README's example runs as written --------------------------------------------------------------
-
-
-def test_readme_example_runs_as_written(one_thread, tmp_path, monkeypatch):
-    import re
-    from pathlib import Path
-
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
-    code = re.search(r"```python\n(.*?)```", readme, re.S).group(1)
-    monkeypatch.chdir(tmp_path)
-    scope: dict = {}
-    exec(compile(code, "README.md", "exec"), scope)
-    model, inputs, outs = scope["model"], [scope["x1"], scope["x2"], scope["x3"]], scope["outs"]
-    assert len(outs) == 3
-    with torch.no_grad():
-        for x, out in zip(inputs, outs):  # each output is the input's own forward, without the batch dim
-            assert out.shape == (10,)
-            torch.testing.assert_close(out, model(x[None])[0], atol=1e-5, rtol=0)
-    # the flat table was read on the given 64x8 grid, then resampled to 32x8 (load) and 16x8 (set_input_size)
-    table = scope["trained"].pos_embed.detach()
-    expected = resample_grid(resample_grid(table, (32, 8)), (16, 8))
-    torch.testing.assert_close(rectvit.load_model("vit_256x128.safetensors").pos_embed, expected)
