@@ -34,7 +34,7 @@ test: venv-test
 		echo "rectvit: running the whole suite on $$jobs worker(s): about $$(( $(SUITE_CPU_S) / $$jobs / 60 + 1 )) min on a quiet machine"; \
 	else echo "rectvit: running pytest $(PYTEST_ARGS) on $$jobs worker(s)"; fi; \
 	echo "rectvit: hypothesis seed $(HYPOTHESIS_SEED) (to repeat its examples: make test HYPOTHESIS_SEED=$(HYPOTHESIS_SEED))"
-	RECTVIT_REQUIRE_ORACLES=1 $(TEST_VENV)/bin/python -m pytest -n $(JOBS) --durations=25 --hypothesis-seed=$(HYPOTHESIS_SEED) $(PYTEST_ARGS)
+	RECTVIT_REQUIRE_ORACLES=1 $(TEST_VENV)/bin/python -m pytest -n $(JOBS) --dist loadgroup --durations=25 --hypothesis-seed=$(HYPOTHESIS_SEED) $(PYTEST_ARGS)
 	@echo "rectvit: this environment's Python: $(TEST_VENV)/bin/python (or: source $(TEST_VENV)/bin/activate)"
 
 demo: venv-demo

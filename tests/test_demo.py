@@ -9,9 +9,13 @@ import torch
 
 from rectvit import demo
 
+# one demo run for the module; xdist_group keeps the module on one worker, so the run happens once
+pytestmark = pytest.mark.xdist_group("demo")
+
 
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory):
+    """``demo.run`` once, quick, with a spy on the picture call and the caller's torch state around it."""
     import rectvit.viz as viz
 
     out = tmp_path_factory.mktemp("demo")
@@ -22,11 +26,20 @@ def quick_run(tmp_path_factory):
         calls.append((args, kwargs))
         return real(*args, **kwargs)
 
+    threads = torch.get_num_threads()
     viz.plot_position_similarity = spy
+    torch.set_num_threads(3 if threads != 3 else 1)  # a caller's setting that the demo's own differs from
     try:
+        before = torch.get_num_threads()
+        torch.manual_seed(1234)
+        expected = torch.rand(3)
+        torch.manual_seed(1234)
         result = demo.run(seed=0, out=out, quick=True, log=lines.append)
+        result["state_after"] = (torch.get_num_threads(), torch.rand(3))
+        result["state_expected"] = (before, expected)
     finally:
         viz.plot_position_similarity = real
+        torch.set_num_threads(threads)
     result["plot_calls"] = calls
     return out, result, lines
 
@@ -76,23 +89,11 @@ def test_picture_is_a_png_named_last(quick_run):
     assert lines[-2] == demo.PICTURE_HOW_TO_READ and lines[-2].startswith("how to read it:")  # one line
 
 
-def test_run_restores_the_callers_threads_and_random_state(tmp_path, monkeypatch):
-    monkeypatch.setattr(demo, "EVAL_SIZES", [(64, 128)])
-    real = demo.importlib.util.find_spec
-    no_matplotlib = lambda name, *a: None if name == "matplotlib" else real(name, *a)  # noqa: E731
-    monkeypatch.setattr(demo.importlib.util, "find_spec", no_matplotlib)  # no picture: faster
-    threads = torch.get_num_threads()
-    torch.set_num_threads(3 if threads != 3 else 1)
-    try:
-        before = torch.get_num_threads()
-        torch.manual_seed(1234)
-        expected = torch.rand(3)
-        torch.manual_seed(1234)
-        demo.run(seed=5, out=tmp_path, quick=True, log=lambda line: None)
-        assert torch.get_num_threads() == before
-        assert torch.equal(torch.rand(3), expected)  # the global stream continues as if run had not been called
-    finally:
-        torch.set_num_threads(threads)
+def test_run_restores_the_callers_threads_and_random_state(quick_run):
+    """The global random stream continues as if run had not been called; the thread count is the caller's."""
+    _, result, _ = quick_run
+    (threads, drawn), (threads_before, expected) = result["state_after"], result["state_expected"]
+    assert threads == threads_before and torch.equal(drawn, expected)
 
 
 def test_picture_marks_the_queries_and_says_what_to_look_for(quick_run):
