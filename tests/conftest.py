@@ -58,32 +58,27 @@ def pytest_configure(config):
             )
 
 
-def _forbidden_skip(report) -> str | None:
+def _fail_a_forbidden_skip(report, what: str) -> None:
+    """Where oracles are required, turn a skipped ``report`` into a failure (CUDA-only tests excepted)."""
     if not (report.skipped and oracles_required()) or hasattr(report, "wasxfail"):
-        return None
+        return
     reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
     reason = reason.removeprefix("Skipped: ")
-    return None if reason.startswith(ALLOWED_SKIP_PREFIXES) else reason
+    if not reason.startswith(ALLOWED_SKIP_PREFIXES):
+        report.outcome = "failed"
+        report.longrepr = f"{what} where oracles are required (CI / RECTVIT_REQUIRE_ORACLES): {reason}"
 
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
     outcome = yield
-    report = outcome.get_result()
-    reason = _forbidden_skip(report)
-    if reason is not None:
-        report.outcome = "failed"
-        report.longrepr = f"skipped where oracles are required (CI / RECTVIT_REQUIRE_ORACLES): {reason}"
+    _fail_a_forbidden_skip(outcome.get_result(), "skipped")
 
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_make_collect_report(collector):
     outcome = yield
-    report = outcome.get_result()
-    reason = _forbidden_skip(report)
-    if reason is not None:
-        report.outcome = "failed"
-        report.longrepr = f"module skipped where oracles are required (CI / RECTVIT_REQUIRE_ORACLES): {reason}"
+    _fail_a_forbidden_skip(outcome.get_result(), "module skipped")
 
 
 @pytest.fixture(scope="module")
