@@ -149,7 +149,7 @@ def plan(python: str, requirements: Path, index: str | None) -> list[dict]:
     say(f"      {torch_build(items)}")
     unknown = "" if len(known) == len(items) else f", {len(items) - len(known)} of unknown size not counted"
     of_it = f", the NVIDIA/CUDA libraries {gpu / 1e9:.1f} GB of it" if gpu else ""
-    size = f"about {sum(known) / 1e9:.2f} GB to download{of_it}{unknown}; roughly twice that on disk"
+    size = f"about {sum(known) / 1e9:.2f} GB to download{of_it}{unknown}; on disk 2 to 4 times that"
     say(f"      {len(items)} packages, {size}")
     largest = sorted(((s, n) for n, s in zip(names, sizes) if s), reverse=True)[:5]
     say("      largest: " + ", ".join(f"{n} {s / 1e6:.0f} MB" for s, n in largest))
