@@ -15,9 +15,10 @@ set -u
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 WHEELS=.gpu-wheels
-# pinned as in requirements-test.txt; pure Python (any platform, any Python >= 3.10)
-PURE="pytest==9.0.3 pluggy iniconfig packaging hypothesis==6.155.2 sortedcontainers timm==1.0.31
-huggingface_hub==2.5.0 filelock fsspec tqdm==4.70.1 typing_extensions pyyaml safetensors"
+# pinned as in requirements-test.txt, without dependencies: pytest, hypothesis and timm (which runs without
+# huggingface_hub); pyyaml and safetensors are binary wheels for this machine's Python, used where they fit
+PURE="pytest==9.0.3 pluggy iniconfig packaging pygments hypothesis==6.155.2 sortedcontainers timm==1.0.31
+pyyaml safetensors==0.8.0 tqdm==4.70.1 typing_extensions"
 
 if [ "${1:-}" = "prepare" ]; then
     rm -rf "$WHEELS" && mkdir -p "$WHEELS"
@@ -30,8 +31,12 @@ fi
 out=${OUT:-gpu-results}
 mkdir -p "$out"
 deps=$(mktemp -d)
-if ! $PY -c "import pytest, hypothesis" 2>/dev/null && [ -d "$WHEELS" ]; then
-    $PY -m pip install --quiet --no-index --no-deps --target "$deps" "$WHEELS"/*.whl || true
+if ! $PY -c "import pytest, hypothesis, timm" 2>/dev/null && [ -d "$WHEELS" ]; then
+    for wheel in "$WHEELS"/*.whl; do  # one by one: a wheel built for another Python is left out
+        name=$(basename "$wheel" | cut -d- -f1)
+        $PY -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('${name,,}') is None)" 2>/dev/null ||
+            $PY -m pip install --quiet --no-index --no-deps --target "$deps" "$wheel" || true
+    done
 fi
 export PYTHONPATH="src:tests:.:$deps${PYTHONPATH:+:$PYTHONPATH}"
 $PY - <<'EOF' | tee "$out/environment.txt"
