@@ -14,18 +14,15 @@ from typing import Any
 
 from torch import nn
 
-from .checkpoint.hf import hf_model_kwargs
 from .checkpoint.io import check_recorded_size, read_checkpoint
 from .checkpoint.layout import convert
 from .checkpoint.load import load_checkpoint, load_converted
 from .checkpoint.timm import is_timm_config, timm_config_kwargs
 from .errors import CheckpointError, RectViTError
 from .grid import to_size
-from .models.beit import Beit
 from .models.features import features_only as _features_only
 from .models.pretrained_cfgs import pretrained_cfg_for
 from .models.registry import build_model, get_model_entry, split_model_name_tag
-from .models.vit import VisionTransformer
 
 __all__ = ["create_model", "load_model"]
 
@@ -167,11 +164,10 @@ def load_model(path: str | os.PathLike, *, source_grid=None, source_windows=None
         given = {k: v for k, v in overrides.items() if v is not None}  # None: not given, as create_model
         model = _named_model(arch, {**kwargs, **given})  # a recorded None (e.g. init_values) is a value
         _restore_cfg(model, raw.config.get("pretrained_cfg"), path)
-    elif raw.config is not None:
-        kwargs = hf_model_kwargs(conv.hf_family, raw.config, conv.state_dict)
-        cls = Beit if conv.hf_family == "beit" else VisionTransformer
+    elif conv.hf is not None and raw.config is not None:
+        cls, kwargs = conv.hf.model_spec()
         model = build_model(cls, kwargs, overrides, str(path))
-        model.arch_name = f"hf-{conv.hf_family}"
+        model.arch_name = conv.layout
     else:
         raise CheckpointError(
             f"{path}: holds no rectvit metadata or config.json, so it does not say which model it is; "
