@@ -18,7 +18,7 @@ from ..errors import CheckpointError
 from ..grid import Size
 from .hf import HFCheckpoint, from_hf
 from .io import RawCheckpoint, read_checkpoint, unwrap_state_dict
-from .timm import is_flat_pos_embed, is_timm_config, timm_config_grid
+from .timm import is_flat_pos_embed, is_tag_repository, is_timm_config, timm_config_grid
 
 __all__ = ["Converted", "convert", "as_converted"]
 
@@ -57,8 +57,11 @@ def convert(raw: RawCheckpoint) -> Converted:
             raw=raw,
         )
     if is_timm_config(raw.config):
-        grid, recorded = timm_config_grid(raw.config)
-        return Converted("timm", sd, grid if recorded else None, None if recorded else grid, raw=raw)
+        grid, windows, recorded = timm_config_grid(raw.config)
+        if raw.hub is not None and is_tag_repository(raw.config, raw.hub.repo_id):
+            recorded = True  # timm's own repository of the tag: its input size is the tag's record
+        windows = {k: list(w) for k, w in windows.items()} if recorded else {}
+        return Converted("timm", sd, grid if recorded else None, None if recorded else grid, windows, raw=raw)
     hf = from_hf(sd, raw.config)
     if hf is not None:
         return Converted(
@@ -80,10 +83,11 @@ def convert(raw: RawCheckpoint) -> Converted:
     return Converted(layout, sd, raw=raw)
 
 
-def as_converted(source: Any) -> Converted:
-    """``convert`` a path, an HF/timm folder, ``hf-hub:org/name`` or an in-memory state dict."""
+def as_converted(source: Any, cache_dir: str | os.PathLike | None = None) -> Converted:
+    """``convert`` a path, an HF/timm folder, ``hf-hub:org/name`` (``cache_dir``: huggingface_hub's cache) or an
+    in-memory state dict."""
     if isinstance(source, dict):
         return convert(RawCheckpoint(unwrap_state_dict(source, "state dict")))
     if isinstance(source, (str, os.PathLike)):
-        return convert(read_checkpoint(source))
+        return convert(read_checkpoint(source, cache_dir))
     raise CheckpointError(f"expected a checkpoint path, an HF folder or a state dict, got {type(source).__name__}.")
