@@ -10,6 +10,7 @@ oracles (max abs difference <= 1e-5, float32).
 
 import hashlib
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -270,85 +271,54 @@ def test_pretrained_equals_timms_on_the_same_cache(family, offline, tmp_path, on
 # ---- HF transformers repositories through hf-hub: (the HF model is the oracle) ----
 
 HF_SMALL = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64)
+RECT = dict(image_size=(64, 48))  # HF's CLIP, SigLIP and BEiT take square configs only
+# repository: (transformers model class, its config class, config keywords, what is compared)
+HF_REPOS = {
+    "google/vit-base-patch16-224": ("ViTForImageClassification", "ViTConfig", dict(num_labels=5, **RECT), "logits"),
+    "facebook/deit-tiny-distilled-patch16-224": (
+        "DeiTForImageClassificationWithTeacher", "DeiTConfig", dict(num_labels=4, **RECT), "logits",
+    ),
+    "MIT/ast-finetuned-audioset-10-10-0.4593": (
+        "ASTForAudioClassification", "ASTConfig", dict(num_mel_bins=32, max_length=40, num_labels=3), "audio",
+    ),
+    "openai/clip-vit-base-patch16": (
+        "CLIPVisionModelWithProjection", "CLIPVisionConfig", dict(image_size=64, projection_dim=8), "image_embeds",
+    ),
+    "google/siglip-base-patch16-224": ("SiglipVisionModel", "SiglipVisionConfig", dict(image_size=64), "pooler_output"),
+    "microsoft/beit-base-patch16-224": (
+        "BeitForImageClassification", "BeitConfig", dict(image_size=64, num_labels=5, use_relative_position_bias=True),
+        "logits",
+    ),
+}  # fmt: skip
 
 
-def _hf_cases():
-    transformers = pytest.importorskip("transformers")
-    x = torch.randn(2, 3, 64, 48)
-    spec = torch.randn(2, 40, 32)  # AST: (B, frames, mel)
-    return {
-        "google/vit-base-patch16-224": (
-            transformers.ViTForImageClassification(
-                transformers.ViTConfig(image_size=(64, 48), num_labels=5, **HF_SMALL)
-            ),
-            x,
-            lambda m, x: m(x),
-            lambda hf, x: hf(pixel_values=x).logits,
-        ),
-        "facebook/deit-tiny-distilled-patch16-224": (
-            transformers.DeiTForImageClassificationWithTeacher(
-                transformers.DeiTConfig(image_size=(64, 48), num_labels=4, **HF_SMALL)
-            ),
-            x,
-            lambda m, x: m(x),
-            lambda hf, x: hf(pixel_values=x).logits,
-        ),
-        "MIT/ast-finetuned-audioset-10-10-0.4593": (
-            transformers.ASTForAudioClassification(
-                transformers.ASTConfig(num_mel_bins=32, max_length=40, num_labels=3, **HF_SMALL)
-            ),
-            spec,
-            lambda m, s: m(s.transpose(1, 2).unsqueeze(1)),
-            lambda hf, s: hf(s).logits,
-        ),
-        "openai/clip-vit-base-patch16": (
-            transformers.CLIPVisionModelWithProjection(
-                transformers.CLIPVisionConfig(image_size=64, patch_size=16, projection_dim=8, **HF_SMALL)
-            ),
-            x[..., :64, :64].repeat(1, 1, 1, 2)[..., :64],
-            lambda m, x: m(x),
-            lambda hf, x: hf(pixel_values=x).image_embeds,
-        ),
-        "google/siglip-base-patch16-224": (
-            transformers.SiglipVisionModel(transformers.SiglipVisionConfig(image_size=64, patch_size=16, **HF_SMALL)),
-            x[..., :64, :64].repeat(1, 1, 1, 2)[..., :64],
-            lambda m, x: m.forward_head(m.forward_features(x), pre_logits=True),
-            lambda hf, x: hf(pixel_values=x).pooler_output,
-        ),
-        "microsoft/beit-base-patch16-224": (
-            transformers.BeitForImageClassification(
-                transformers.BeitConfig(image_size=64, num_labels=5, use_relative_position_bias=True, **HF_SMALL)
-            ),
-            x[..., :64, :64].repeat(1, 1, 1, 2)[..., :64],
-            lambda m, x: m(x),
-            lambda hf, x: hf(pixel_values=x).logits,
-        ),
-    }
+def _hf_and_ours(hf, model, config, output: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """The HF model's output and ours on one random input (AST: HF's (B, frames, mel), ours (B, 1, mel, frames))."""
+    with torch.no_grad():
+        if output == "audio":
+            spec = torch.randn(2, config.max_length, config.num_mel_bins)
+            return hf(spec).logits, model(spec.transpose(1, 2).unsqueeze(1))
+        size = config.image_size if isinstance(config.image_size, tuple) else (config.image_size,) * 2
+        x = torch.randn(2, 3, *size)
+        if output == "pooler_output":
+            return hf(pixel_values=x).pooler_output, model.forward_head(model.forward_features(x), pre_logits=True)
+        return getattr(hf(pixel_values=x), output), model(x)
 
 
-@pytest.mark.parametrize(
-    "repo",
-    [
-        "google/vit-base-patch16-224",
-        "facebook/deit-tiny-distilled-patch16-224",
-        "MIT/ast-finetuned-audioset-10-10-0.4593",
-        "openai/clip-vit-base-patch16",
-        "google/siglip-base-patch16-224",
-        "microsoft/beit-base-patch16-224",
-    ],
-)
+@pytest.mark.parametrize("repo", sorted(HF_REPOS))
 def test_hf_repository_through_hf_hub(repo, offline, tmp_path, one_thread):
-    hf, x, ours_out, hf_out = _hf_cases()[repo]
-    hf = randomize_(hf, seed=7).eval()
+    transformers = pytest.importorskip("transformers", reason="HF transformers is the oracle")
+    model_cls, config_cls, kwargs, output = HF_REPOS[repo]
+    config = getattr(transformers, config_cls)(**kwargs, **HF_SMALL)
+    hf = randomize_(getattr(transformers, model_cls)(config), seed=7).eval()
     hf.save_pretrained(tmp_path / "saved")
     put_repo(offline, repo, folder_files(tmp_path / "saved"))
     model = rectvit.load_model(f"hf-hub:{repo}").eval()
     assert model.load_report.hub.repo_id == repo and model.load_report.layout.startswith("hf-")
-    assert model.load_report.grid_basis in (None, "grid recorded in the checkpoint")
-    with torch.no_grad():
-        assert (ours_out(model, x) - hf_out(hf, x)).abs().max() <= TOL
-        again = rectvit.create_model(f"hf-hub:{repo}", pretrained=True).eval()
-        assert torch.equal(ours_out(again, x), ours_out(model, x))
+    theirs, ours = _hf_and_ours(hf, model, config, output)
+    assert (ours - theirs).abs().max() <= TOL
+    again = rectvit.create_model(f"hf-hub:{repo}", pretrained=True).eval()  # timm's spelling: the same weights
+    assert all(torch.equal(a, b) for a, b in zip(again.state_dict().values(), model.state_dict().values()))
 
 
 # ---- timm's keywords and the record of a named tag ----
@@ -381,15 +351,27 @@ def test_overlay_file_loads_a_local_copy_as_timm(offline, tmp_path):
         rectvit.create_model(VIT, pretrained=True, pretrained_cfg_overlay=dict(path="x"), **VIT_SMALL)
 
 
-def test_another_num_classes_keeps_a_fresh_classifier_as_timm(offline, tmp_path):
+@pytest.mark.parametrize(
+    "kw",
+    [dict(num_classes=7), dict(in_chans=1), dict(patch_size=8, img_size=(112, 224)), dict(in_chans=5, img_size=96)],
+    ids=["num_classes", "in_chans1", "patch_size", "in_chans5"],
+)
+def test_timm_adaptations_of_pretrained_weights(kw, offline, tmp_path):
+    """What timm adapts when the model differs from the tag: a fresh classifier for other classes, summed or
+    repeated input channels, and (rectvit's) a PI-resized patch kernel, each equal to timm's result."""
     _vit_repo(offline, tmp_path)
-    theirs = timm.create_model(VIT, pretrained=True, num_classes=7, **VIT_SMALL).eval()
-    ours = rectvit.create_model(VIT, pretrained=True, num_classes=7, **VIT_SMALL).eval()
-    assert ours.num_classes == 7 and "head.weight" in ours.load_report.dropped
-    x = torch.randn(1, 3, 224, 224)
+    theirs = timm.create_model(VIT, pretrained=True, **VIT_SMALL, **kw).eval()
+    ours = rectvit.create_model(VIT, pretrained=True, **VIT_SMALL, **kw).eval()
+    size = kw.get("img_size", 224)
+    x = torch.randn(1, kw.get("in_chans", 3), *((size, size) if isinstance(size, int) else size))
     with torch.no_grad():
-        pre = ours.forward_head(ours.forward_features(x), pre_logits=True)
-        assert (pre - theirs.forward_head(theirs.forward_features(x), pre_logits=True)).abs().max() <= TOL
+        if "num_classes" in kw:  # the classifiers are fresh (each library's init): compare what feeds them
+            assert ours.num_classes == 7 and "head.weight" in ours.load_report.dropped
+            ours_out = ours.forward_head(ours.forward_features(x), pre_logits=True)
+            theirs_out = theirs.forward_head(theirs.forward_features(x), pre_logits=True)
+        else:
+            ours_out, theirs_out = ours(x), theirs(x)
+    assert (ours_out - theirs_out).abs().max() <= TOL
 
 
 def test_pretrained_strict_false_leaves_what_the_weights_lack_at_init(offline, tmp_path):
@@ -535,3 +517,11 @@ def test_hf_home_and_offline_from_the_environment(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.startswith("True hf-hub:timm/" + VIT), out.stdout
+
+
+def test_docs_state_the_generated_count():
+    """README and docs give the count of tags with hub weights that the generated table holds."""
+    total = sum(len(rows) for rows in TAGS.values())
+    for doc in ("README.md", "docs/checkpoints.md", "docs/models.md"):
+        found = re.findall(r"(\d+)\s+of\s+the\s+(\d+)", (ROOT / doc).read_text())
+        assert found and set(found) == {(str(HUB_TAGS), str(total))}, doc

@@ -18,7 +18,7 @@ from .checkpoint.hub import hub_config
 from .checkpoint.io import HUB_PREFIX, check_recorded_size, read_checkpoint
 from .checkpoint.layout import as_converted, convert
 from .checkpoint.load import load_converted
-from .checkpoint.pretrained import apply_tag_record, load_pretrained
+from .checkpoint.pretrained import apply_tag_record, load_pretrained, pretrained_converted
 from .checkpoint.timm import is_timm_config, timm_config_kwargs
 from .errors import CheckpointError, RectViTError
 from .grid import to_size
@@ -79,50 +79,49 @@ def create_model(
         raise RectViTError("out_indices selects the feature maps of features_only=True; pass features_only=True too.")
     given = {k: v for k, v in overrides.items() if v is not None}
     if name.startswith(HUB_PREFIX):
-        model = _hub_model(name, pretrained, checkpoint_path, cache_dir, source_grid, source_windows, given)
+        if pretrained_cfg_overlay or not pretrained_strict or checkpoint_path is not None:
+            raise RectViTError(
+                f"create_model({name!r}): the repository's config.json is the pretrained cfg and its weights are the "
+                "checkpoint, so pretrained_cfg_overlay, pretrained_strict and checkpoint_path do not apply; name "
+                "the architecture (and tag) instead to use them."
+            )
+        model = _hub_model(name, pretrained, cache_dir, source_grid, source_windows, given)
     else:
-        model, cfg = _named_model(name, given, pretrained_cfg_overlay)
+        arch, tag = split_model_name_tag(name)
+        get_model_entry(arch)  # an unknown name first, then what its weights need, then the model
+        cfg = pretrained_cfg_for(arch, tag, pretrained_cfg_overlay)
+        conv = None
         if checkpoint_path is not None:
             conv = as_converted(checkpoint_path, cache_dir)
-            if pretrained or split_model_name_tag(name)[1]:
+            if pretrained or tag:
                 apply_tag_record(conv, cfg)
+        elif pretrained:
+            conv = pretrained_converted(cfg, cache_dir)
+        model = _named_model(name, given, cfg)
+        if checkpoint_path is not None:
             model.load_report = load_converted(model, conv, source_grid, strict, source_windows)
         elif pretrained:
-            model.load_report = load_pretrained(
-                model,
-                cfg,
-                strict=pretrained_strict,
-                cache_dir=cache_dir,
-                source_grid=source_grid,
-                source_windows=source_windows,
-            )
+            model.load_report = load_pretrained(model, conv, cfg, pretrained_strict, source_grid, source_windows)
     if features_only:
         return _features_only(model, out_indices, feature_cls)
     return model
 
 
-def _named_model(
-    name: str, overrides: dict[str, Any], overlay: dict[str, Any] | None = None
-) -> tuple[nn.Module, dict[str, Any]]:
-    """Architecture ``name`` (with its timm tag's defaults and pretrained cfg) built with ``overrides``, and
-    the tag's full cfg (with an overlay's in-memory ``state_dict``, which the model's cfg leaves out)."""
+def _named_model(name: str, overrides: dict[str, Any], cfg: dict[str, Any] | None = None) -> nn.Module:
+    """Architecture ``name`` built with its pretrained cfg's defaults (``cfg``, else its timm tag's) and
+    ``overrides``; ``model.pretrained_cfg`` is that cfg, less an overlay's in-memory ``state_dict``."""
     arch, tag = split_model_name_tag(name)
     entry = get_model_entry(arch)
-    cfg = pretrained_cfg_for(arch, tag, overlay)
+    cfg = pretrained_cfg_for(arch, tag) if cfg is None else cfg
     model = build_model(entry.cls, entry.config, {**_cfg_defaults(cfg), **overrides}, name)
     model.arch_name = arch
     model.pretrained_cfg = {k: v for k, v in cfg.items() if k != "state_dict"}
-    return model, cfg
+    return model
 
 
-def _hub_model(name, pretrained, checkpoint_path, cache_dir, source_grid, source_windows, given) -> nn.Module:
+def _hub_model(name, pretrained, cache_dir, source_grid, source_windows, given) -> nn.Module:
     """``create_model("hf-hub:org/name")``: the model the repository's config describes; its weights with
     ``pretrained=True`` (``load_model``), else a fresh model of a timm repository's config."""
-    if checkpoint_path is not None:
-        raise RectViTError(
-            f"create_model({name!r}) names its weights' repository already; pass checkpoint_path with an "
-            "architecture name instead, or drop it."
-        )
     if pretrained:
         return load_model(name, cache_dir=cache_dir, source_grid=source_grid, source_windows=source_windows, **given)
     config = hub_config(name[len(HUB_PREFIX) :], cache_dir=cache_dir)
@@ -132,7 +131,7 @@ def _hub_model(name, pretrained, checkpoint_path, cache_dir, source_grid, source
             f"pooling); use create_model({name!r}, pretrained=True) or rectvit.load_model({name!r})."
         )
     arch, kwargs, _ = timm_config_kwargs(config)
-    model, _ = _named_model(arch, {**kwargs, **given})
+    model = _named_model(arch, {**kwargs, **given})
     _restore_cfg(model, config.get("pretrained_cfg"), name)
     return model
 
@@ -216,7 +215,7 @@ def load_model(
     elif is_timm_config(raw.config):
         arch, kwargs, _ = timm_config_kwargs(raw.config)
         given = {k: v for k, v in overrides.items() if v is not None}  # None: not given, as create_model
-        model, _ = _named_model(arch, {**kwargs, **given})  # a recorded None (e.g. init_values) is a value
+        model = _named_model(arch, {**kwargs, **given})  # a recorded None (e.g. init_values) is a value
         _restore_cfg(model, raw.config.get("pretrained_cfg"), path)
     elif conv.hf is not None and raw.config is not None:
         cls, kwargs = conv.hf.model_spec()

@@ -25,7 +25,7 @@ from .io import RawCheckpoint, read_checkpoint, unwrap_state_dict
 from .layout import Converted, convert
 from .load import load_converted
 
-__all__ = ["pretrained_weights", "tag_record", "apply_tag_record", "load_pretrained"]
+__all__ = ["pretrained_weights", "pretrained_converted", "tag_record", "apply_tag_record", "load_pretrained"]
 
 
 def _name(cfg: dict[str, Any]) -> str:
@@ -108,14 +108,19 @@ def _keep_missing(conv: Converted, model: nn.Module) -> list[str]:
     return missing
 
 
-def load_pretrained(
-    model: nn.Module, cfg: dict[str, Any], *, strict: bool = True, cache_dir=None, source_grid=None, source_windows=None
-) -> LoadReport:
-    """timm's ``load_pretrained`` for rectvit: the weights ``cfg`` names, with the tag's grid record, adapted to
-    ``model``. A model built with another ``num_classes`` than the tag's keeps its fresh classifier (reported), as
-    in timm; ``strict=False`` is timm's ``pretrained_strict=False`` (see ``_keep_missing``)."""
+def pretrained_converted(cfg: dict[str, Any], cache_dir=None) -> Converted:
+    """The weights ``cfg`` names (``pretrained_weights``), converted, with the tag's record of their grid."""
     conv = convert(pretrained_weights(cfg, cache_dir))
     apply_tag_record(conv, cfg)
+    return conv
+
+
+def load_pretrained(
+    model: nn.Module, conv: Converted, cfg: dict[str, Any], strict: bool = True, source_grid=None, source_windows=None
+) -> LoadReport:
+    """timm's ``load_pretrained`` for rectvit: ``conv`` (``pretrained_converted(cfg)``) adapted to ``model``. A model
+    built with another ``num_classes`` than the cfg's keeps its fresh classifier (reported), as in timm;
+    ``strict=False`` is timm's ``pretrained_strict=False`` (see ``_keep_missing``)."""
     missing = [] if strict else _keep_missing(conv, model)
     same_head = cfg.get("num_classes") is None or int(getattr(model, "num_classes", -1)) == int(cfg["num_classes"])
     report = load_converted(model, conv, source_grid, strict and same_head, source_windows)
