@@ -64,7 +64,7 @@ def test_a_new_family_is_a_row(monkeypatch):
         lambda config, sd: {},
         lambda config: (config["image_size"] // 16,) * 2,
         lambda keys: any(k.startswith("tower.") for k in keys),
-        prefix="tower.",
+        prefixes=("tower.",),
     )
     monkeypatch.setattr(hf, "FAMILIES", (*hf.FAMILIES, row))
     converted = hf.from_hf(ours, {"model_type": "toy", "image_size": 32})

@@ -1,7 +1,7 @@
 """Hugging Face vision checkpoints -> timm's key layout, one table row per family.
 
 ``FAMILIES`` has a row (``HFFamily``) for each HF family rectvit reads: the config ``model_type`` it
-answers to, how its keys look without a config, the prefix it strips, its key rules, the rectvit class
+answers to, how its keys look without a config, the prefixes it strips, its key rules, the rectvit class
 and keywords its config builds, and the grid (and BEiT's bias windows) its config records.
 ``from_hf`` runs a state dict and its config through the row once.
 
@@ -32,7 +32,7 @@ from ..models.beit import Beit
 from ..models.vit import VisionTransformer
 from .io import check_recorded_size
 
-__all__ = ["HFFamily", "HFCheckpoint", "FAMILIES", "Rule", "from_hf", "hf_family"]
+__all__ = ["HFFamily", "HFCheckpoint", "FAMILIES", "Rule", "rename", "drop", "fuse", "split", "from_hf", "hf_family"]
 
 Tensors = dict[str, torch.Tensor]
 
@@ -70,7 +70,8 @@ def split(pattern: str, targets: tuple[str, ...], fn: Callable[[torch.Tensor], t
 class HFFamily:
     """One HF family: what identifies it, how its keys become timm's, and what its config records.
 
-    ``detect`` recognises the family's keys when there is no config (rows are tried in order);
+    ``detect`` recognises the family's keys when there is no config (rows are tried in order); keys may
+    start with one of ``prefixes`` (a task model's backbone, a multimodal model's tower);
     ``kwargs(config, state_dict)`` gives ``model_class``'s keywords (``state_dict`` in timm's names);
     ``grid(config)`` the position grid the config records (``None``: the family has no learned table);
     ``windows`` says that every relative-position bias table was built on that grid.
@@ -84,7 +85,7 @@ class HFFamily:
     kwargs: Callable[[dict[str, Any], Tensors], dict[str, Any]]
     grid: Callable[[dict[str, Any]], Size | None]
     detect: Callable[[Collection[str]], bool]
-    prefix: str = ""
+    prefixes: tuple[str, ...] = ()  # the first that a key starts with is stripped before the rules
     windows: bool = False
 
 
@@ -276,7 +277,7 @@ def _beit_kwargs(config: dict[str, Any], state_dict: Tensors) -> dict[str, Any]:
 
 # ---- key rules ----
 
-_ViT_RULES = (
+_VIT_RULES = (
     drop(r"pooler\.dense\.(weight|bias)"),
     rename(r"(?:encoder\.layer|layers)\.(\d+)\.layernorm_before\.(weight|bias)", r"blocks.\1.norm1.\2"),
     rename(r"(?:encoder\.layer|layers)\.(\d+)\.layernorm_after\.(weight|bias)", r"blocks.\1.norm2.\2"),
@@ -384,71 +385,71 @@ def _is_vit(keys: Collection[str]) -> bool:
 # Rows in detection order: the first whose ``detect`` holds names a state dict that comes without a config.
 FAMILIES: tuple[HFFamily, ...] = (
     HFFamily(
-        "beit",
-        "BeitModel / BeitForImageClassification",
-        ("beit",),
-        _BEIT_RULES,
-        Beit,
-        _beit_kwargs,
-        _grid_rule(_image_size),
-        _is_beit,
-        prefix="beit.",
+        name="beit",
+        what="BeitModel / BeitForImageClassification",
+        model_types=("beit",),
+        rules=_BEIT_RULES,
+        model_class=Beit,
+        kwargs=_beit_kwargs,
+        grid=_grid_rule(_image_size),
+        detect=_is_beit,
+        prefixes=("beit.",),
         windows=True,
     ),
     HFFamily(
-        "clip",
-        "CLIPVisionModel / CLIPVisionModelWithProjection",
-        ("clip_vision_model",),
-        _TOWER_RULES,
-        VisionTransformer,
-        _clip_kwargs,
-        _grid_rule(_image_size),
-        lambda k: _is_tower(k) and _ends("embeddings.class_embedding")(k),
-        prefix="vision_model.",
+        name="clip",
+        what="CLIPVisionModel / CLIPVisionModelWithProjection",
+        model_types=("clip_vision_model",),
+        rules=_TOWER_RULES,
+        model_class=VisionTransformer,
+        kwargs=_clip_kwargs,
+        grid=_grid_rule(_image_size),
+        detect=lambda k: _is_tower(k) and _ends("embeddings.class_embedding")(k),
+        prefixes=("vision_model.",),
     ),
     HFFamily(
-        "siglip",
-        "SiglipVisionModel",
-        ("siglip_vision_model",),
-        _TOWER_RULES,
-        VisionTransformer,
-        _siglip_kwargs,
-        _grid_rule(_image_size),
-        _is_tower,
-        prefix="vision_model.",
+        name="siglip",
+        what="SiglipVisionModel",
+        model_types=("siglip_vision_model",),
+        rules=_TOWER_RULES,
+        model_class=VisionTransformer,
+        kwargs=_siglip_kwargs,
+        grid=_grid_rule(_image_size),
+        detect=_is_tower,
+        prefixes=("vision_model.",),
     ),
     HFFamily(
-        "deit",
-        "DeiT",
-        ("deit",),
-        _ViT_RULES,
-        VisionTransformer,
-        _deit_kwargs,
-        _grid_rule(_image_size),
-        lambda k: _starts("deit.")(k) or (_is_vit(k) and _ends("distillation_token")(k)),
-        prefix="deit.",
+        name="deit",
+        what="DeiTModel / DeiTForImageClassificationWithTeacher",
+        model_types=("deit",),
+        rules=_VIT_RULES,
+        model_class=VisionTransformer,
+        kwargs=_deit_kwargs,
+        grid=_grid_rule(_image_size),
+        detect=lambda k: _starts("deit.")(k) or (_is_vit(k) and _ends("distillation_token")(k)),
+        prefixes=("deit.",),
     ),
     HFFamily(
-        "ast",
-        "ASTModel / ASTForAudioClassification",
-        ("audio-spectrogram-transformer",),
-        _ViT_RULES,
-        VisionTransformer,
-        _ast_kwargs,
-        _grid_rule(_ast_size, _ast_stride),
-        _starts("audio_spectrogram_transformer."),
-        prefix="audio_spectrogram_transformer.",
+        name="ast",
+        what="ASTModel / ASTForAudioClassification",
+        model_types=("audio-spectrogram-transformer",),
+        rules=_VIT_RULES,
+        model_class=VisionTransformer,
+        kwargs=_ast_kwargs,
+        grid=_grid_rule(_ast_size, _ast_stride),
+        detect=_starts("audio_spectrogram_transformer."),
+        prefixes=("audio_spectrogram_transformer.",),
     ),
     HFFamily(
-        "vit",
-        "ViTModel / ViTForImageClassification",
-        ("vit",),
-        _ViT_RULES,
-        VisionTransformer,
-        _vit_kwargs(_image_size),
-        _grid_rule(_image_size),
-        _is_vit,
-        prefix="vit.",
+        name="vit",
+        what="ViTModel / ViTForImageClassification",
+        model_types=("vit",),
+        rules=_VIT_RULES,
+        model_class=VisionTransformer,
+        kwargs=_vit_kwargs(_image_size),
+        grid=_grid_rule(_image_size),
+        detect=_is_vit,
+        prefixes=("vit.",),
     ),
 )
 
@@ -484,7 +485,7 @@ def _rename(family: HFFamily, state_dict: Tensors) -> tuple[Tensors, list[str]]:
     fused: dict[str, dict[str, torch.Tensor]] = {}
     unknown: list[str] = []
     for key, value in state_dict.items():
-        body = key.removeprefix(family.prefix)
+        body = next((key[len(p) :] for p in family.prefixes if key.startswith(p)), key)
         rule, match = next(((r, m) for r in family.rules if (m := r.pattern.fullmatch(body))), (None, None))
         if rule is None:
             unknown.append(key)
