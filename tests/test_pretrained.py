@@ -2,8 +2,9 @@
 huggingface_hub's cache, offline mode, and every failure as a clear ``RectViTError``.
 
 No test here touches the network: a Hugging Face cache is built in a temporary folder (the
-``models--org--name/{blobs,snapshots,refs}`` layout huggingface_hub reads), ``HF_HUB_OFFLINE`` is on, and every
-socket connection attempt is recorded and fails the test (``offline`` fixture). timm's own
+``models--org--name/{blobs,snapshots,refs}`` layout huggingface_hub reads), ``HF_HUB_OFFLINE`` is on
+(``offline`` fixture), and every socket connection attempt is recorded and fails the test (``no_network``,
+used by every test here; the subprocess test installs its own). timm's own
 ``create_model(..., pretrained=True)`` on the same cache, and HF transformers models saved into it, are the
 oracles (max abs difference <= 1e-5, float32).
 """
@@ -70,9 +71,9 @@ def put_timm(cache: Path, tmp_path: Path, model: torch.nn.Module, repo: str) -> 
     put_repo(cache, repo, folder_files(folder))
 
 
-@pytest.fixture
+@pytest.fixture(autouse=True)
 def no_network(monkeypatch):
-    """Every socket connection attempt is recorded and refused; the test fails if there was one."""
+    """Every socket connection attempt is recorded and refused; a test of this module fails if there was one."""
     attempts = []
 
     def refuse(*args, **kwargs):
@@ -445,7 +446,7 @@ def test_a_named_tag_records_the_grid_of_a_checkpoint_path(tmp_path):
 # ---- failures: what to install, download or pass ----
 
 
-def test_without_huggingface_hub(monkeypatch, no_network):
+def test_without_huggingface_hub(monkeypatch):
     monkeypatch.setitem(sys.modules, "huggingface_hub", None)
     with pytest.raises(rectvit.CheckpointError, match=r"pip install 'rectvit\[hub\]'.*checkpoint_path=PATH"):
         rectvit.create_model(VIT, pretrained=True, **VIT_SMALL)
