@@ -212,7 +212,9 @@ def test_mask_cache_is_keyed_by_window_and_shift():
     with torch.no_grad():
         for model in (a, b, a):
             model(x)
-    for window, shift in [((4, 2), (2, 1)), ((2, 4), (1, 2))]:  # both cached by the forwards above
+    cached = {k[:3] for k in WINDOW_MASKS.keys()}
+    for window, shift in [((4, 2), (2, 1)), ((2, 4), (1, 2))]:
+        assert ((8, 8), window, shift) in cached  # both models' stage-0 masks, side by side
         mask = window_mask(torch.zeros(1, 8, 8, 1), window, shift)
         assert torch.equal(mask, shifted_window_mask((8, 8), window, shift))
         assert mask.shape == (8, 8, 8)  # 8 windows of 8 tokens for both: only the window tells them apart
@@ -297,7 +299,7 @@ def test_v1_stage_grid_smaller_than_window_clips_and_resamples():
         assert torch.isfinite(m(torch.randn(1, 3, 48, 224))).all()
 
 
-# ---- relative-bias tables: BEiT's geometric interpolation, as timm (issue 17 item 1) ----
+# ---- relative-bias tables: BEiT's geometric interpolation, as timm ----
 
 
 def test_bias_interpolation_is_checked():
@@ -335,7 +337,7 @@ def test_v1_checkpoint_into_other_window_matches_timm():
     assert torch.equal(bicubic.state_dict()[key], expected)
 
 
-# ---- Swin on the shared layers; one pure window function (issue 12 item 4) ----
+# ---- Swin on the shared layers; one pure window function ----
 
 
 def test_uses_the_shared_patch_embedding_and_one_switch():
@@ -368,7 +370,7 @@ def test_stage_window_sizes_match_timm(grid, window_size, window_ratio):
     assert ours == tuple(tuple(w) for w in theirs)
 
 
-# ---- set_input_size checks everything before changing anything (issue 11 item 5) ----
+# ---- set_input_size checks everything before changing anything ----
 
 
 def _snapshot(m, x):
@@ -441,7 +443,7 @@ def test_failed_set_input_size_changes_nothing(cls, monkeypatch):
     assert m.window_size == ((4, 3), (4, 3)) and m.patch_size == (8, 8) and m.grid_size == (16, 12)
 
 
-# ---- empty batches (issue 17 item 6) ----
+# ---- empty batches ----
 
 
 @pytest.mark.parametrize("cls", [SwinTransformer, SwinTransformerV2], ids=["v1", "v2"])
@@ -461,7 +463,7 @@ def test_empty_batch_gives_empty_outputs(cls):
             assert torch.equal(model(torch.cat([x, full])), model(full))
 
 
-# ---- timm's conventions (issue 14 item 5) ----
+# ---- timm's conventions ----
 
 
 @pytest.mark.parametrize("v2", [False, True], ids=["v1", "v2"])
