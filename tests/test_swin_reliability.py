@@ -21,6 +21,8 @@ import time
 import pytest
 import timm
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import rectvit
 import rectvit.layers.window as window_module
@@ -31,6 +33,8 @@ from rectvit.layers.window import (
     WindowAttentionV2,
     WindowMaskCache,
     WindowMultiHeadAttention,
+    merge_shifted,
+    partition_shifted,
     shifted_window_mask,
 )
 from rectvit.models._stages import SwinBlock, WindowStageModel
@@ -69,6 +73,53 @@ def test_one_skeleton_and_one_window_module_serve_all_three():
         assert isinstance(model, WindowStageModel)
         blocks = [b for s in _stages(model) for b in s.blocks]
         assert blocks and all(type(b) is SwinBlock and type(b.attn) is attn_cls for b in blocks)
+
+
+def _timm_labelled_mask(size, window, shift):
+    """The mask as timm builds it (region labels by slices of the padded grid, then -100 between labels)."""
+    labels = torch.zeros(size)
+    axes = []
+    for n, w, s in zip(size, window, shift):
+        axes.append([slice(0, n)] if s == 0 else [slice(0, n - w), slice(n - w, n - s), slice(n - s, n)])
+    count = 0
+    for rows in axes[0]:
+        for cols in axes[1]:
+            labels[rows, cols] = count
+            count += 1
+    (hp, wp), (wh, ww) = size, window
+    windows = labels.view(hp // wh, wh, wp // ww, ww).permute(0, 2, 1, 3).reshape(-1, wh * ww)
+    differ = windows[:, None, :] != windows[:, :, None]
+    return torch.zeros(differ.shape).masked_fill(differ, -100.0)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    grid=st.tuples(st.integers(1, 13), st.integers(1, 13)),
+    window=st.tuples(st.integers(1, 5), st.integers(1, 5)),
+    shifted=st.booleans(),
+    batch=st.integers(0, 2),
+)
+def test_partition_merge_and_masks_by_property(grid, window, shifted, batch):
+    """Any grid, window and shift: partition then merge gives the input back; windows hold the padded grid's
+    tokens in row-major window order; the mask equals timm's slice-labelled one; attention given one mask
+    per window equals attention given the per-image masks."""
+    shift = (window[0] // 2, window[1] // 2) if shifted else (0, 0)
+    x = torch.randn(batch, *grid, 6)
+    windows, mask, padded = partition_shifted(x, window, shift)
+    assert padded == (-(-grid[0] // window[0]) * window[0], -(-grid[1] // window[1]) * window[1])
+    n_windows = (padded[0] // window[0]) * (padded[1] // window[1])
+    assert windows.shape == (batch * n_windows, window[0] * window[1], 6)
+    assert torch.equal(merge_shifted(windows, window, shift, padded, grid), x)
+    if not any(shift):
+        assert mask is None
+        return
+    assert torch.equal(mask, _timm_labelled_mask(padded, window, shift))
+    if batch:
+        attn = WindowAttention(6, 2, window).eval()
+        with torch.no_grad():
+            per_image = attn(windows, mask)
+            per_window = attn(windows, mask.repeat(batch, 1, 1))
+        assert torch.equal(per_image, per_window)
 
 
 # ---- sizes the patches do not tile ----------------------------------------------------------------
