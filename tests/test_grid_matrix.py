@@ -32,6 +32,8 @@ from rectvit.checkpoint.adapt import resolve_grid
 from rectvit.grid import factorizations
 from rectvit.resample import sincos_2d
 
+pytestmark = pytest.mark.xdist_group("grid_matrix")  # one worker builds the matrix once (docs/testing.md)
+
 CLEAN_GRIDS = [
     (4, 4), (5, 5), (8, 8), (14, 14), (16, 16), (24, 24), (32, 32),
     (16, 4), (4, 16), (28, 7), (7, 28), (8, 32), (32, 8), (12, 101), (6, 50), (10, 9), (9, 10),
