@@ -226,14 +226,22 @@ def test_the_ranking_puts_the_true_grid_first_above_each_floor(cases):
     assert shares["strip"] == 0  # a strip is never scored: content cannot orient it
 
 
-@pytest.mark.parametrize("mutation", ["no row-wrap term", "transposed"])
-def test_a_broken_scorer_falls_below_the_floors(cases, monkeypatch, mutation):
-    """The ranking floors have teeth: each plausible slip in the scorer fails at least one of them."""
+MUTATIONS = ("no row-wrap term", "transposed")
+
+
+def break_scorer(monkeypatch, mutation: str) -> None:
+    """Plant a plausible slip in the grid score: drop the row-wrap term, or score the transposed grid."""
     parts = evidence._parts
     if mutation == "no row-wrap term":
         monkeypatch.setattr(evidence, "_parts", lambda u, g, c1=None: (*parts(u, g, c1)[:3], 0.0))
     else:
         monkeypatch.setattr(evidence, "_parts", lambda u, g, c1=None: parts(u, (g[1], g[0]), None))
+
+
+@pytest.mark.parametrize("mutation", MUTATIONS)
+def test_a_broken_scorer_falls_below_the_floors(cases, monkeypatch, mutation):
+    """The ranking floors have teeth: each plausible slip in the scorer fails at least one of them."""
+    break_scorer(monkeypatch, mutation)
     shares = rank_shares([c for c in cases if c[0] in RANK_FLOORS])
     assert any(shares[f] < floor for f, floor in RANK_FLOORS.items()), shares
 

@@ -33,6 +33,7 @@ from rectvit import AmbiguousGridError
 from rectvit.checkpoint import evidence
 from rectvit.checkpoint.adapt import resolve_grid
 from rectvit.grid import factorizations
+from test_grid_matrix import MUTATIONS, break_scorer
 
 TABLES = Path(__file__).parent / "grid_tables"
 FAMILIES = {"trained", "crop", "resample", "periodic", "banded", "checkerboard", "mixed", "random+checkerboard"}
@@ -107,13 +108,9 @@ def test_the_ranking_puts_the_true_grid_first_above_the_floors(parts, part):
         assert shares[family] >= floor, (family, shares[family], floor)
 
 
-@pytest.mark.parametrize("mutation", ["no row-wrap term", "transposed"])
+@pytest.mark.parametrize("mutation", MUTATIONS)
 def test_a_broken_scorer_falls_below_the_floors(parts, monkeypatch, mutation):
-    parts_fn = evidence._parts
-    if mutation == "no row-wrap term":
-        monkeypatch.setattr(evidence, "_parts", lambda u, g, c1=None: (*parts_fn(u, g, c1)[:3], 0.0))
-    else:
-        monkeypatch.setattr(evidence, "_parts", lambda u, g, c1=None: parts_fn(u, (g[1], g[0]), None))
+    break_scorer(monkeypatch, mutation)
     shares = ranked_first(parts["heldout"])
     assert all(shares[f] < floor for f, floor in RANK_FLOORS.items()), shares  # measured: every floor fails
 
