@@ -102,6 +102,7 @@ def resolve_grid(
         raise CheckpointError(
             f"{name}: a flat table {tuple(flat.shape)} has no grid rows after {num_prefix_tokens} prefix rows."
         )
+    rows = f"{num_prefix_tokens} prefix row" + ("" if num_prefix_tokens == 1 else "s")
     given = [(source_grid, "source_grid", "source_grid argument")]
     given.append((recorded, "the recorded grid", "grid recorded in the checkpoint"))
     for grid, what, basis in given:
@@ -111,7 +112,7 @@ def resolve_grid(
         if grid[0] * grid[1] != n:
             raise CheckpointError(
                 f"{name}: {what} {grid[0]}x{grid[1]} has {grid[0] * grid[1]} positions, the table has {n} "
-                f"(after {num_prefix_tokens} prefix rows); grids with {n} positions: "
+                f"(after {rows}); grids with {n} positions: "
                 f"{_grid_list(factorizations(n))}. Pass source_grid=(h, w) (CLI: --source-grid HxW) with the grid "
                 "it was trained on, or load it into a model with the checkpoint's prefix tokens."
             )
@@ -125,7 +126,7 @@ def resolve_grid(
     ranking = f"unranked ({evidence.note})" if evidence.note else "ranked by grid score (advisory, not evidence)"
     raise AmbiguousGridError(
         f"{name}: pass source_grid=(h, w) (CLI: --source-grid HxW), the grid the checkpoint was trained on "
-        f"(input size / patch size). The table is flat ({n} positions after {num_prefix_tokens} prefix rows), "
+        f"(input size / patch size). The table is flat ({n} positions after {rows}), "
         "nothing records its grid, and rectvit never reads a grid from a table's content (docs/checkpoints.md). "
         f"Candidate grids, {ranking}: {evidence.listing(marks)}.",
         candidates=[g for g, _ in evidence.ranked] + evidence.strips,
