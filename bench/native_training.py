@@ -38,7 +38,7 @@ import torch.nn.functional as F
 import rectvit
 from rectvit.data import TokenBudgetBatchSampler
 
-HEIGHT, PATCH, CLASSES = 32, 8, 6
+HEIGHT, PATCH, CLASSES = 32, 8, 4
 MIN_W, MAX_W = 64, 1024
 BEGIN, END = "<!-- native-training:begin -->", "<!-- native-training:end -->"
 
@@ -91,17 +91,17 @@ def render_lines(n: int, seed: int) -> tuple[list[np.ndarray], list[int]]:
     from PIL import Image, ImageDraw, ImageFont
 
     rng = random.Random(seed)
-    fonts = {s: ImageFont.load_default(size=s) for s in range(14, 25)}
+    fonts = {s: ImageFont.load_default(size=s) for s in range(16, 25)}
     images, labels = [], []
     while len(images) < n:
         words = rng.randint(1, CLASSES)
-        text = " ".join(
-            "".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(rng.randint(1, 9))) for _ in range(words)
+        text = (" " * rng.randint(2, 3)).join(
+            "".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(rng.randint(2, 9))) for _ in range(words)
         )
-        font = fonts[rng.randint(14, 24)]
+        font = fonts[rng.randint(16, 24)]
         left, top, right, bottom = font.getbbox(text)
-        x0 = rng.randint(2, 120)
-        width = PATCH * math.ceil(max(MIN_W, x0 + right + rng.randint(2, 120)) / PATCH)
+        x0 = rng.randint(2, 200)
+        width = PATCH * math.ceil(max(MIN_W, x0 + right + rng.randint(2, 200)) / PATCH)
         if width > MAX_W:
             continue
         img = Image.new("L", (width, HEIGHT), 255)
@@ -125,20 +125,22 @@ def native_tokens(a: np.ndarray) -> int:
 # Models and the shared training loop
 
 
+def _arch(cfg: Config) -> dict:
+    """The keywords (timm's names) both model kinds share: patch 8, width, depth, heads, class-token pooling."""
+    return dict(
+        patch_size=PATCH, embed_dim=cfg.embed_dim, depth=cfg.depth, num_heads=cfg.num_heads, global_pool="token"
+    )
+
+
 def rectvit_model(cfg: Config) -> torch.nn.Module:
     torch.manual_seed(cfg.seed)
     return rectvit.create_model(
         "vit_tiny_patch16_224",
         img_size=(HEIGHT, 512),
-        patch_size=PATCH,
         in_chans=1,
         num_classes=CLASSES,
-        embed_dim=cfg.embed_dim,
-        depth=cfg.depth,
-        num_heads=cfg.num_heads,
-        class_token=False,
-        global_pool="avg",
         dynamic_img_size=True,
+        **_arch(cfg),
     )
 
 
@@ -146,16 +148,7 @@ def naflex_model(cfg: Config) -> torch.nn.Module:
     from timm.models.naflexvit import NaFlexVit, NaFlexVitCfg
 
     torch.manual_seed(cfg.seed)
-    nf = NaFlexVitCfg(
-        patch_size=PATCH,
-        embed_dim=cfg.embed_dim,
-        depth=cfg.depth,
-        num_heads=cfg.num_heads,
-        global_pool="avg",
-        class_token=False,
-        reg_tokens=0,
-        pos_embed_grid_size=(HEIGHT // PATCH, 512 // PATCH),
-    )
+    nf = NaFlexVitCfg(class_token=True, reg_tokens=0, pos_embed_grid_size=(HEIGHT // PATCH, 512 // PATCH), **_arch(cfg))
     return NaFlexVit(cfg=nf, in_chans=1, num_classes=CLASSES)
 
 

@@ -316,3 +316,17 @@ def test_bad_sizes_name_the_index(sizes, fragment):
         list(sampler)
     with pytest.raises(RectViTError, match="epoch"):
         sampler.set_epoch(-1)
+
+
+def test_ranks_default_to_the_process_group(monkeypatch):
+    import torch.distributed as dist
+
+    monkeypatch.setattr(dist, "is_initialized", lambda: True)
+    monkeypatch.setattr(dist, "get_world_size", lambda group=None: 3)
+    monkeypatch.setattr(dist, "get_rank", lambda group=None: 2)
+    sizes = _lines(200)
+    s = TokenBudgetBatchSampler(sizes, max_tokens=2048, patch_size=PATCH)
+    assert (s.num_replicas, s.rank) == (3, 2)
+    assert list(s) == list(TokenBudgetBatchSampler(sizes, max_tokens=2048, patch_size=PATCH, num_replicas=3, rank=2))
+    with pytest.raises(RectViTError, match="rank must be in"):
+        TokenBudgetBatchSampler(sizes, max_tokens=2048, patch_size=PATCH, rank=3)
