@@ -38,7 +38,7 @@ def test_three_ways_report(tiny, tmp_path):
     assert results["naflex"].dropped > 0  # rows of 64 patches: long lines (up to 128) are downscaled
     assert max(results["packed"].padded[:-1]) < 0.1  # small lines fill a 512-token budget closely
     lines = nt.table(results)
-    assert len(lines) == 5 and all(line.count("|") == 9 for line in lines)
+    assert len(lines) == 5 and all(line.count("|") == 10 for line in lines)
     assert nt.against_targets(results).startswith("Against the targets: padded")
     nt.plot(results, str(tmp_path / "fig.png"))
     assert (tmp_path / "fig.png").read_bytes()[:4] == b"\x89PNG"

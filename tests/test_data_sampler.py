@@ -150,6 +150,10 @@ def test_drop_last_drops_the_open_last_step():
 def test_fewer_images_than_ranks_still_gives_every_rank_a_batch():
     batches = _epoch([(32, 64)], 3, max_tokens=64)
     assert [len(b) for b in batches] == [1, 1, 1] and all(b[0] == [0] for b in batches)
+    # three images of 32 tokens on two ranks: 64 against 32 tokens, until the lighter rank gets a repeat
+    batches = _epoch([(32, 64)] * 3, 2, max_tokens=100, shuffle=False)
+    assert [len(b) for b in batches] == [1, 1]
+    assert sorted(len(b[0]) for b in batches) == [2, 2] and sorted(batches[0][0] + batches[1][0]) == [0, 0, 1, 2]
 
 
 def test_prefix_tokens_and_resize_are_counted():
