@@ -140,3 +140,15 @@ def test_bad_construction(build, fragment):
 def test_bad_images(img):
     with pytest.raises(InputSizeError, match="C, H, W"):
         ResizeToBudget(8, 64)(img)
+
+
+def test_import_pulls_in_neither_pillow_nor_torchvision():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, torch; before = set(sys.modules); import rectvit.data;"
+        "print(sorted(m for m in ('PIL', 'torchvision', 'timm') if m in sys.modules and m not in before))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr
