@@ -58,6 +58,7 @@ class Config:
     lr: float = 1e-3
     seed: int = 0
     naflex_seq_lens: tuple[int, ...] = (128, 256, 512)
+    pos_embed: str = "learn"  # "learn": a table resampled to each grid (both kinds); "none": no positions
 
 
 QUICK = Config(
@@ -143,6 +144,7 @@ def rectvit_model(cfg: Config) -> torch.nn.Module:
         in_chans=1,
         num_classes=CLASSES,
         dynamic_img_size=True,
+        pos_embed=cfg.pos_embed,
         **_arch(cfg),
     )
 
@@ -151,7 +153,13 @@ def naflex_model(cfg: Config) -> torch.nn.Module:
     from timm.models.naflexvit import NaFlexVit, NaFlexVitCfg
 
     torch.manual_seed(cfg.seed)
-    nf = NaFlexVitCfg(class_token=True, reg_tokens=0, pos_embed_grid_size=(HEIGHT // PATCH, 512 // PATCH), **_arch(cfg))
+    nf = NaFlexVitCfg(
+        class_token=True,
+        reg_tokens=0,
+        pos_embed={"learn": "learned"}.get(cfg.pos_embed, cfg.pos_embed),
+        pos_embed_grid_size=(HEIGHT // PATCH, 512 // PATCH),
+        **_arch(cfg),
+    )
     return NaFlexVit(cfg=nf, in_chans=1, num_classes=CLASSES)
 
 
@@ -482,6 +490,7 @@ def main(argv: list[str] | None = None) -> dict[str, Result]:
     p.add_argument("--steps", type=int, default=None)
     p.add_argument("--tokens", type=int, default=None, help="patch tokens per step")
     p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--pos-embed", choices=("learn", "none"), default=None, help="every model's position table")
     p.add_argument("--only", default="packed,padded,naflex")
     p.add_argument("--json", default=None, help="write the results here")
     p.add_argument("--plot", default=None, help="write the figure here (PNG)")
@@ -489,9 +498,8 @@ def main(argv: list[str] | None = None) -> dict[str, Result]:
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    cfg = replace(
-        QUICK if args.quick else Config(), **{k: v for k, v in (("steps", args.steps), ("tokens", args.tokens)) if v}
-    )
+    given = {"steps": args.steps, "tokens": args.tokens, "pos_embed": args.pos_embed}
+    cfg = replace(QUICK if args.quick else Config(), **{k: v for k, v in given.items() if v})
     results, facts = run(cfg, tuple(s.strip() for s in args.only.split(",") if s.strip()), log=_log)
     lines = table(results)
     print("\n".join(lines))

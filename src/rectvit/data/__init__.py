@@ -3,7 +3,7 @@
 - ``size_for_budget``, ``ResizeToBudget``, ``RandomResizedCropToBudget``: the largest
   aspect-preserving size whose patch grid fits a budget (tensors and PIL images; torchvision v2).
 - ``TokenBudgetBatchSampler``: lists of indices packed under a token budget (online first-fit
-  decreasing within a shuffled pool), the same plan on every rank, lock-step, resumable.
+  within a shuffled pool, oldest first), the same plan on every rank, lock-step, resumable.
 - ``global_mean``: the loss over a step that weighs every image of every rank alike.
 - ``TokenBudgetStream`` (with ``tar_samples``): the same packing over streamed shards, split over
   ranks and DataLoader workers.

@@ -63,8 +63,8 @@ class TokenBudgetBatchSampler(Sampler[list[int]]):
 
     An epoch shuffles the indices (numpy, seeded by ``(seed, epoch)``; ``set_epoch`` as
     ``DistributedSampler``), streams them through a pool of ``buffer`` images (default: about four
-    steps' worth, at least 256) and packs them into steps (``packing.pack_steps``: largest image that
-    fits into the emptiest rank's batch). Rank ``rank`` of ``num_replicas`` (default: the process
+    steps' worth, at least 256) and packs them into steps (``packing.pack_steps``: the oldest pooled
+    image that fits goes into the emptiest rank's batch). Rank ``rank`` of ``num_replicas`` (default: the process
     group's) yields its batch of each step, so every rank yields the same number of batches. The last
     step ran out of images: with ``drop_last`` it is dropped (its images come back next epoch),
     otherwise, with several ranks, its lighter batches are topped up to the heaviest with images
