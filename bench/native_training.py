@@ -1,12 +1,12 @@
 """``python -m bench.native_training``: native-resolution training, three ways, on generated text lines.
 
 Data: lines of 1-4 random lowercase words (2-9 letters, 2-3 spaces apart) rendered with Pillow's
-bundled font (random size, random margins) at their native width, 32 px high and 64-1024 px wide
-(aspect 1:2 to 1:32, widths in whole 8-px patches); the label is the line's word count, which needs
-the whole line. The same small ViT (patch 8, class-token pooling) trains for the same number of
-steps on the same budget of patch tokens per step (``--tokens``) with AdamW and a warm-up + cosine
-schedule; the three ways run interleaved (a step of each in turn), so other work on the machine
-slows them alike:
+bundled font (random size, random margins) at their native width, 32 px high and 64 to at most
+1024 px wide (aspect 1:2 up to 1:32; the lines drawn reach about 1:25; widths in whole 8-px
+patches); the label is the line's word count, which needs the whole line. The same small ViT
+(patch 8, class-token pooling) trains for the same number of steps on the same budget of patch
+tokens per step (``--tokens``) with AdamW and a warm-up + cosine schedule; the three ways run
+interleaved (a step of each in turn), so other work on the machine slows them alike:
 
 - (a) **rectvit packed**: ``rectvit.data.TokenBudgetBatchSampler`` batches, ``rectvit.pack``,
   images at their native size (no resize, no padding);
@@ -445,7 +445,7 @@ def native_rows(report, plan: dict, log) -> None:
         "(f) Native-resolution training (rectvit.data)",
         f"`bench/native_training.py` (docs/training.md): {facts['lines']} text lines, {facts['widths']}; "
         f"{cfg.steps} steps of {cfg.tokens} patch tokens; ViT patch {PATCH}, width {cfg.embed_dim}, depth "
-        f"{cfg.depth}; {facts['threads']} threads. (a) rectvit packed with TokenBudgetBatchSampler, (b) padding "
+        f"{cfg.depth}; torch threads: {facts['threads']}. (a) rectvit packed with TokenBudgetBatchSampler, (b) padding "
         "to the longest line, (c) timm's NaFlex loader + NaFlexViT.",
     )
     sec.extra += [against_targets(results), ""] + table(results)
@@ -512,7 +512,8 @@ def main(argv: list[str] | None = None) -> dict[str, Result]:
         command = "python -m bench.native_training " + " ".join(argv if argv is not None else sys.argv[1:])
         note = (
             f"`{command.strip()}`: {facts['lines']} lines, {facts['widths']}; {cfg.steps} steps of {cfg.tokens} "
-            f"patch tokens; ViT patch {PATCH}, width {cfg.embed_dim}, depth {cfg.depth}; {facts['threads']} threads."
+            f"patch tokens; ViT patch {PATCH}, width {cfg.embed_dim}, depth {cfg.depth}; "
+            f"torch threads: {facts['threads']}."
         )
         write_docs(args.docs, note + "\n\n" + against_targets(results) + "\n\n" + "\n".join(lines))
     return results
