@@ -11,6 +11,9 @@ pytest.importorskip("PIL")
 from bench import native_training as nt  # noqa: E402
 from bench.harness import Report  # noqa: E402
 
+# the three ways train once for the module; xdist_group keeps the module on one worker, so that happens once
+pytestmark = pytest.mark.xdist_group("native_training")
+
 TINY = dict(
     train_lines=24, test_lines=8, steps=2, tokens=512, embed_dim=16, depth=1, num_heads=1, naflex_seq_lens=(64,)
 )
@@ -28,6 +31,7 @@ def test_lines_are_native_width_text_of_the_stated_aspects():
     assert set(labels) <= set(range(nt.CLASSES)) and len(set(labels)) > 3
 
 
+@pytest.mark.slow
 def test_three_ways_report(tiny, tmp_path):
     results, facts = tiny
     assert list(results) == ["packed", "padded", "naflex"]

@@ -142,6 +142,7 @@ def test_bad_images(img):
         ResizeToBudget(8, 64)(img)
 
 
+@pytest.mark.slow  # a subprocess that imports torch
 def test_import_pulls_in_neither_pillow_nor_torchvision():
     import subprocess
     import sys

@@ -21,6 +21,9 @@ import rectvit
 
 pytest.importorskip("torch.distributed.fsdp")
 
+# two processes train once for the module; xdist_group keeps the module on one worker, so that happens once
+pytestmark = [pytest.mark.xdist_group("fsdp"), pytest.mark.slow]
+
 _COMMON = textwrap.dedent(
     """
     import torch, rectvit
