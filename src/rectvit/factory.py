@@ -10,14 +10,16 @@ import importlib
 import json
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
+import torch
 from torch import nn
 
 from .checkpoint.hf import hf_model_kwargs
 from .checkpoint.io import check_recorded_size, read_checkpoint
-from .checkpoint.layout import convert
-from .checkpoint.load import load_checkpoint, load_converted
+from .checkpoint.layout import Converted, convert
+from .checkpoint.load import check_recorded_depth, check_recorded_shapes, load_checkpoint, load_converted
 from .checkpoint.timm import is_timm_config, timm_config_kwargs
 from .errors import CheckpointError, RectViTError
 from .grid import to_size
@@ -142,41 +144,80 @@ def _model_class(name: str) -> type[nn.Module]:
     return cls
 
 
-def load_model(path: str | os.PathLike, *, source_grid=None, source_windows=None, **overrides: Any) -> nn.Module:
+@dataclass
+class _Record:
+    """The model a checkpoint records: class, constructor keywords, name and pretrained cfg (nothing built)."""
+
+    cls: type[nn.Module]
+    config: dict[str, Any]
+    arch: str
+    pretrained_cfg: dict[str, Any] | None = None  # the architecture tag's, before the file's own
+    recorded_cfg: str | dict | None = None  # the file's pretrained cfg (JSON or a dict), restored last
+    keep_none: bool = False  # overrides of None count as not given (timm's create_model), except in configs
+
+
+def _record(conv: Converted, where: str) -> _Record:
+    """What ``conv`` records about its model: our metadata, a timm hub config or an HF ``config.json``."""
+    raw = conv.raw
+    if conv.config is not None:
+        if "img_size" in conv.config:
+            check_recorded_size(to_size(conv.config["img_size"], "img_size"), f"{where}: rectvit metadata")
+        cls = _model_class(raw.metadata.get("model_class", ""))
+        return _Record(cls, conv.config, raw.metadata.get("arch", ""), None, raw.metadata.get("pretrained_cfg"))
+    if is_timm_config(raw.config):
+        name, kwargs, _ = timm_config_kwargs(raw.config)
+        arch, tag = split_model_name_tag(name)
+        entry, cfg = get_model_entry(arch), pretrained_cfg_for(arch, tag)
+        config = {**entry.config, **_cfg_defaults(cfg), **kwargs}  # a recorded None (e.g. init_values) is a value
+        return _Record(entry.cls, config, arch, cfg, raw.config.get("pretrained_cfg"), keep_none=True)
+    if raw is not None and raw.config is not None:
+        kwargs = hf_model_kwargs(conv.hf_family, raw.config, conv.state_dict)
+        cls = Beit if conv.hf_family == "beit" else VisionTransformer
+        return _Record(cls, kwargs, f"hf-{conv.hf_family}")
+    raise CheckpointError(
+        f"{where}: holds no rectvit metadata or config.json, so it does not say which model it is; "
+        "use rectvit.create_model(NAME, checkpoint_path=...) with the architecture's name "
+        "(CLI: rectvit adapt CKPT --model NAME)."
+    )
+
+
+def _check_record(record: _Record, conv: Converted, where: str) -> None:
+    """A recorded config must describe the tensors, checked before anything is allocated: its depth by
+    counting blocks, then every shape against a model built on the meta device (no memory, and quick
+    once the depth is known to be the file's)."""
+    check_recorded_depth(record.config, conv.state_dict, where)
+    with torch.device("meta"):
+        shadow = build_model(record.cls, record.config, {}, where)
+    check_recorded_shapes(conv.state_dict, shadow, where)
+
+
+def load_model(
+    path: str | os.PathLike | Converted, *, source_grid=None, source_windows=None, **overrides: Any
+) -> nn.Module:
     """The model a checkpoint describes (our metadata, an HF or timm folder's config.json), ``overrides`` applied.
 
-    ``path`` is a file, a folder, or ``hf-hub:org/name`` (through huggingface_hub's cache). The recorded
-    config builds the model (a timm pretrained tag's defaults never replace it), and the recorded
-    pretrained cfg (tag, ``mean``, ``std``...) becomes ``model.pretrained_cfg``.
+    ``path`` is a file, a folder, ``hf-hub:org/name`` (through huggingface_hub's cache), or a checkpoint
+    already read (``rectvit.checkpoint.convert(read_checkpoint(path))``). The recorded config builds
+    the model (a timm pretrained tag's defaults never replace it), after it is checked against the
+    tensors' shapes without allocating anything (a config claiming another depth or width is a
+    ``CheckpointError``); the recorded pretrained cfg (tag, ``mean``, ``std``...) becomes
+    ``model.pretrained_cfg``.
 
     Weights are adapted to the overrides (``img_size``, ``patch_size``, ``in_chans``...); a new
     ``num_classes`` leaves the classifier freshly initialised (reported). The report is on
     ``model.load_report``.
     """
-    conv = convert(read_checkpoint(path))
-    raw = conv.raw
-    if conv.config is not None:
-        if "img_size" in conv.config and "img_size" not in overrides:
-            check_recorded_size(to_size(conv.config["img_size"], "img_size"), f"{path}: rectvit metadata")
-        cls = _model_class(raw.metadata.get("model_class", ""))
-        model = build_model(cls, conv.config, overrides, str(path))
-        model.arch_name = raw.metadata.get("arch", "")
-        _restore_cfg(model, raw.metadata.get("pretrained_cfg"), path)
-    elif is_timm_config(raw.config):
-        arch, kwargs, _ = timm_config_kwargs(raw.config)
-        given = {k: v for k, v in overrides.items() if v is not None}  # None: not given, as create_model
-        model = _named_model(arch, {**kwargs, **given})  # a recorded None (e.g. init_values) is a value
-        _restore_cfg(model, raw.config.get("pretrained_cfg"), path)
-    elif raw.config is not None:
-        kwargs = hf_model_kwargs(conv.hf_family, raw.config, conv.state_dict)
-        cls = Beit if conv.hf_family == "beit" else VisionTransformer
-        model = build_model(cls, kwargs, overrides, str(path))
-        model.arch_name = f"hf-{conv.hf_family}"
-    else:
-        raise CheckpointError(
-            f"{path}: holds no rectvit metadata or config.json, so it does not say which model it is; "
-            "use rectvit.create_model(NAME, checkpoint_path=...) with the architecture's name."
-        )
+    conv = path if isinstance(path, Converted) else convert(read_checkpoint(path))
+    where = str(conv.raw.path if isinstance(path, Converted) and conv.raw is not None else path)
+    record = _record(conv, where)
+    if record.keep_none:
+        overrides = {k: v for k, v in overrides.items() if v is not None}  # None: not given, as create_model
+    _check_record(record, conv, where)
+    model = build_model(record.cls, record.config, overrides, where)
+    model.arch_name = record.arch
+    if record.pretrained_cfg is not None:
+        model.pretrained_cfg = record.pretrained_cfg
+    _restore_cfg(model, record.recorded_cfg, where)
     strict = "num_classes" not in overrides
     model.load_report = load_converted(model, conv, source_grid, strict, source_windows)
     return model

@@ -28,7 +28,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from ..errors import InputSizeError, RectViTError
-from ..grid import Size, patch_grid, to_size
+from ..grid import Size, check_img_size, patch_grid, to_size
 from ..layers import DropPath, Mlp, PatchEmbed
 from ..layers.patch_embed import check_image_batch, check_scripted_image, is_fx_symbolic_tracing
 from ..resample import RELATIVE_BIAS_INTERPOLATIONS, resample_relative_bias_table
@@ -839,7 +839,7 @@ class _SwinBase(RectViTModel):
         Everything is checked and every new table computed before the model changes, so a call that
         fails (a bad size or window, a window too large to allocate) leaves the model as it was.
         """
-        new_img = self.img_size if img_size is None else to_size(img_size, "img_size")
+        new_img = self.img_size if img_size is None else check_img_size(img_size)  # bounded before allocating
         new_patch = self.patch_size if patch_size is None else to_size(patch_size, "patch_size")
         grid = _checked_patch_grid(new_img, new_patch, "img_size")
         windows = stage_window_sizes(grid, self._ref_windows, self._ref_grid, window_size, window_ratio)
