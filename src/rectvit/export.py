@@ -35,6 +35,7 @@ __all__ = [
     "size_rule",
     "check_sizes",
     "check_dynamic",
+    "off_rule_sizes",
     "export_program",
     "export_onnx",
     "MIN_OPSET",
@@ -158,38 +159,61 @@ def check_sizes(rule: SizeRule, seen: Size, *, one_patch: bool) -> list[Size]:
     return sizes
 
 
+def off_rule_sizes(rule: SizeRule) -> list[Size]:
+    """A size between the rule's steps (none when every size is on it): an export may refuse it or compute
+    what eager computes there (the whole patches that fit), but never something else."""
+    extra = (rule.height.step // 2, rule.width.step // 2)
+    return [] if extra == (0, 0) else [(rule.height.size(3) + extra[0], rule.width.size(2) + extra[1])]
+
+
 def check_dynamic(
-    model: nn.Module, run: Callable[[torch.Tensor], Any], sizes: Sequence[Size], what: str, seen: Size
+    model: nn.Module,
+    run: Callable[[torch.Tensor], Any],
+    sizes: Sequence[Size],
+    what: str,
+    seen: Size,
+    off_rule: Sequence[Size] = (),
 ) -> None:
-    """Run ``run`` (a traced program or an ONNX session) and the eager ``model`` at ``sizes``; a
-    ``RectViTError`` at the first size where ``run`` fails or differs by more than ``TOLERANCE`` x
-    ``max(1, |eager|)``, saying what to do instead. ``what`` names the thing checked in the message."""
+    """Run ``run`` (a traced program or an ONNX session) and the eager ``model`` at ``sizes`` (on the
+    rule) and ``off_rule``; a ``RectViTError`` at the first size where ``run`` fails (on the rule) or
+    differs by more than ``TOLERANCE`` x ``max(1, |eager|)`` (anywhere), saying what to do instead.
+    ``what`` names the thing checked in the message; ``seen`` is the size it was traced at."""
     p = next(model.parameters())
     was_training = model.training
     model.eval()
     try:
-        for i, size in enumerate(sizes):
+        for i, size in enumerate([*sizes, *off_rule]):
             x = torch.randn(1 + 2 * (i % 2), model.in_chans, *size, dtype=p.dtype, device=p.device)
-            with torch.no_grad():
-                want = _flat(model(x))
-            try:
-                got = _flat(run(x))
-                worst = max((g.to(w) - w).abs().max().item() for g, w in zip(got, want))
-                scale = max([1.0] + [w.abs().max().item() for w in want])
-                problem = None if len(got) == len(want) and worst <= TOLERANCE * scale else f"differs by {worst:.2g}"
-            except Exception as e:  # a guard, a shape error in onnxruntime: the program does not hold here
-                problem = f"fails ({type(e).__name__})"
+            on_rule = i < len(sizes)
+            problem = _problem(model, run, x, on_rule)
             if problem is not None:
+                where = "a size on its rule" if on_rule else "a size off its rule, which it should refuse"
                 raise RectViTError(
                     f"refused: the dynamic {what} of {type(model).__name__} does not hold at {size[0]}x{size[1]} "
-                    f"(batch {x.shape[0]}), a size on its rule: against the eager model it {problem}. It was traced "
-                    f"at {seen[0]}x{seen[1]}, and the trace kept something the model computes from its size fixed. "
+                    f"(batch {x.shape[0]}), {where}: against the eager model it {problem}. It was traced at "
+                    f"{seen[0]}x{seen[1]}, and the trace kept something the model computes from its size fixed. "
                     "Export it statically at each size you need (dynamic=False, img_size=(H, W); CLI: leave out "
                     "--dynamic, pass --img-size HxW), or use torch.compile(model, dynamic=True), which recompiles "
                     "as needed."
                 )
     finally:
         model.train(was_training)
+
+
+def _problem(model: nn.Module, run: Callable[[torch.Tensor], Any], x: torch.Tensor, must_run: bool) -> str | None:
+    """How ``run(x)`` falls short of the eager ``model(x)``; ``None`` when it equals it (or, where it need not
+    run, refuses the input)."""
+    with torch.no_grad():
+        want = _flat(model(x))
+    try:
+        got = _flat(run(x))
+    except Exception as e:  # a guard, a shape error in onnxruntime
+        return f"fails ({type(e).__name__})" if must_run else None
+    if len(got) != len(want) or any(g.shape != w.shape for g, w in zip(got, want)):
+        return "gives outputs of other shapes"
+    worst = max((g.to(w) - w).abs().max().item() for g, w in zip(got, want))
+    scale = max([1.0] + [w.abs().max().item() for w in want])
+    return None if worst <= TOLERANCE * scale else f"differs by {worst:.2g}"
 
 
 def _flat(out: Any) -> list[torch.Tensor]:
@@ -273,7 +297,8 @@ def export_program(
     if rule is not None:
         _check_symbolic(program, rule)
         seen = tuple(x.shape[-2:])
-        check_dynamic(model, program.module(), check_sizes(rule, seen, one_patch=False), "torch.export program", seen)
+        sizes = check_sizes(rule, seen, one_patch=False)
+        check_dynamic(model, program.module(), sizes, "torch.export program", seen, off_rule_sizes(rule))
     if path is not None:
         write_atomic(path, lambda tmp: torch.export.save(program, tmp), protect=sources_of(model), suffixes=(".pt2",))
     return program
@@ -385,9 +410,12 @@ def export_onnx(
     if program is None:
         program = export_program(model, img_size, dynamic=dynamic, batch=batch)  # checked against eager
     seen = tuple(program.example_inputs[0][0].shape[-2:])
+    off = off_rule_sizes(rule) if rule is not None else []
     if given and rule is not None:
         _check_symbolic(program, rule)
-        check_dynamic(model, program.module(), check_sizes(rule, seen, one_patch=False), "torch.export program", seen)
+        check_dynamic(
+            model, program.module(), check_sizes(rule, seen, one_patch=False), "torch.export program", seen, off
+        )
     onnx_program = torch.onnx.export(
         program,
         input_names=[INPUT_NAME],
@@ -427,7 +455,7 @@ def export_onnx(
     checked = tuple(check_sizes(rule, seen, one_patch=True)) if rule is not None else ()
 
     def verify(tmp: Path) -> None:
-        check_dynamic(model, _onnx_session(tmp), checked, "ONNX file (in onnxruntime)", seen)
+        check_dynamic(model, _onnx_session(tmp), checked, "ONNX file (in onnxruntime)", seen, off)
 
     write_atomic(path, onnx_program.save, protect=protect, suffixes=(".onnx",), verify=verify if dynamic else None)
     return OnnxExport(path, opset_used, dynamic, shape, rule, checked)

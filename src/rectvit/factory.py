@@ -62,6 +62,9 @@ def create_model(
     """
     if not isinstance(name, str):
         raise RectViTError(f"create_model takes an architecture name (a str from rectvit.list_models()), got {name!r}.")
+    for flag, value in (("pretrained", pretrained), ("strict", strict), ("features_only", features_only)):
+        if not isinstance(value, bool):
+            raise RectViTError(f"create_model: {flag} must be True or False, got {value!r} ({type(value).__name__}).")
     if pretrained and checkpoint_path is None:
         raise RectViTError(
             f"create_model({name!r}, pretrained=True): rectvit downloads no weights, so pretrained=True needs a "

@@ -80,16 +80,18 @@ def _writes_onto(out: Path, source: Path) -> bool:
 def check_output(path: PathLike, protect: Iterable[PathLike] = (), suffixes: tuple[str, ...] = ()) -> Path:
     """The path a writer may write, or a ``CheckpointError`` saying why not; its folder is made if missing.
 
-    Refused: a suffix not in ``suffixes`` (when given), a folder, a path under a file, and anything
-    that would replace a path of ``protect`` (the files a model was loaded from, ``sources_of(model)``):
-    the same file by any spelling, or anything inside a protected folder.
+    Refused, in this order: anything that would replace a path of ``protect`` (the files a model was
+    loaded from, ``sources_of(model)``): the same file by any spelling, or anything inside a protected
+    folder; a folder; a path under a file; a suffix not in ``suffixes`` (when given).
     """
     path = Path(path).expanduser()
-    if suffixes and path.suffix.lower() not in suffixes:
-        raise CheckpointError(
-            f"{path}: this writes {' or '.join(suffixes)} files; give the output a name ending in "
-            f"{' or '.join(suffixes)}."
-        )
+    for source in dict.fromkeys(Path(p).expanduser() for p in protect):
+        if (source.exists() or source.is_symlink()) and _writes_onto(path, source):
+            where = " outside that folder" if source.is_dir() else ""
+            raise CheckpointError(
+                f"{path}: refusing to overwrite the checkpoint the model was loaded from ({source}); choose "
+                f"another name{where}."
+            )
     if path.is_dir():
         example = path / f"model{suffixes[0] if suffixes else '.safetensors'}"
         raise CheckpointError(f"{path}: is a folder; give the output a file name such as {example}.")
@@ -98,13 +100,11 @@ def check_output(path: PathLike, protect: Iterable[PathLike] = (), suffixes: tup
             raise CheckpointError(f"{path}: {parent} is a file, not a folder; choose an output path in a folder.")
         if parent.exists():
             break
-    for source in dict.fromkeys(Path(p).expanduser() for p in protect):
-        if (source.exists() or source.is_symlink()) and _writes_onto(path, source):
-            where = " outside that folder" if source.is_dir() else ""
-            raise CheckpointError(
-                f"{path}: refusing to overwrite the checkpoint the model was loaded from ({source}); choose "
-                f"another name{where}."
-            )
+    if suffixes and path.suffix.lower() not in suffixes:
+        raise CheckpointError(
+            f"{path}: this writes {' or '.join(suffixes)} files; give the output a name ending in "
+            f"{' or '.join(suffixes)}."
+        )
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:
