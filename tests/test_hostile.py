@@ -5,6 +5,7 @@ on disk, the eager model (for exports), the clock (for bounded work) and the che
 
 import json
 import os
+import re
 import time
 
 import pytest
@@ -276,6 +277,7 @@ def test_dynamic_exports_that_hold_are_written(family, tmp_path, one_thread):
         ort = pytest.importorskip("onnxruntime", reason="the `export` extra; `make test` installs it")
         info = export_onnx(model, tmp_path / "m.onnx", program=program)
         assert info.dynamic and len(info.checked) == 4 and min(min(s) for s in info.checked) == 16  # one patch
+        assert "(B, 3, H, W)" in str(info) and not re.search(r"\bs\d+\b", str(info))  # no torch symbols
         session = ort.InferenceSession(str(info.path), providers=["CPUExecutionProvider"])
         _agrees(model, lambda x: torch.from_numpy(session.run(None, {"pixel_values": x.numpy()})[0]), further)
 

@@ -147,7 +147,7 @@ def check_sizes(rule: SizeRule, seen: Size, *, one_patch: bool) -> list[Size]:
     A non-square grid, the smallest side (one patch when ``one_patch``: an ONNX file has no guards,
     so it will be run there; a program refuses sides under its rule's ``min_k`` itself) and two
     extreme ratios (13:1 and 1:8), each other than ``seen`` (the example size it was traced at) and a
-    few dozen tokens at most.
+    few dozen steps of the rule at most.
     """
     low_h, low_w = (1, 1) if one_patch else (rule.height.min_k, rule.width.min_k)
     sizes = []

@@ -49,7 +49,8 @@ def check_recorded_size(size: tuple[int, int], where: str) -> tuple[int, int]:
         raise CheckpointError(
             f"{where}: records an input size of {h}x{w} pixels, beyond what rectvit accepts from a file "
             f"(sides up to {MAX_SIDE}, {MAX_AREA} pixels in all); the config is corrupt or not a model config. "
-            "Pass the size yourself (load_model(..., img_size=(H, W)) or create_model)."
+            "Build the model by name with the size yourself: rectvit.create_model(NAME, img_size=(H, W), "
+            "checkpoint_path=...)."
         )
     return size
 
