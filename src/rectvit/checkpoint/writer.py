@@ -68,13 +68,7 @@ def _writes_onto(out: Path, source: Path) -> bool:
         return _inside(out, source) or any(_same(out, f) for f in source.rglob("*") if f.is_file())
     if os.path.abspath(out) == os.path.abspath(source) or os.path.realpath(out) == os.path.realpath(source):
         return True
-    if _same(out, source):  # a hard link, a symbolic link either way, another case on a case-folding disk
-        return True
-    try:  # ``out`` is the very link the model was loaded through
-        a, b = os.lstat(out), os.lstat(source)
-        return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
-    except OSError:
-        return False
+    return _same(out, source)  # a hard link, a symbolic link either way, another case on a case-folding disk
 
 
 def check_output(path: PathLike, protect: Iterable[PathLike] = (), suffixes: tuple[str, ...] = ()) -> Path:
