@@ -11,6 +11,7 @@ import torch.nn.functional as F
 import rectvit
 from helpers import randomize_
 from rectvit.errors import InputSizeError
+from rectvit.layers.window import WINDOW_MASKS, shifted_window_mask, window_mask
 from rectvit.models.swin import SwinTransformer, SwinTransformerV2
 from rectvit.resample import resample_relative_bias_table
 
@@ -192,23 +193,37 @@ def test_dynamic_sizes_match_timm(v2):
     ours, ref = make_pair(v2, img_size=(224, 224), dynamic_img_size=True, **SMALL)
     assert ours.dynamic_img_size and ref.dynamic_img_size
     # 32x32 makes 8x8 and 4x4 grids: smaller than the window, padded to it (timm's dynamic behaviour).
+    WINDOW_MASKS.clear()
     for size in [(160, 288), (96, 64), (32, 32), (224, 224)]:
         assert_parity(ours, ref, size, batch=1)
-    shifted = ours.layers[0].blocks[1]
-    assert len(shifted._masks) >= 3  # one cached mask per padded size
-    sizes = {key[0] for key in shifted._masks}
-    assert (42, 77) in sizes  # 40x72 padded to multiples of 7
+    keys = {(k[0], k[1], k[2]) for k in WINDOW_MASKS.keys()}
+    assert ((42, 77), (7, 7), (3, 3)) in keys  # stage 0 of 160x288: 40x72 padded to multiples of 7
+    assert ((56, 56), (7, 7), (3, 3)) in keys and len(keys) >= 3  # one mask per padded size, window and shift
 
 
-def test_mask_cache_follows_window_changes():
-    ours = SwinTransformer(img_size=(224, 224), dynamic_img_size=True, **SMALL).eval()
+def test_mask_cache_is_keyed_by_window_and_shift():
+    """One padded size, two windows: each model gets the mask of its own window (the truth: the mask built
+    without the cache), and a window change needs no cache clearing."""
+    a = SwinTransformer(img_size=(32, 32), dynamic_img_size=True, **{**SMALL, "window_size": (4, 2)}).eval()
+    b = SwinTransformer(img_size=(32, 32), dynamic_img_size=True, **{**SMALL, "window_size": (2, 4)}).eval()
+    b.load_state_dict(a.state_dict())
+    x = torch.randn(1, 3, 32, 32)  # stage 0: an 8x8 grid, a multiple of both windows
+    WINDOW_MASKS.clear()
     with torch.no_grad():
-        ours(torch.randn(1, 3, 96, 96))
-    assert ours.layers[0].blocks[1]._masks
-    ours.set_input_size(window_size=(8, 4))
-    assert not ours.layers[0].blocks[1]._masks
+        for model in (a, b, a):
+            model(x)
+    cached = {k[:3] for k in WINDOW_MASKS.keys()}
+    for window, shift in [((4, 2), (2, 1)), ((2, 4), (1, 2))]:
+        assert ((8, 8), window, shift) in cached  # both models' stage-0 masks, side by side
+        mask = window_mask(torch.zeros(1, 8, 8, 1), window, shift)
+        assert torch.equal(mask, shifted_window_mask((8, 8), window, shift))
+        assert mask.shape == (8, 8, 8)  # 8 windows of 8 tokens for both: only the window tells them apart
+    assert not torch.equal(shifted_window_mask((8, 8), (4, 2), (2, 1)), shifted_window_mask((8, 8), (2, 4), (1, 2)))
+    a.set_input_size(window_size=(2, 4))  # tables resampled; the masks of (2, 4) are already cached
+    fresh = SwinTransformer(**a.model_config).eval()
+    fresh.load_state_dict(a.state_dict())
     with torch.no_grad():
-        assert torch.isfinite(ours(torch.randn(1, 3, 96, 96))).all()
+        assert torch.equal(a(x), fresh(x))
 
 
 @pytest.mark.parametrize("pool", ["avg", "max", "avgmax", ""])
@@ -238,7 +253,9 @@ def test_model_config_round_trip(cls):
 
 def test_errors_name_the_values():
     m = SwinTransformer(img_size=(224, 224), **SMALL).eval()
-    with pytest.raises(InputSizeError, match=r"320x192.*224x224.*stage 1: grid 28x28, window 7x7.*set_input_size"):
+    with pytest.raises(
+        InputSizeError, match=r"takes 224x224 inputs, got 320x192.*set_input_size\(img_size=\(320, 192\)\)"
+    ):
         m(torch.randn(1, 3, 320, 192))
     with pytest.raises(InputSizeError, match=r"expected 3 input channel\(s\), got 1.*in_chans=1"):
         m(torch.randn(1, 1, 224, 224))
@@ -246,16 +263,14 @@ def test_errors_name_the_values():
         m(torch.randn(3, 224, 224))
 
     dyn = SwinTransformer(img_size=(224, 224), dynamic_img_size=True, **SMALL).eval()
-    with pytest.raises(InputSizeError, match=r"input 226x224.*patch size 4x4.*stage 0.*228x224"):
-        dyn(torch.randn(1, 3, 226, 224))
-    with pytest.raises(InputSizeError, match=r"input 2x224.*smaller than one patch.*stage 0.*4x224"):
+    with pytest.raises(InputSizeError, match=r"input 2x224 is smaller than one patch \(4x4\).*at least 4x224"):
         dyn(torch.randn(1, 3, 2, 224))
 
     with pytest.raises(InputSizeError, match=r"window_size needs one window per stage \(2 stages\), got 3"):
         m.set_input_size(window_size=[7, 7, 7])
     with pytest.raises(InputSizeError, match=r"window_size\[1\] must be positive, got 0"):
         m.set_input_size(window_size=[(7, 7), (0, 7)])
-    with pytest.raises(InputSizeError, match=r"img_size 2x2 is smaller than one patch \(4x4\).*stage 0"):
+    with pytest.raises(InputSizeError, match=r"img_size 2x2 is smaller than one patch \(4x4\)"):
         m.set_input_size(img_size=(2, 2))
     assert m.img_size == (224, 224) and m.window_size == ((7, 7), (7, 7))  # failed calls changed nothing
     with pytest.raises(InputSizeError, match=r"window_size must be positive"):
@@ -284,7 +299,7 @@ def test_v1_stage_grid_smaller_than_window_clips_and_resamples():
         assert torch.isfinite(m(torch.randn(1, 3, 48, 224))).all()
 
 
-# ---- relative-bias tables: BEiT's geometric interpolation, as timm (issue 17 item 1) ----
+# ---- relative-bias tables: BEiT's geometric interpolation, as timm ----
 
 
 def test_bias_interpolation_is_checked():
@@ -322,7 +337,7 @@ def test_v1_checkpoint_into_other_window_matches_timm():
     assert torch.equal(bicubic.state_dict()[key], expected)
 
 
-# ---- Swin on the shared layers; one pure window function (issue 12 item 4) ----
+# ---- Swin on the shared layers; one pure window function ----
 
 
 def test_uses_the_shared_patch_embedding_and_one_switch():
@@ -347,7 +362,7 @@ def test_uses_the_shared_patch_embedding_and_one_switch():
 def test_stage_window_sizes_match_timm(grid, window_size, window_ratio):
     from timm.models.swin_transformer import calc_stage_window_sizes
 
-    from rectvit.models.swin import stage_window_sizes
+    from rectvit.layers.window import stage_window_sizes
 
     ref = ((7, 7), (6, 9))
     ours = stage_window_sizes(grid, ref, (56, 56), window_size, window_ratio)
@@ -355,7 +370,7 @@ def test_stage_window_sizes_match_timm(grid, window_size, window_ratio):
     assert ours == tuple(tuple(w) for w in theirs)
 
 
-# ---- set_input_size checks everything before changing anything (issue 11 item 5) ----
+# ---- set_input_size checks everything before changing anything ----
 
 
 def _snapshot(m, x):
@@ -428,7 +443,7 @@ def test_failed_set_input_size_changes_nothing(cls, monkeypatch):
     assert m.window_size == ((4, 3), (4, 3)) and m.patch_size == (8, 8) and m.grid_size == (16, 12)
 
 
-# ---- empty batches (issue 17 item 6) ----
+# ---- empty batches ----
 
 
 @pytest.mark.parametrize("cls", [SwinTransformer, SwinTransformerV2], ids=["v1", "v2"])
@@ -448,7 +463,7 @@ def test_empty_batch_gives_empty_outputs(cls):
             assert torch.equal(model(torch.cat([x, full])), model(full))
 
 
-# ---- timm's conventions (issue 14 item 5) ----
+# ---- timm's conventions ----
 
 
 @pytest.mark.parametrize("v2", [False, True], ids=["v1", "v2"])
@@ -523,7 +538,7 @@ def test_check_input_is_public_and_raises_what_forward_raises():
     m.check_input(torch.randn(2, 3, 64, 96))  # a good batch passes
     m.check_input(torch.randn(0, 3, 64, 96))
     for bad, match in [
-        (torch.randn(1, 3, 96, 64), r"input 96x64 does not match .* img_size 64x96"),
+        (torch.randn(1, 3, 96, 64), r"takes 64x96 inputs, got 96x64"),
         (torch.randn(1, 1, 64, 96), r"expected 3 input channel\(s\), got 1"),
         (torch.randn(3, 64, 96), r"\(B, 3, H, W\)"),
     ]:
@@ -532,9 +547,10 @@ def test_check_input_is_public_and_raises_what_forward_raises():
         with pytest.raises(InputSizeError, match=match):
             m(bad)
     m.dynamic_img_size = True
-    with pytest.raises(InputSizeError, match=r"input 66x96 is not a multiple of the patch size 4x4"):
-        m.check_input(torch.randn(1, 3, 66, 96))
+    m.check_input(torch.randn(1, 3, 66, 96))  # cropped to whole patches (docs/models.md)
     m.check_input(torch.randn(1, 3, 96, 64))
+    with pytest.raises(InputSizeError, match=r"input 3x96 is smaller than one patch"):
+        m.check_input(torch.randn(1, 3, 3, 96))
 
 
 def test_constructor_refuses_windows_too_large_to_allocate():

@@ -8,7 +8,8 @@ import torch
 
 import rectvit
 from helpers import max_diff, randomize_
-from rectvit.models.swin_cr import SwinTransformerV2Cr, fit_window, log_relative_coords
+from rectvit.layers.window import fit_window, log_relative_coords
+from rectvit.models.swin_cr import SwinTransformerV2Cr
 
 TOL = 1e-5
 SMALL = dict(embed_dim=32, depths=(2, 2, 2, 2), num_heads=(2, 2, 4, 4))

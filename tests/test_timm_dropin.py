@@ -43,11 +43,10 @@ def _pair(model) -> tuple:
 # create_model / list_models
 
 
-def test_pretrained_false_is_accepted_and_true_without_a_source_is_a_clear_error(tmp_path):
+def test_pretrained_false_is_accepted_and_true_with_a_checkpoint_path_loads_it(tmp_path):
+    """(``pretrained=True`` from the hub: tests/test_pretrained.py, offline.)"""
     m = rectvit.create_model("vit_tiny_patch16_224", pretrained=False, **tiny("vit_tiny_patch16_224"))
     assert m.num_classes == 1000
-    with pytest.raises(rectvit.RectViTError, match="downloads no weights.*checkpoint_path"):
-        rectvit.create_model("vit_tiny_patch16_224", pretrained=True)
     path = tmp_path / "w.safetensors"
     rectvit.save_checkpoint(m, path)
     again = rectvit.create_model(
@@ -94,7 +93,7 @@ def test_list_models_filters_as_timm():
         if name in IN_TIMM:
             assert name in rectvit.list_models(module=_model_to_module[name]), name
     assert rectvit.list_models(module="vit") == [n for n in ALL if get_model_entry(n).module == "vit"]
-    assert rectvit.list_models(pretrained=True) == [] == rectvit.list_pretrained()
+    assert rectvit.list_models(pretrained=True) == rectvit.list_pretrained() == timm_list(pretrained=True)
     tagged = rectvit.list_models("deit_tiny*", include_tags=True)
     assert tagged == [n for n in timm.list_models("deit_tiny*", include_tags=True) if n.endswith(".fb_in1k")]
 

@@ -130,7 +130,7 @@ def _no_forward(model):
         (_tiny_vit, (1, 32, 48), 2, ["input 2", "3 channel", "got 1"]),
         (_tiny_vit, (3, 4, 48), 2, ["input 2", "4x48", "smaller than one patch"]),
         (_tiny_ast, (1, 8, 96), 2, ["input 2", "8x96", "smaller than one patch"]),
-        (_tiny_swin, (3, 30, 32), 2, ["input 2", "30x32", "multiple of the patch size 4x4"]),
+        (_tiny_swin, (3, 2, 32), 2, ["input 2", "2x32", "smaller than one patch"]),
         (_tiny_swin, (2, 32, 32), 2, ["input 2", "3 channel", "got 2"]),
     ],
 )

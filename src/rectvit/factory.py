@@ -16,18 +16,17 @@ from typing import Any
 import torch
 from torch import nn
 
-from .checkpoint.hf import hf_model_kwargs
-from .checkpoint.io import check_recorded_size, read_checkpoint
-from .checkpoint.layout import Converted, convert
-from .checkpoint.load import check_recorded_depth, check_recorded_shapes, load_checkpoint, load_converted
+from .checkpoint.hub import hub_config
+from .checkpoint.io import HUB_PREFIX, check_recorded_size, read_checkpoint
+from .checkpoint.layout import Converted, as_converted, convert
+from .checkpoint.load import check_recorded_depth, check_recorded_shapes, load_converted
+from .checkpoint.pretrained import apply_tag_record, load_pretrained, pretrained_converted
 from .checkpoint.timm import is_timm_config, timm_config_kwargs
 from .errors import CheckpointError, RectViTError
 from .grid import to_size
-from .models.beit import Beit
 from .models.features import features_only as _features_only
 from .models.pretrained_cfgs import pretrained_cfg_for
 from .models.registry import build_model, get_model_entry, split_model_name_tag
-from .models.vit import VisionTransformer
 
 __all__ = ["create_model", "load_model"]
 
@@ -36,7 +35,10 @@ def create_model(
     name: str,
     pretrained: bool = False,
     *,
+    pretrained_cfg_overlay: dict[str, Any] | None = None,
+    pretrained_strict: bool = True,
     checkpoint_path: str | os.PathLike | None = None,
+    cache_dir: str | os.PathLike | None = None,
     source_grid=None,
     source_windows=None,
     strict: bool = True,
@@ -45,57 +47,98 @@ def create_model(
     feature_cls: str = "getter",
     **overrides: Any,
 ) -> nn.Module:
-    """Build model ``name`` with timm-style keyword ``overrides``; load ``checkpoint_path`` if given.
+    """Build model ``name`` with timm-style keyword ``overrides``; load pretrained weights or ``checkpoint_path``.
 
     ``name`` may carry a timm pretrained tag (``"vit_base_patch16_224.augreg_in21k"``; none: timm's default
     tag): as in timm, the tag's ``num_classes``, ``in_chans`` and (fixed-size tags) ``img_size`` are the
     defaults that ``overrides`` replace, and ``model.pretrained_cfg`` holds the tag's data fields (``mean``,
-    ``std``, ``crop_pct``...). A tag timm does not have for the architecture is a ``RectViTError``.
-    rectvit downloads nothing, so ``pretrained=True`` needs ``checkpoint_path`` (a file, a folder or an
-    ``hf-hub:`` cache).
+    ``std``, ``crop_pct``...) and where its weights are (``hf_hub_id``). A tag timm does not have for the
+    architecture is a ``RectViTError``; ``pretrained_cfg_overlay`` replaces fields of the tag's cfg, as timm's.
+
+    ``pretrained=True`` loads the tag's weights the way timm does (``rectvit.checkpoint.pretrained``): from the
+    Hugging Face hub through huggingface_hub's cache (``cache_dir``, else ``HF_HUB_CACHE`` or ``HF_HOME``;
+    ``HF_HUB_OFFLINE=1`` reads the cache only), or the overlay's ``file`` / ``state_dict``;
+    ``pretrained_strict=False`` leaves keys the weights lack at init. ``checkpoint_path`` (a file, a folder or
+    ``hf-hub:org/name``) loads those weights instead, with ``strict``. The input size of the tag (one named in
+    ``name``, or the one ``pretrained=True`` loads) is the record of the weights' grid, so they adapt to any
+    ``img_size`` or ``dynamic_img_size=True`` without ``source_grid``. A ``name`` ``"hf-hub:org/name"`` builds
+    the model that repository's config describes (timm's spelling; with ``pretrained=True``: ``load_model``).
     ``features_only=True`` returns a feature net (``rectvit.models.features``) giving the maps of
     ``out_indices`` (timm's defaults: the last 3 ViT blocks, every Swin stage). As in timm, an override
     given as ``None`` counts as not given (``num_classes=None`` keeps the tag's or architecture's default).
 
     The loaded weights are adapted to the built model (position grid, patch size, channels); the
-    load report is kept on ``model.load_report``.
+    load report (with the hub repository, revision and file) is kept on ``model.load_report``.
     """
     if not isinstance(name, str):
         raise RectViTError(f"create_model takes an architecture name (a str from rectvit.list_models()), got {name!r}.")
-    for flag, value in (("pretrained", pretrained), ("strict", strict), ("features_only", features_only)):
+    flags = dict(pretrained=pretrained, pretrained_strict=pretrained_strict, strict=strict, features_only=features_only)
+    for flag, value in flags.items():
         if not isinstance(value, bool):
             raise RectViTError(f"create_model: {flag} must be True or False, got {value!r} ({type(value).__name__}).")
-    if pretrained and checkpoint_path is None:
-        raise RectViTError(
-            f"create_model({name!r}, pretrained=True): rectvit downloads no weights, so pretrained=True needs a "
-            "source; pass checkpoint_path= (a .safetensors/.pth/.bin file, a folder, or 'hf-hub:org/name' from "
-            "huggingface_hub's local cache), or pretrained=False for random weights."
-        )
-    if (source_grid is not None or source_windows is not None) and checkpoint_path is None:
+    if (source_grid is not None or source_windows is not None) and checkpoint_path is None and not pretrained:
         raise RectViTError(
             "source_grid / source_windows describe a checkpoint's position tables, but no checkpoint_path was "
-            "given; pass checkpoint_path=... too, or drop them."
+            "given; pass checkpoint_path=... (or pretrained=True) too, or drop them."
         )
     if not features_only and out_indices is not None:
         raise RectViTError("out_indices selects the feature maps of features_only=True; pass features_only=True too.")
-    model = _named_model(name, {k: v for k, v in overrides.items() if v is not None})
-    if checkpoint_path is not None:
-        model.load_report = load_checkpoint(
-            model, checkpoint_path, source_grid=source_grid, source_windows=source_windows, strict=strict
-        )
+    given = {k: v for k, v in overrides.items() if v is not None}
+    if name.startswith(HUB_PREFIX):
+        if pretrained_cfg_overlay or not pretrained_strict or checkpoint_path is not None:
+            raise RectViTError(
+                f"create_model({name!r}): the repository's config.json is the pretrained cfg and its weights are the "
+                "checkpoint, so pretrained_cfg_overlay, pretrained_strict and checkpoint_path do not apply; name "
+                "the architecture (and tag) instead to use them."
+            )
+        model = _hub_model(name, pretrained, cache_dir, source_grid, source_windows, given)
+    else:
+        arch, tag = split_model_name_tag(name)
+        get_model_entry(arch)  # an unknown name first, then what its weights need, then the model
+        cfg = pretrained_cfg_for(arch, tag, pretrained_cfg_overlay)
+        conv = None
+        if checkpoint_path is not None:
+            conv = as_converted(checkpoint_path, cache_dir)
+            if pretrained or tag:
+                apply_tag_record(conv, cfg)
+        elif pretrained:
+            conv = pretrained_converted(cfg, cache_dir)
+        model = _named_model(name, given, cfg)
+        if checkpoint_path is not None:
+            model.load_report = load_converted(model, conv, source_grid, strict, source_windows)
+        elif pretrained:
+            model.load_report = load_pretrained(model, conv, cfg, pretrained_strict, source_grid, source_windows)
     if features_only:
         return _features_only(model, out_indices, feature_cls)
     return model
 
 
-def _named_model(name: str, overrides: dict[str, Any]) -> nn.Module:
-    """Architecture ``name`` (with its timm tag's defaults and pretrained cfg) built with ``overrides``."""
+def _named_model(name: str, overrides: dict[str, Any], cfg: dict[str, Any] | None = None) -> nn.Module:
+    """Architecture ``name`` built with its pretrained cfg's defaults (``cfg``, else its timm tag's) and
+    ``overrides``; ``model.pretrained_cfg`` is that cfg, less an overlay's in-memory ``state_dict``."""
     arch, tag = split_model_name_tag(name)
     entry = get_model_entry(arch)
-    cfg = pretrained_cfg_for(arch, tag)
+    cfg = pretrained_cfg_for(arch, tag) if cfg is None else cfg
     model = build_model(entry.cls, entry.config, {**_cfg_defaults(cfg), **overrides}, name)
     model.arch_name = arch
-    model.pretrained_cfg = cfg
+    model.pretrained_cfg = {k: v for k, v in cfg.items() if k != "state_dict"}
+    return model
+
+
+def _hub_model(name, pretrained, cache_dir, source_grid, source_windows, given) -> nn.Module:
+    """``create_model("hf-hub:org/name")``: the model the repository's config describes; its weights with
+    ``pretrained=True`` (``load_model``), else a fresh model of a timm repository's config."""
+    if pretrained:
+        return load_model(name, cache_dir=cache_dir, source_grid=source_grid, source_windows=source_windows, **given)
+    config = hub_config(name[len(HUB_PREFIX) :], cache_dir=cache_dir)
+    if not is_timm_config(config):
+        raise CheckpointError(
+            f"{name}: an HF transformers config does not say the whole model without its weights (classes, "
+            f"pooling); use create_model({name!r}, pretrained=True) or rectvit.load_model({name!r})."
+        )
+    arch, kwargs, _ = timm_config_kwargs(config)
+    model = _named_model(arch, {**kwargs, **given})
+    _restore_cfg(model, config.get("pretrained_cfg"), name)
     return model
 
 
@@ -173,10 +216,9 @@ def _record(conv: Converted, where: str) -> _Record:
         entry, cfg = get_model_entry(arch), pretrained_cfg_for(arch, tag)
         config = {**entry.config, **_cfg_defaults(cfg), **kwargs}  # a recorded None (e.g. init_values) is a value
         return _Record(entry.cls, config, arch, cfg, raw.config.get("pretrained_cfg"), keep_none=True)
-    if raw is not None and raw.config is not None:
-        kwargs = hf_model_kwargs(conv.hf_family, raw.config, conv.state_dict)
-        cls = Beit if conv.hf_family == "beit" else VisionTransformer
-        return _Record(cls, kwargs, f"hf-{conv.hf_family}")
+    if conv.hf is not None and raw.config is not None:
+        cls, kwargs = conv.hf.model_spec()
+        return _Record(cls, kwargs, conv.layout)
     raise CheckpointError(
         f"{where}: holds no rectvit metadata or config.json, so it does not say which model it is; "
         "use rectvit.create_model(NAME, checkpoint_path=...) with the architecture's name "
@@ -195,22 +237,27 @@ def _check_record(record: _Record, conv: Converted, where: str) -> None:
 
 
 def load_model(
-    path: str | os.PathLike | Converted, *, source_grid=None, source_windows=None, **overrides: Any
+    path: str | os.PathLike | Converted,
+    *,
+    source_grid=None,
+    source_windows=None,
+    cache_dir: str | os.PathLike | None = None,
+    **overrides: Any,
 ) -> nn.Module:
     """The model a checkpoint describes (our metadata, an HF or timm folder's config.json), ``overrides`` applied.
 
-    ``path`` is a file, a folder, ``hf-hub:org/name`` (through huggingface_hub's cache), or a checkpoint
-    already read (``rectvit.checkpoint.convert(read_checkpoint(path))``). The recorded config builds
-    the model (a timm pretrained tag's defaults never replace it), after it is checked against the
-    tensors' shapes without allocating anything (a config claiming another depth or width is a
-    ``CheckpointError``); the recorded pretrained cfg (tag, ``mean``, ``std``...) becomes
-    ``model.pretrained_cfg``.
+    ``path`` is a file, a folder, ``hf-hub:org/name[@revision]`` (through huggingface_hub's cache, or
+    ``cache_dir``; ``HF_HUB_OFFLINE=1`` reads the cache only), or a checkpoint already read
+    (``rectvit.checkpoint.convert(read_checkpoint(path))``). The recorded config builds the model (a timm
+    pretrained tag's defaults never replace it), after it is checked against the tensors' shapes without
+    allocating anything (a config claiming another depth or width is a ``CheckpointError``); the recorded
+    pretrained cfg (tag, ``mean``, ``std``...) becomes ``model.pretrained_cfg``.
 
     Weights are adapted to the overrides (``img_size``, ``patch_size``, ``in_chans``...); a new
     ``num_classes`` leaves the classifier freshly initialised (reported). The report is on
     ``model.load_report``.
     """
-    conv = path if isinstance(path, Converted) else convert(read_checkpoint(path))
+    conv = path if isinstance(path, Converted) else convert(read_checkpoint(path, cache_dir))
     where = str(conv.raw.path if isinstance(path, Converted) and conv.raw is not None else path)
     record = _record(conv, where)
     if record.keep_none:

@@ -19,6 +19,7 @@ from ..errors import AmbiguousGridError, CheckpointError
 from ..grid import Size, factorizations, relative_windows, to_size
 from ..resample import resample_grid, resample_patch_embed, resample_relative_bias_table
 from .evidence import GridEvidence, grid_evidence
+from .hub import HubSource
 
 __all__ = [
     "LoadReport",
@@ -37,7 +38,8 @@ HEAD_PREFIXES = ("head.", "head_dist.")
 
 @dataclass
 class LoadReport:
-    """What a load did: the source layout, each adapted tensor (from -> to, method), and the grid basis."""
+    """What a load did: the source layout, each adapted tensor (from -> to, method), and the grid basis;
+    ``hub``: the hub repository, revision (the commit) and file the weights came from."""
 
     layout: str
     source_grid: Size | None = None
@@ -46,6 +48,7 @@ class LoadReport:
     dropped: list[str] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    hub: HubSource | None = None
 
     def add(self, key: str, old: tuple, new: tuple, method: str, basis: str = "") -> None:
         self.rows.append((key, tuple(old), tuple(new), method, basis))
@@ -54,7 +57,7 @@ class LoadReport:
         head = f"layout: {self.layout}"
         if self.source_grid is not None:
             head += f"; source grid {self.source_grid[0]}x{self.source_grid[1]} ({self.grid_basis})"
-        lines = [head]
+        lines = [head] + ([f"  from {self.hub}"] if self.hub is not None else [])
         if self.rows:
             table = [("tensor", "from -> to", "method", "grid basis")]
             table += [(k, f"{_shape(a)} -> {_shape(b)}", m, g or "-") for k, a, b, m, g in self.rows]

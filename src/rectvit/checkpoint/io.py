@@ -2,8 +2,8 @@
 
 ``.safetensors`` is the native format; ``.pth/.pt/.bin/.ckpt`` go through
 ``torch.load(weights_only=True)`` only; a folder is read as a Hugging Face ``save_pretrained``
-folder (``config.json`` plus ``model.safetensors``, its sharded index, or ``pytorch_model.bin``).
-Writing is ``rectvit.checkpoint.writer``'s.
+folder (``config.json`` plus ``model.safetensors``, its sharded index, or ``pytorch_model.bin``);
+``hf-hub:org/name`` is such a folder fetched through ``hub.py``. Writing is ``writer.py``'s.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import os
 import pickle
 import re
 import zipfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -22,12 +22,12 @@ import torch
 
 from ..errors import CheckpointError
 from ..grid import MAX_AREA, MAX_SIDE
+from .hub import HubSource, hub_folder
 
 __all__ = [
     "RawCheckpoint",
     "read_checkpoint",
     "unwrap_state_dict",
-    "resolve_hub",
     "check_dtypes",
     "check_recorded_size",
     "PICKLE_SUFFIXES",
@@ -77,6 +77,7 @@ class RawCheckpoint:
     metadata: dict[str, str] = field(default_factory=dict)  # safetensors header metadata
     config: dict[str, Any] | None = None  # a folder's config.json (HF transformers' or timm's)
     path: Path | None = None
+    hub: HubSource | None = None  # the hub repository, revision and file it came from
 
 
 def unwrap_state_dict(obj: Any, where: str = "checkpoint") -> dict[str, torch.Tensor]:
@@ -210,31 +211,6 @@ def _shard_files(folder: Path, index: Path) -> list[Path]:
     return shards
 
 
-def resolve_hub(source: str) -> Path:
-    """The local folder of ``hf-hub:org/name[@revision]``, through huggingface_hub's cache.
-
-    huggingface_hub is optional (``pip install 'rectvit[hub]'``); with ``HF_HUB_OFFLINE=1`` only the
-    local cache is read.
-    """
-    repo, _, revision = source[len(HUB_PREFIX) :].partition("@")
-    try:
-        from huggingface_hub import snapshot_download
-    except ImportError:
-        raise CheckpointError(
-            f"{source}: reading hf-hub: sources needs huggingface_hub; pip install 'rectvit[hub]'."
-        ) from None
-    try:
-        folder = snapshot_download(
-            repo_id=repo, revision=revision or None, allow_patterns=["*.json", "*.safetensors", "*.bin", "*.pth"]
-        )
-    except Exception as e:  # network, auth or cache misses, each its own huggingface_hub error type
-        raise CheckpointError(
-            f"{source}: could not get it from the Hugging Face hub or its local cache ({type(e).__name__}: "
-            f"{str(e).splitlines()[0] if str(e) else ''}); check the name, or download it and pass its folder."
-        ) from None
-    return Path(folder)
-
-
 def _missing(path: Path) -> None:
     """The ``CheckpointError`` for a path that names no file: a loop of links, a dangling link, or nothing."""
     try:
@@ -252,10 +228,12 @@ def _missing(path: Path) -> None:
     raise CheckpointError(f"{path}: no such file or folder; expected a .safetensors/.pth/.bin file or an HF folder.")
 
 
-def read_checkpoint(source: str | os.PathLike) -> RawCheckpoint:
-    """Read a checkpoint file, a folder or an ``hf-hub:`` name into a ``RawCheckpoint``; never executes code."""
+def read_checkpoint(source: str | os.PathLike, cache_dir: str | os.PathLike | None = None) -> RawCheckpoint:
+    """Read a checkpoint file, a folder or ``hf-hub:org/name[@revision]`` (through huggingface_hub's cache,
+    or ``cache_dir``) into a ``RawCheckpoint``; never executes code."""
     if isinstance(source, str) and source.startswith(HUB_PREFIX):
-        source = resolve_hub(source)
+        hub = hub_folder(source[len(HUB_PREFIX) :], cache_dir=cache_dir)
+        return replace(read_checkpoint(hub.path), hub=hub)
     path = Path(source).expanduser()
     if not path.exists():
         _missing(path)

@@ -16,9 +16,9 @@ import torch
 
 from ..errors import CheckpointError
 from ..grid import Size
-from .hf import hf_family, hf_grid, hf_to_timm, hf_windows, is_hf_layout
+from .hf import HFCheckpoint, from_hf
 from .io import RawCheckpoint, read_checkpoint, unwrap_state_dict
-from .timm import is_flat_pos_embed, is_timm_config, timm_config_grid
+from .timm import is_flat_pos_embed, is_tag_repository, is_timm_config, timm_config_grid
 
 __all__ = ["Converted", "convert", "as_converted"]
 
@@ -33,7 +33,7 @@ class Converted:
     suggested_grid: Size | None = None  # a grid a config suggests without recording it (timm's default size)
     recorded_windows: dict[str, list[int]] = field(default_factory=dict)  # bias-table windows (ours, HF BEiT's)
     config: dict[str, Any] | None = None  # our metadata's model config
-    hf_family: str | None = None
+    hf: HFCheckpoint | None = None  # an HF checkpoint's family row and config (what model it describes)
     dropped: list[str] = field(default_factory=list)
     raw: RawCheckpoint | None = None
 
@@ -57,15 +57,21 @@ def convert(raw: RawCheckpoint) -> Converted:
             raw=raw,
         )
     if is_timm_config(raw.config):
-        grid, recorded = timm_config_grid(raw.config)
-        return Converted("timm", sd, grid if recorded else None, None if recorded else grid, raw=raw)
-    if raw.config is not None or is_hf_layout(sd):
-        family = hf_family(sd, raw.config)
-        sd, dropped = hf_to_timm(sd)
-        recorded = hf_grid(family, raw.config) if raw.config else None
-        windows = hf_windows(family, raw.config, sd) if raw.config else {}
+        grid, windows, recorded = timm_config_grid(raw.config)
+        if raw.hub is not None and is_tag_repository(raw.config, raw.hub.repo_id):
+            recorded = True  # timm's own repository of the tag: its input size is the tag's record
+        windows = {k: list(w) for k, w in windows.items()} if recorded else {}
+        return Converted("timm", sd, grid if recorded else None, None if recorded else grid, windows, raw=raw)
+    hf = from_hf(sd, raw.config)
+    if hf is not None:
         return Converted(
-            f"hf-{family}", sd, recorded, recorded_windows=windows, hf_family=family, dropped=dropped, raw=raw
+            f"hf-{hf.family.name}",
+            hf.state_dict,
+            hf.recorded_grid,
+            recorded_windows=hf.recorded_windows,
+            hf=hf,
+            dropped=hf.dropped,
+            raw=raw,
         )
     table = sd.get("pos_embed")
     if is_flat_pos_embed(sd):
@@ -77,10 +83,11 @@ def convert(raw: RawCheckpoint) -> Converted:
     return Converted(layout, sd, raw=raw)
 
 
-def as_converted(source: Any) -> Converted:
-    """``convert`` a path, an HF/timm folder, ``hf-hub:org/name`` or an in-memory state dict."""
+def as_converted(source: Any, cache_dir: str | os.PathLike | None = None) -> Converted:
+    """``convert`` a path, an HF/timm folder, ``hf-hub:org/name`` (``cache_dir``: huggingface_hub's cache) or an
+    in-memory state dict."""
     if isinstance(source, dict):
         return convert(RawCheckpoint(unwrap_state_dict(source, "state dict")))
     if isinstance(source, (str, os.PathLike)):
-        return convert(read_checkpoint(source))
+        return convert(read_checkpoint(source, cache_dir))
     raise CheckpointError(f"expected a checkpoint path, an HF folder or a state dict, got {type(source).__name__}.")

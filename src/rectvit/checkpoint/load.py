@@ -185,7 +185,7 @@ def load_converted(
 ) -> LoadReport:
     """Adapt ``conv`` to ``model`` and load it; the ``LoadReport`` says what was adapted and on what basis."""
     sd = dict(conv.state_dict)
-    report = LoadReport(layout=conv.layout, dropped=list(conv.dropped))
+    report = LoadReport(layout=conv.layout, hub=conv.raw.hub if conv.raw else None, dropped=list(conv.dropped))
     table = sd.get("pos_embed")
     default_grid, default_windows = architecture_defaults(model)
     _drop_derived(sd, model, report)

@@ -15,11 +15,19 @@ import torch
 
 from ..errors import CheckpointError, RectViTError
 from ..grid import Size, to_size
+from ..models.pretrained_cfgs import known_tags, pretrained_cfg_for
 from ..models.registry import get_model_entry, list_models
 from .adapt import LoadReport, resolve_grid
 from .io import check_recorded_size
 
-__all__ = ["is_flat_pos_embed", "flat_pos_embed_to_grid", "is_timm_config", "timm_config_kwargs", "timm_config_grid"]
+__all__ = [
+    "is_flat_pos_embed",
+    "flat_pos_embed_to_grid",
+    "is_timm_config",
+    "is_tag_repository",
+    "timm_config_kwargs",
+    "timm_config_grid",
+]
 
 
 def is_timm_config(config: dict[str, Any] | None) -> bool:
@@ -63,16 +71,30 @@ def timm_config_kwargs(config: dict[str, Any]) -> tuple[str, dict[str, Any], boo
     return arch, kwargs, recorded
 
 
-def timm_config_grid(config: dict[str, Any]) -> tuple[Size | None, bool]:
-    """The position grid of the model a timm hub config describes (the architecture's size arithmetic on
-    its config), and whether the config records it (see ``timm_config_kwargs``) or merely suggests it."""
+def is_tag_repository(config: dict[str, Any], repo_id: str) -> bool:
+    """Whether ``repo_id`` is the hub repository timm keeps its tag's weights in (``timm/ARCH.TAG``), for the
+    tag this timm config names: then its ``input_size`` is the tag's, a record of the weights' grid."""
+    arch, _, name_tag = str(config.get("architecture", "")).partition(".")
+    tag = (config.get("pretrained_cfg") or {}).get("tag") or name_tag
+    if not tag or arch not in list_models() or tag not in known_tags(arch):
+        return False
+    return pretrained_cfg_for(arch, tag).get("hf_hub_id") == repo_id
+
+
+def timm_config_grid(config: dict[str, Any]) -> tuple[Size | None, dict[str, Size], bool]:
+    """The position grid and bias-table windows of the model a timm hub config describes (the architecture's
+    size arithmetic on its config), and whether the config records its size (see ``timm_config_kwargs``) or
+    merely suggests it."""
     try:
         arch, kwargs, recorded = timm_config_kwargs(config)
         entry = get_model_entry(arch)
         table_grid = getattr(entry.cls, "table_grid", None)
-        return (table_grid({**entry.config, **kwargs}), recorded) if table_grid else (None, False)
+        bias_windows = getattr(entry.cls, "bias_windows", None)
+        config = {**entry.config, **kwargs}
+        grid = table_grid(config) if table_grid else None
+        return grid, (bias_windows(config) if bias_windows else {}), recorded
     except RectViTError:
-        return None, False
+        return None, {}, False
 
 
 def is_flat_pos_embed(state_dict: dict[str, torch.Tensor]) -> bool:

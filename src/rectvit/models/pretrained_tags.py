@@ -5,6 +5,8 @@ lists every tag timm accepts in ``create_model("arch.tag")``, timm's default tag
 ``(tag, num_classes, input_size, norm, crop_pct[, crop_mode[, interpolation[, fixed_input_size[, extras]]]])``:
 ``input_size`` is ``S`` for ``(3, S, S)``, ``norm`` is ``(mean, std)``, left-off fields are
 ``"center"``, ``"bicubic"``, ``True`` and ``{}`` (extras: ``test_input_size`` / ``test_crop_pct``).
+A tag's weights are in timm's hub repository ``"timm/ARCH.TAG"`` unless ``SOURCES["ARCH.TAG"]`` says
+otherwise (``hf_hub_id``: another repository, ``None`` or ``""`` for none; ``hf_hub_filename``; ``url``).
 """
 
 IMAGENET = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
@@ -427,3 +429,54 @@ TAGS: dict[str, tuple[tuple, ...]] = {
     "vit_tiny_r_s16_p8_384": (("augreg_in21k_ft_in1k", 1000, 384, INCEPTION, 1.0),),
     "vit_xsmall_patch16_clip_224": (("tinyclip_yfcc15m", 512, 224, CLIP, 0.9),),
 }
+
+SOURCES: dict[str, dict[str, str | None]] = {
+    "swinv2_cr_base_224.untrained": {"hf_hub_id": None},
+    "swinv2_cr_base_384.untrained": {"hf_hub_id": None},
+    "swinv2_cr_base_ns_224.untrained": {"hf_hub_id": None},
+    "swinv2_cr_giant_224.untrained": {"hf_hub_id": None},
+    "swinv2_cr_giant_384.untrained": {"hf_hub_id": None},
+    "swinv2_cr_huge_224.untrained": {"hf_hub_id": None},
+    "swinv2_cr_huge_384.untrained": {"hf_hub_id": None},
+    "swinv2_cr_large_224.untrained": {"hf_hub_id": None},
+    "swinv2_cr_large_384.untrained": {"hf_hub_id": None},
+    "swinv2_cr_small_384.untrained": {"hf_hub_id": None},
+    "swinv2_cr_small_ns_256.untrained": {"hf_hub_id": None},
+    "swinv2_cr_tiny_224.untrained": {"hf_hub_id": None},
+    "swinv2_cr_tiny_384.untrained": {"hf_hub_id": None},
+    "vit_base_patch16_clip_quickgelu_224.metaclip_2pt5b": {
+        "hf_hub_id": "timm/vit_base_patch16_clip_224.metaclip_2pt5b",
+    },
+    "vit_base_patch16_clip_quickgelu_224.metaclip_400m": {"hf_hub_id": "timm/vit_base_patch16_clip_224.metaclip_400m"},
+    "vit_base_patch16_clip_quickgelu_224.openai": {"hf_hub_id": "timm/vit_base_patch16_clip_224.openai"},
+    "vit_base_patch16_reg4_gap_256.untrained": {"hf_hub_id": None},
+    "vit_base_patch32_clip_224.openai_ft_in12k_in1k": {"hf_hub_id": None},
+    "vit_base_patch32_clip_quickgelu_224.laion400m_e32": {"hf_hub_id": "timm/vit_base_patch32_clip_224.laion400m_e32"},
+    "vit_base_patch32_clip_quickgelu_224.metaclip_2pt5b": {
+        "hf_hub_id": "timm/vit_base_patch32_clip_224.metaclip_2pt5b",
+    },
+    "vit_base_patch32_clip_quickgelu_224.metaclip_400m": {"hf_hub_id": "timm/vit_base_patch32_clip_224.metaclip_400m"},
+    "vit_base_patch32_clip_quickgelu_224.openai": {"hf_hub_id": "timm/vit_base_patch32_clip_224.openai"},
+    "vit_gigantic_patch14_clip_quickgelu_224.metaclip_2pt5b": {
+        "hf_hub_id": "timm/vit_gigantic_patch14_clip_224.metaclip_2pt5b",
+    },
+    "vit_huge_patch14_clip_336.laion2b_ft_in1k": {"hf_hub_id": ""},
+    "vit_huge_patch14_clip_quickgelu_224.dfn5b": {"hf_hub_id": "timm/vit_huge_patch14_clip_224.dfn5b"},
+    "vit_huge_patch14_clip_quickgelu_224.metaclip2_worldwide": {
+        "hf_hub_id": "timm/vit_huge_patch14_clip_224.metaclip2_worldwide",
+    },
+    "vit_huge_patch14_clip_quickgelu_224.metaclip_2pt5b": {
+        "hf_hub_id": "timm/vit_huge_patch14_clip_224.metaclip_2pt5b",
+    },
+    "vit_huge_patch14_clip_quickgelu_378.dfn5b": {"hf_hub_id": "timm/vit_huge_patch14_clip_378.dfn5b"},
+    "vit_large_patch14_clip_quickgelu_224.dfn2b": {"hf_hub_id": "timm/vit_large_patch14_clip_224.dfn2b"},
+    "vit_large_patch14_clip_quickgelu_224.metaclip_2pt5b": {
+        "hf_hub_id": "timm/vit_large_patch14_clip_224.metaclip_2pt5b",
+    },
+    "vit_large_patch14_clip_quickgelu_224.metaclip_400m": {
+        "hf_hub_id": "timm/vit_large_patch14_clip_224.metaclip_400m",
+    },
+    "vit_large_patch14_clip_quickgelu_224.openai": {"hf_hub_id": "timm/vit_large_patch14_clip_224.openai"},
+    "vit_large_patch14_clip_quickgelu_336.openai": {"hf_hub_id": "timm/vit_large_patch14_clip_336.openai"},
+}
+HUB_TAGS = 279  # tags whose weights timm keeps on the Hugging Face hub

@@ -14,7 +14,7 @@ from torch import nn
 
 from ..errors import RectViTError
 from ..grid import check_img_size
-from .pretrained_cfgs import TIMM_MODULES, known_tags, pretrained_cfg_for
+from .pretrained_cfgs import TIMM_MODULES, has_hub_weights, known_tags, pretrained_cfg_for
 
 __all__ = [
     "register_model",
@@ -107,8 +107,9 @@ def list_models(
     ``"deit"``, ``"vision_transformer_hybrid"``, ``"swin_transformer"``, or rectvit's family file names
     ``"vit"``, ``"hybrid"``, ``"swin"``), naturally sorted.
 
-    rectvit ships no weights: ``pretrained=True`` lists nothing. ``include_tags=True`` lists every
-    ``"arch.tag"`` timm has for the architectures (the bare name where timm has no tags).
+    ``pretrained=True`` keeps the names whose weights timm keeps on the Hugging Face hub (a bare name: those of
+    its default tag), which ``create_model(name, pretrained=True)`` fetches. ``include_tags=True``
+    lists every ``"arch.tag"`` timm has for the architectures (the bare name where timm has no tags).
     ``name_matches_cfg`` is accepted for timm compatibility (every rectvit name is its own config).
     """
     for flag, value in (("pretrained", pretrained), ("name_matches_cfg", name_matches_cfg)):
@@ -126,16 +127,13 @@ def list_models(
     if includes:
         names = [n for n in names if any(fnmatch.fnmatchcase(n, f) for f in includes)]
     names = [n for n in names if not any(fnmatch.fnmatchcase(n, f) for f in excludes)]
-    if pretrained:
-        names = []
+    if pretrained:  # a bare name: its default tag's weights, as timm
+        names = [n for n in names if has_hub_weights(*split_model_name_tag(n))]
     return sorted(set(names), key=_natural_key)
 
 
 def list_pretrained(filter: str | Iterable[str] = "", exclude_filters: str | Iterable[str] = "") -> list[str]:
-    """Names with downloadable pretrained weights: none (rectvit downloads nothing), so always ``[]``.
-
-    Load weights with ``create_model(name, checkpoint_path=...)`` (a file, a folder or an ``hf-hub:`` cache).
-    """
+    """``"arch.tag"`` names whose weights timm keeps on the Hugging Face hub, as timm's ``list_pretrained``."""
     return list_models(filter, pretrained=True, exclude_filters=exclude_filters)
 
 
