@@ -238,6 +238,7 @@ DYNAMIC = {
     "clip": ("vit_base_patch16_clip_224", dict(img_size=(64, 48), **TINY)),
     "siglip": ("vit_base_patch16_siglip_224", dict(img_size=(64, 48), **TINY)),
     "swin": ("swin_tiny_patch4_window7_224", dict(img_size=(64, 96), **SWIN_TINY)),
+    "swinv2_cr": ("swinv2_cr_tiny_224", dict(img_size=(64, 96), **SWIN_TINY)),
 }
 NOT_DYNAMIC = {
     "eva02": ("eva02_small_patch14_224", dict(img_size=(56, 42), **TINY)),
@@ -245,7 +246,6 @@ NOT_DYNAMIC = {
     "rope_mixed": ("vit_base_patch16_rope_mixed_224", dict(img_size=(64, 48), **TINY)),
     "dinov3": ("vit_base_patch16_dinov3", dict(img_size=(64, 48), **TINY)),
     "beit": ("beit_base_patch16_224", dict(img_size=(64, 48), **TINY)),
-    "swinv2_cr": ("swinv2_cr_tiny_224", dict(img_size=(64, 96), depths=(1, 1), embed_dim=16, num_heads=(1, 2))),
 }
 
 
@@ -418,7 +418,7 @@ FAMILIES = {
     "beit": ("beit_base_patch16_224", TINY),
     "swin": ("swin_tiny_patch4_window7_224", SWIN_TINY),
     "swinv2": ("swinv2_tiny_window8_256", SWIN_TINY),
-    "swinv2_cr": NOT_DYNAMIC["swinv2_cr"],
+    "swinv2_cr": DYNAMIC["swinv2_cr"],
 }
 
 
