@@ -1,7 +1,9 @@
 """CUDA checks of dtypes and attention paths (run by hand on a GPU machine; never part of CI).
 
-    PYTHONPATH=src python scripts/cuda_check.py
+    PYTHONPATH=src python scripts/cuda_check.py     # or: bash scripts/gpu_session.sh (every device check)
 
+Ends by running tests/test_cuda.py (packed backends, autocast, device resampling against the CPU
+reference; it needs pytest and hypothesis).
 Prints one line per check and exits non-zero if any fails. On a machine without CUDA it runs the
 same checks on the CPU (useful only to test this script).
 """
@@ -10,6 +12,7 @@ from __future__ import annotations
 
 import sys
 import time
+from pathlib import Path
 
 import torch
 
@@ -140,6 +143,14 @@ def main() -> int:
             single = [ast(x[None])[0] for x in inputs]
     diffs = [rel(o.reshape(-1), s.reshape(-1)) for o, s in zip(outs, single)]
     check("forward_variable on device equals per-input runs", max(diffs) < 1e-4, f"max rel {max(diffs):.1e}")
+
+    # the suite's CUDA tests: packed backends, autocast, device resampling against the CPU reference
+    import pytest
+
+    root = Path(__file__).resolve().parents[1]
+    sys.path.insert(0, str(root / "tests"))
+    status = pytest.main([str(root / "tests" / "test_cuda.py"), "-q", "-rs", "-p", "no:cacheprovider"])
+    check("tests/test_cuda.py", status == 0, f"pytest exit {int(status)}")
     print(f"{'FAILED: ' + ', '.join(FAILS) if FAILS else 'all checks passed'}")
     return 1 if FAILS else 0
 

@@ -9,9 +9,13 @@ import torch
 
 from rectvit import demo
 
+# one demo run for the module; xdist_group keeps the module on one worker, so the run happens once
+pytestmark = pytest.mark.xdist_group("demo")
+
 
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory):
+    """``demo.run`` once, quick, with a spy on the picture call and the caller's torch state around it."""
     import rectvit.viz as viz
 
     out = tmp_path_factory.mktemp("demo")
@@ -22,11 +26,20 @@ def quick_run(tmp_path_factory):
         calls.append((args, kwargs))
         return real(*args, **kwargs)
 
+    threads = torch.get_num_threads()
     viz.plot_position_similarity = spy
+    torch.set_num_threads(3 if threads != 3 else 1)  # a caller's setting that the demo's own differs from
     try:
+        before = torch.get_num_threads()
+        torch.manual_seed(1234)
+        expected = torch.rand(3)
+        torch.manual_seed(1234)
         result = demo.run(seed=0, out=out, quick=True, log=lines.append)
+        result["state_after"] = (torch.get_num_threads(), torch.rand(3))
+        result["state_expected"] = (before, expected)
     finally:
         viz.plot_position_similarity = real
+        torch.set_num_threads(threads)
     result["plot_calls"] = calls
     return out, result, lines
 
@@ -73,6 +86,14 @@ def test_picture_is_a_png_named_last(quick_run):
     assert result["picture"] is not None and path.is_file()
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert str(path.resolve()) in lines[-1]
+    assert lines[-2] == demo.PICTURE_HOW_TO_READ and lines[-2].startswith("how to read it:")  # one line
+
+
+def test_run_restores_the_callers_threads_and_random_state(quick_run):
+    """The global random stream continues as if run had not been called; the thread count is the caller's."""
+    _, result, _ = quick_run
+    (threads, drawn), (threads_before, expected) = result["state_after"], result["state_expected"]
+    assert threads == threads_before and torch.equal(drawn, expected)
 
 
 def test_picture_marks_the_queries_and_says_what_to_look_for(quick_run):
@@ -84,7 +105,9 @@ def test_picture_marks_the_queries_and_says_what_to_look_for(quick_run):
     assert [t.shape[1:3] for _, t in args[0]] == [(8, 32), (16, 32), (16, 32)]
     rgb = mpimg.imread(out / demo.PICTURE_NAME)[..., :3]
     red = (rgb[..., 0] > 0.8) & (rgb[..., 1] < 0.3) & (rgb[..., 2] < 0.3)
-    assert red.sum() > 3 * 24 * 10, red.sum()  # 3 panels x 24 tiles, a hollow square of >= 10 pixels each
+    queries = demo.PICTURE_QUERIES[0] * demo.PICTURE_QUERIES[1]
+    assert queries <= 6  # few, large maps
+    assert red.sum() > 3 * queries * 10, red.sum()  # 3 blocks x the queries, a hollow square of >= 10 pixels each
 
 
 def test_every_panel_queries_the_same_image_points():
@@ -107,7 +130,7 @@ def test_every_panel_queries_the_same_image_points():
             assert len(tiles) == 24
             for k, ax in enumerate(tiles):
                 y, x = rows[grid][k // 6], cols[k % 6]
-                assert ax.get_title() == f"q{k + 1}: cell ({y}, {x})"
+                assert ax.get_title() == f"point {k + 1} (row {y}, column {x})"
                 (marker,) = ax.get_lines()
                 assert marker.get_markeredgecolor() == "red" and tuple(marker.get_xydata()[0]) == (x, y)
                 sim = ax.get_images()[0].get_array()

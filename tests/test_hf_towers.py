@@ -77,11 +77,21 @@ def test_clip_vision_model_with_projection(tmp_path, one_thread):
 def test_clip_other_size_resamples_the_recorded_grid(tmp_path):
     cfg = transformers.CLIPVisionConfig(image_size=64, patch_size=16, **SMALL)
     hf = randomize_(transformers.CLIPVisionModel(cfg), seed=3).eval()
-    model = rectvit.load_model(_save(hf, tmp_path), img_size=(96, 48))
+    model = rectvit.load_model(_save(hf, tmp_path), img_size=(96, 48)).eval()
     assert model.grid_size == (6, 3) and model.load_report.source_grid == (4, 4)
     assert any(r[0] == "pos_embed" and r[1][1:3] == (4, 4) and r[2][1:3] == (6, 3) for r in model.load_report.rows)
+    # the reference: HF's tower with its 4x4 table resampled by hand to 6x3 (torch's antialiased bicubic, the
+    # rule rectvit and timm load with) in place of HF's own interpolation
+    embeddings = hf.embeddings
+    table = embeddings.position_embedding.weight.detach()[None]  # (1, 1 + 16, C)
+    grid = table[:, 1:].reshape(1, 4, 4, -1).permute(0, 3, 1, 2)
+    grid = torch.nn.functional.interpolate(grid, size=(6, 3), mode="bicubic", align_corners=False, antialias=True)
+    resampled = torch.cat([table[:, :1], grid.permute(0, 2, 3, 1).reshape(1, 18, -1)], dim=1)
+    embeddings.interpolate_pos_encoding = lambda tokens, height, width: resampled
+    x = torch.randn(2, 3, 96, 48)
     with torch.no_grad():
-        assert model(torch.randn(1, 3, 96, 48)).shape == (1, 64)
+        ref = hf(pixel_values=x, interpolate_pos_encoding=True)
+        torch.testing.assert_close(model(x), ref.pooler_output, atol=TOL, rtol=0)
 
 
 @pytest.mark.parametrize("use_head", [True, False])

@@ -53,3 +53,29 @@ def test_console_script_installed():
         pytest.skip("rectvit is not installed in this interpreter's environment (make test installs it)")
     out = subprocess.run([str(script), "--help"], capture_output=True, text=True)
     assert out.returncode == 0 and "demo" in out.stdout
+
+
+def _name(requirement: str) -> str:
+    for sep in ("==", ">=", "<=", "~=", "<", ">", ";", "["):
+        requirement = requirement.split(sep)[0]
+    return requirement.strip().lower().replace("_", "-")
+
+
+def test_test_extra_matches_the_pinned_test_requirements():
+    """pip install -e '.[test]' gets what make test pins (runtime and build tools aside), each pin allowed."""
+    meta = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    extra = {_name(r): r for r in meta["optional-dependencies"]["test"]}
+    pins = {}
+    for line in (ROOT / "requirements-test.txt").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            name, _, version = line.partition("==")
+            pins[_name(name)] = version.strip()
+    runtime = {_name(r) for r in meta["dependencies"]} | {"setuptools", "wheel", "execnet"}  # execnet: xdist's own
+    assert set(extra) == set(pins) - runtime
+    for name, requirement in extra.items():  # every lower bound admits the pinned version
+        if ">=" in requirement:
+            low = tuple(int(p) for p in requirement.split(">=")[1].split("."))
+            pinned = tuple(int(p) for p in pins[name].split(".")[: len(low)])
+            assert pinned >= low, (requirement, pins[name])
+    for extra_name in ("export", "plot", "progress", "hub"):  # the extras the suite exercises are in it
+        assert {_name(r) for r in meta["optional-dependencies"][extra_name]} <= set(extra), extra_name

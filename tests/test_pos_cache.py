@@ -143,13 +143,18 @@ def test_setting_recorded_checked_and_honoured_by_set_input_size(tmp_path):
         _model(pos_antialias="yes")
 
 
-transformers = pytest.importorskip("transformers", reason="HF transformers is the oracle; `make test` installs it")
+@pytest.fixture(scope="module")
+def transformers():
+    """HF transformers, the oracle (imported per test: the other tests here need none)."""
+    return pytest.importorskip("transformers", reason="HF transformers is the oracle; `make test` installs it")
+
+
 HF_SMALL = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64)
 SIZES = [(48, 112), (96, 32), (32, 128), (80, 48)]  # from a 4x4 grid: up, down and mixed per axis
 
 
 @pytest.mark.parametrize("family", ["vit", "deit"])
-def test_hf_interpolate_pos_encoding_parity(tmp_path, family):
+def test_hf_interpolate_pos_encoding_parity(tmp_path, family, transformers):
     if family == "vit":
         cfg = transformers.ViTConfig(image_size=64, patch_size=16, **HF_SMALL)
         hf = transformers.ViTModel(cfg, add_pooling_layer=False)

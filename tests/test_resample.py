@@ -11,7 +11,11 @@ from hypothesis import strategies as st
 import rectvit
 from rectvit import InputSizeError, RectViTError, resample_abs_pos_embed, resample_grid, resample_patch_embed, sincos_2d
 
-timm_layers = pytest.importorskip("timm.layers", reason="timm is the oracle; `make test` installs it")
+
+@pytest.fixture(scope="module")
+def timm_layers():
+    """timm's resampling functions, the oracle (imported per test: the property and error tests need no timm)."""
+    return pytest.importorskip("timm.layers", reason="timm is the oracle; `make test` installs it")
 
 
 def _cases(n: int, seed: int, max_side: int = 24):
@@ -26,7 +30,7 @@ def _cases(n: int, seed: int, max_side: int = 24):
 
 
 @pytest.mark.parametrize("case", list(_cases(60, seed=1)), ids=str)
-def test_abs_pos_embed_matches_timm(case):
+def test_abs_pos_embed_matches_timm(case, timm_layers):
     old, new, prefix, mode, aa = case
     flat = torch.randn(1, prefix + old[0] * old[1], 24)
     ours = resample_abs_pos_embed(flat, new, old_size=old, num_prefix_tokens=prefix, interpolation=mode, antialias=aa)
@@ -37,7 +41,7 @@ def test_abs_pos_embed_matches_timm(case):
     torch.testing.assert_close(ours, ref, atol=1e-5, rtol=0)
 
 
-def test_equal_count_rectangle_to_square_is_not_a_noop():
+def test_equal_count_rectangle_to_square_is_not_a_noop(timm_layers):
     # 16x4 and 8x8 hold 64 positions each: a square-guessing shortcut would return the table as-is.
     flat = torch.randn(1, 1 + 64, 16)
     ours = resample_abs_pos_embed(flat, (8, 8), old_size=(16, 4))
@@ -47,7 +51,7 @@ def test_equal_count_rectangle_to_square_is_not_a_noop():
 
 
 @pytest.mark.parametrize("case", list(_cases(60, seed=2)), ids=str)
-def test_resample_grid_matches_timm_nhwc(case):
+def test_resample_grid_matches_timm_nhwc(case, timm_layers):
     old, new, _, mode, aa = case
     table = torch.randn(1, old[0], old[1], 12)
     ours = resample_grid(table, new, interpolation=mode, antialias=aa)
@@ -56,7 +60,7 @@ def test_resample_grid_matches_timm_nhwc(case):
 
 
 @pytest.mark.parametrize("case", list(_cases(60, seed=3, max_side=16)), ids=str)
-def test_patch_embed_matches_timm(case):
+def test_patch_embed_matches_timm(case, timm_layers):
     old, new, _, mode, aa = case
     weight = torch.randn(6, 3, *old)
     ours = resample_patch_embed(weight, new, interpolation=mode, antialias=aa)
@@ -71,7 +75,7 @@ def test_patch_embed_matches_timm(case):
 
 
 @pytest.mark.parametrize("old,new", [((16, 16), (8, 32)), ((8, 32), (16, 16)), ((16, 8), (10, 20)), ((4, 12), (12, 4))])
-def test_patch_embed_rectangular_both_ways(old, new):
+def test_patch_embed_rectangular_both_ways(old, new, timm_layers):
     weight = torch.randn(4, 2, *old)
     ref = timm_layers.resample_patch_embed(weight, list(new))
     torch.testing.assert_close(resample_patch_embed(weight, new), ref, atol=1e-4, rtol=0)
@@ -211,7 +215,8 @@ def test_old_size_must_match_the_table():
 def test_bad_sizes(bad):
     with pytest.raises(InputSizeError) as info:
         resample_grid(torch.randn(1, 4, 4, 2), bad)
-    assert "new_size" in str(info.value) and repr(bad) in str(info.value) or str(bad) in str(info.value)
+    msg = str(info.value)
+    assert "new_size" in msg and (repr(bad) in msg or str(bad) in msg), msg
 
 
 def test_bad_table_shapes_and_modes():

@@ -18,7 +18,12 @@ from rectvit.errors import RectViTError
 from rectvit.layers import RotaryEmbedding2d, apply_rope
 from rectvit.layers.rope import rope_coords
 
-timm_rope = pytest.importorskip("timm.layers.pos_embed_sincos")
+
+@pytest.fixture(scope="module")
+def timm_rope():
+    """timm's RoPE module, the oracle (imported per test: the property tests here need none)."""
+    return pytest.importorskip("timm.layers.pos_embed_sincos")
+
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -45,7 +50,7 @@ def _cat(rope: RotaryEmbedding2d, grid) -> torch.Tensor:
 
 @pytest.mark.parametrize("grid", [(3, 7), (7, 3), (1, 9), (5, 5)])
 @pytest.mark.parametrize("indexing", ["ij", "xy"])
-def test_axial_matches_timm_cat(grid, indexing):
+def test_axial_matches_timm_cat(grid, indexing, timm_rope):
     for ref in [None, (16, 16), (4, 12)]:
         theirs = timm_rope.RotaryEmbeddingCat(
             dim=32, temperature=100.0, in_pixels=False, ref_feat_shape=ref, grid_indexing=indexing
@@ -58,7 +63,7 @@ def test_axial_matches_timm_cat(grid, indexing):
 
 @pytest.mark.parametrize("grid", [(3, 7), (7, 3), (2, 16)])
 @pytest.mark.parametrize("normalize", ["separate", "max", "min"])
-def test_dinov3_matches_timm(grid, normalize):
+def test_dinov3_matches_timm(grid, normalize, timm_rope):
     theirs = timm_rope.RotaryEmbeddingDinoV3(dim=48, temperature=100.0, normalize_coords=normalize)
     ours = RotaryEmbedding2d(
         48, temperature=100.0, freq_scale=2 * math.pi, coords="centered", normalize=normalize, rotate_half=True
@@ -67,7 +72,7 @@ def test_dinov3_matches_timm(grid, normalize):
 
 
 @pytest.mark.parametrize("grid", [(3, 7), (7, 3)])
-def test_mixed_matches_timm(grid):
+def test_mixed_matches_timm(grid, timm_rope):
     theirs = timm_rope.RotaryEmbeddingMixed(dim=64, depth=3, num_heads=2, temperature=10.0, grid_indexing="xy")
     ours = RotaryEmbedding2d(32, "mixed", num_heads=2, depth=3, temperature=10.0, grid_indexing="xy")
     assert ours.freqs.shape == theirs.freqs.shape == (2, 3, 2, 16)
@@ -76,7 +81,7 @@ def test_mixed_matches_timm(grid):
         assert torch.equal(_cat(ours, grid), theirs.get_embed(shape=list(grid)))
 
 
-def test_apply_matches_timm_both_layouts():
+def test_apply_matches_timm_both_layouts(timm_rope):
     x = torch.randn(2, 3, 15, 32)
     for half in (False, True):
         rope = RotaryEmbedding2d(32, rotate_half=half)

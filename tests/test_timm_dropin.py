@@ -1,9 +1,14 @@
 """timm drop-in: the conventions timm's own tests/test_models.py relies on, over every rectvit name.
 
 Modelled on timm's test_models.py (forward, backward, default cfgs, intermediates, features, FX),
-written for rectvit: every name from ``rectvit.list_models()`` is built tiny (depth 1-2, small
+written for rectvit: every name from ``rectvit.list_models()`` is built tiny (depth 1-3, small
 widths, a small rectangular input) and, where timm has the architecture, compared with timm 1.0.31
 built from the same call with the same random non-zero weights (<= 1e-5 float32).
+
+Tests that run a model take one name per distinct architecture (``helpers.distinct_names``: names whose
+tiny build gives the same class the same keywords run the same code); the cheap name-level checks (default
+cfgs here, parameter shapes against timm in tests/test_registry.py) take every name, and
+``test_names_collapse_only_onto_the_same_architecture`` checks that the collapse is sound.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ import torch
 from timm.models._manipulate import group_parameters
 
 import rectvit
-from helpers import distinct_names, image_batch, init_params, input_errors, randomize_, tiny
+from helpers import arch_config, distinct_names, image_batch, init_params, input_errors, randomize_, tiny
 from rectvit.models import get_model_entry
 from rectvit.models.features import features_only
 
@@ -99,10 +104,35 @@ def test_list_models_filters_as_timm():
 
 
 # ------------------------------------------------------------------------------------------------
-# timm's test_models.py checks over every name
+# timm's test_models.py checks over every architecture
+
+
+def _shapes(model: torch.nn.Module) -> dict[str, tuple[int, ...]]:
+    return {k: tuple(v.shape) for k, v in model.state_dict().items()}
 
 
 @pytest.mark.parametrize("name", ALL)
+def test_names_collapse_only_onto_the_same_architecture(name):
+    """Each name's tiny build equals its representative's in class, keywords, modules and parameter shapes
+    (a head's width aside): the per-architecture tests then cover it."""
+    (rep,) = [r for r in DISTINCT if arch_config(r) == arch_config(name)]
+    with torch.device("meta"):
+        ours, theirs = rectvit.create_model(name, **tiny(name)), rectvit.create_model(rep, **tiny(rep))
+    assert type(ours) is type(theirs)
+    assert [type(m) for m in ours.modules()] == [type(m) for m in theirs.modules()]
+    classifier = ours.pretrained_cfg["classifier"]
+    classifier = classifier if isinstance(classifier, tuple) else (classifier,)
+    head = {f"{c}.{p}" for c in classifier for p in ("weight", "bias")}
+    mine, its = _shapes(ours), _shapes(theirs)
+    assert mine.keys() == its.keys()
+    assert {k: v for k, v in mine.items() if k not in head} == {k: v for k, v in its.items() if k not in head}
+    drop = ("img_size", "num_classes")
+    assert {k: v for k, v in ours.model_config.items() if k not in drop} == {
+        k: v for k, v in theirs.model_config.items() if k not in drop
+    }
+
+
+@pytest.mark.parametrize("name", DISTINCT)
 def test_forward_backward(name):
     """timm's test_model_forward / test_model_backward: shapes, no NaN, every parameter gets a gradient."""
     model = rectvit.create_model(name, pretrained=False, **tiny(name)).eval()
@@ -295,7 +325,7 @@ def _vit_like(name: str) -> bool:
     return "depth" in init_params(name)
 
 
-@pytest.mark.parametrize("name", ALL)
+@pytest.mark.parametrize("name", DISTINCT)
 def test_fx_symbolic_trace_equals_eager(name):
     model = randomize_(rectvit.create_model(name, **tiny(name))).eval()
     x = image_batch(model, 2)

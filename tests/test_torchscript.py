@@ -2,7 +2,9 @@
 
 timm's ``test_model_forward_torchscript`` scripts a model and runs one forward; its
 ``test_model_forward_fx_torchscript`` scripts the FX feature extractor of a model. Here both run over
-every registered name (built tiny, see ``helpers.tiny``), with stricter acceptance rules:
+one name per distinct architecture (built tiny, see ``helpers.tiny`` and ``helpers.distinct_names``;
+tests/test_timm_dropin.py checks that every other name builds the same architecture), with stricter
+acceptance rules:
 
 - the scripted model's output equals the eager model's (<= 1e-5 float32) and, where timm has the
   architecture, timm's eager output for the same weights;
@@ -38,7 +40,7 @@ def _other_size(model) -> tuple[int, int]:
     return (h + h // 2, w) if h + h // 2 != w else (2 * h, w)
 
 
-@pytest.mark.parametrize("name", ALL)
+@pytest.mark.parametrize("name", DISTINCT)
 def test_scripted_model_equals_eager_and_timm(name):
     model = randomize_(rectvit.create_model(name, **tiny(name))).eval()
     x = image_batch(model, 2)

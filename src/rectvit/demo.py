@@ -85,9 +85,15 @@ TRAIN_BATCH = 128
 TRAIN_LR = 2e-3
 CHECKPOINT_NAME = "demo_vit.safetensors"
 PICTURE_NAME = "demo_positions.png"
+PICTURE_QUERIES = (2, 2)  # rows x columns of marked points in each of the picture's three blocks
 PICTURE_NOTE = (
-    "Red square = query (qK: the same image point in all panels). rectvit keeps the trained pattern, "
-    "stretched; the square assumption makes stripes."
+    "Each map: how alike every position is to the marked point (yellow = alike). rectvit keeps the learned "
+    "pattern, stretched; the square guess scrambles it."
+)
+PICTURE_HOW_TO_READ = (
+    "how to read it: each map shows which positions the model treats as close to the red-marked point; "
+    "top = as trained, middle = rectvit at the new size (the same pattern, stretched), "
+    "bottom = the square guess (scrambled stripes)"
 )
 
 
@@ -313,17 +319,26 @@ def run(
 
     ``quick`` evaluates fewer inputs per rectangle (for tests). ``retrain`` trains the model in this
     run instead of loading the shipped checkpoint. Nothing is read from earlier runs: the checkpoint
-    the ``rectvit`` method reloads is written to a temporary folder and removed.
+    the ``rectvit`` method reloads is written to a temporary folder and removed. torch's thread count
+    and global random state are as they were afterwards.
     """
+    threads = torch.get_num_threads()
+    try:  # the caller's thread count and random state are theirs: both are restored on the way out
+        torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            return _run(seed, Path(out), quick, retrain, log)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _run(seed: int, out: Path, quick: bool, retrain: bool, log: Callable[[str], None]) -> dict:
     from .errors import CheckpointError
     from .factory import load_model
 
     t0 = time.perf_counter()
-    out = Path(out)
     n_eval = 192 if quick else 512
     eval_seed = 1_000_003 + seed  # never the training stream
-    torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
-    torch.manual_seed(seed)
 
     h, w = TRAIN_SIZE
     grid = (h // PATCH, w // PATCH)
@@ -366,18 +381,20 @@ def run(
 
         picture = plot_position_similarity(
             [
-                (f"trained table ({h}x{w} input)", tables["trained"]),
-                (f"rectvit at {ph}x{pw} (resampled on its recorded grid)", tables["rectvit"]),
-                (f"square assumption at {ph}x{pw} (read as {side}x{side}, then resampled)", tables["square"]),
+                (f"as trained, at {h}x{w}", tables["trained"]),
+                (f"rectvit, used at {ph}x{pw}", tables["rectvit"]),
+                (f"the square guess ({side}x{side}), used at {ph}x{pw}", tables["square"]),
             ],
             out / PICTURE_NAME,
+            *PICTURE_QUERIES,
             note=PICTURE_NOTE,
         )
         log("")
         log(f"done in {time.perf_counter() - t0:.0f} s")
+        log(PICTURE_HOW_TO_READ)
         log(
-            f"position-similarity maps (trained {grid[0]}x{grid[1]}, adapted to {pg[0]}x{pg[1]} by rectvit "
-            f"and by the square assumption) written to {picture.resolve()}"
+            f"position maps (trained grid {grid[0]}x{grid[1]}; at {ph}x{pw} the grid is {pg[0]}x{pg[1]}) "
+            f"written to {picture.resolve()}"
         )
     return {
         "rows": rows,

@@ -45,8 +45,8 @@ def similarity_maps(table: torch.Tensor, positions: list[tuple[int, int]]) -> to
 
 
 DEFAULT_NOTE = (
-    "Each tile: cosine similarity of the query's position vector (red square) to every position's "
-    "(yellow: similar); tile qK queries the same image point in every panel."
+    "Each map: how alike every position's vector is to the marked point's (cosine similarity; yellow = alike); "
+    "point K marks the same image point in every block."
 )
 
 
@@ -69,7 +69,7 @@ def position_similarity_figure(
     """A matplotlib figure with one block of similarity maps per ``(title, (1, h, w, C) table)``.
 
     The query positions are sampled on the first table's grid and mapped to the same image points on
-    the others (``query_positions``); tile ``qK`` queries the same point in every block, marked with a
+    the others (``query_positions``); map ``point K`` queries the same point in every block, marked with a
     red square. ``note`` (default ``DEFAULT_NOTE``) is one line of text at the top saying what to see.
     """
     try:
@@ -105,9 +105,9 @@ def position_similarity_figure(
             ax.plot(x, y, marker="s", markersize=6, markerfacecolor="none", markeredgecolor="red", markeredgewidth=1.5)
             ax.set_xticks([])
             ax.set_yticks([])
-            ax.set_title(f"q{k + 1}: cell ({y}, {x})", fontsize=7, pad=2)
-        sub.suptitle(f"{title}: grid {h}x{w}", fontsize=10)
-        sub.colorbar(im, ax=axes, shrink=0.9, aspect=30, label="cosine similarity")
+            ax.set_title(f"point {k + 1} (row {y}, column {x})", fontsize=8, pad=2)
+        sub.suptitle(f"{title}: grid {h}x{w}", fontsize=11)
+        sub.colorbar(im, ax=axes, shrink=0.9, aspect=30, label="likeness to the marked point")
     return fig
 
 
