@@ -40,7 +40,7 @@ Options (`python -m bench --help`; with make: `BENCH_ARGS="..." make bench`):
 | `--compile none\\|some\\|all` | `torch.compile` rows: none, vit_tiny only (default), or all (a) rows (slow) |
 | `--ast-depth N` | blocks of the AST model in (c) (default 2 to keep the run short; 12 is the real config) |
 | `--spectrograms N` | inputs in (c) (default 24) |
-| `--only a,b,c,d,e,mem` | run only these sections (e: compile over sizes, ONNX) |
+| `--only a,b,c,d,e,f,mem` | run only these sections (e: compile over sizes, ONNX; f: native-resolution training) |
 | `--threads N` | torch threads (default: torch's choice) |
 | `--out PATH` | where to write (default docs/BENCHMARKS.md; docs/BENCHMARKS_CUDA.md with `--device cuda`) |
 | `--device cuda` | section (c) only, on the GPU (bf16; `bench/cuda.py`; use `--ast-depth 12 --spectrograms 256`) |
@@ -57,7 +57,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--compile", choices=("none", "some", "all"), default="some", help="torch.compile rows")
     p.add_argument("--ast-depth", type=int, default=2, help="AST blocks in section (c) (12: the real config)")
     p.add_argument("--spectrograms", type=int, default=24, help="inputs in section (c)")
-    p.add_argument("--only", default="a,b,c,d,e,mem", help="comma-separated sections: a,b,c,d,e,mem")
+    p.add_argument("--only", default="a,b,c,d,e,f,mem", help="comma-separated sections: a,b,c,d,e,f,mem")
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
     p.add_argument("--out", default=None, help="output markdown path (default docs/BENCHMARKS.md)")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="cuda: section (c) on the GPU only")
@@ -66,9 +66,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 def select(plan: dict, only: str) -> dict:
     keep = {s.strip() for s in only.split(",") if s.strip()}
-    unknown = keep - {"a", "b", "c", "d", "e", "mem"}
+    unknown = keep - {"a", "b", "c", "d", "e", "f", "mem"}
     if unknown:
-        raise SystemExit(f"--only: unknown section(s) {sorted(unknown)}; choose from a,b,c,d,e,mem")
+        raise SystemExit(f"--only: unknown section(s) {sorted(unknown)}; choose from a,b,c,d,e,f,mem")
     plan = dict(plan)
     if "a" not in keep:
         plan["forward"], plan["compiled"] = [], []
@@ -82,6 +82,8 @@ def select(plan: dict, only: str) -> dict:
         plan["memory"] = None
     if "e" not in keep:
         plan["deploy"] = None
+    if "f" not in keep:
+        plan["native"] = None
     return plan
 
 

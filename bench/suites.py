@@ -1,4 +1,4 @@
-"""The benchmark sections (a)-(d) and memory, each filling a section of the report from a plan."""
+"""The benchmark sections (a)-(f) and memory, each filling a section of the report from a plan."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from .cases import build_case, max_diff
 from .deploy import deploy_plan, deploy_rows
 from .harness import Report, Row, Settings, time_alternating
 from .memory import peak_memory_mib
+from .native_training import native_rows
 
 __all__ = ["default_plan", "run_plan"]
 
@@ -123,6 +124,7 @@ def default_plan(
             variable=None if quick else variable,
         ),
         deploy=deploy_plan(quick),
+        native=dict(quick=quick),
     )
 
 
@@ -363,3 +365,5 @@ def run_plan(report: Report, settings: Settings, plan: dict[str, Any], log: Log 
         _memory_rows(report, plan["memory"], log)
     if plan.get("deploy"):
         deploy_rows(report, settings, plan["deploy"], log)
+    if plan.get("native"):
+        native_rows(report, plan["native"], log)

@@ -4,6 +4,8 @@ import json
 import math
 import os
 import pickle
+import re
+import warnings
 
 import pytest
 import torch
@@ -121,29 +123,20 @@ def test_create_model_checkpoint_path_goes_through_load_checkpoint(tmp_path):
 # ---- grid resolution (docs/design.md, invariant 2) ----
 
 
-def test_equal_count_16x4_never_loads_as_8x8():
-    sd, table = timm_state((16, 4))
-    model = ours(128)  # 8x8 grid: same 64 positions
-    try:
-        report = rectvit.load_checkpoint(model, sd)
-    except AmbiguousGridError as e:
-        assert (16, 4) in e.candidates and "source_grid" in str(e)
-        return
-    assert report.source_grid == (16, 4)
-    assert not torch.equal(model.pos_embed.data, table.reshape(1, 8, 8, -1))
-    torch.testing.assert_close(model.pos_embed.data, resample_grid(table, (8, 8)), atol=1e-6, rtol=0)
-
-
-def test_28x7_into_a_224_model_is_not_read_as_14x14():
-    sd, table = timm_state((28, 7))
-    model = ours(224)
-    try:
-        report = rectvit.load_checkpoint(model, sd)
-    except AmbiguousGridError as e:
-        assert (28, 7) in e.candidates
-        return
-    assert report.source_grid == (28, 7)
-    torch.testing.assert_close(model.pos_embed.data, resample_grid(table, (14, 14)), atol=1e-6, rtol=0)
+@pytest.mark.parametrize("grid,img", [((16, 4), 128), ((28, 7), 224)])
+def test_an_unrecorded_flat_table_never_loads_on_the_model_grid(grid, img):
+    # 16x4 into an 8x8 model, 28x7 into a 14x14 one: the same count, another grid. Without a record the
+    # load stops (content ranks the true grid first, but never decides); with source_grid it is exact.
+    sd, table = timm_state(grid)
+    model = ours(img)
+    before = model.pos_embed.detach().clone()
+    with pytest.raises(AmbiguousGridError) as info:
+        rectvit.load_checkpoint(model, sd)
+    assert info.value.candidates[0] == grid and str(info.value).startswith("pos_embed: pass source_grid=(h, w)")
+    assert torch.equal(model.pos_embed.data, before)  # nothing loaded
+    report = rectvit.load_checkpoint(model, sd, source_grid=grid)
+    assert report.source_grid == grid and report.grid_basis == "source_grid argument"
+    torch.testing.assert_close(model.pos_embed.data, resample_grid(table, model.grid_size), atol=1e-6, rtol=0)
 
 
 def test_source_grid_gives_exactly_resample_grid_of_the_true_table():
@@ -156,11 +149,13 @@ def test_source_grid_gives_exactly_resample_grid_of_the_true_table():
         rectvit.load_checkpoint(ours(128), sd, source_grid=(8, 9))
 
 
-def test_a_trained_table_on_the_target_grid_is_chosen_by_its_content():
+def test_a_trained_table_on_the_target_grid_still_needs_its_grid_named():
+    # content ranks 16x4 first and the model is 16x4, yet neither is evidence (docs/checkpoints.md)
     sd, table = timm_state((16, 4))
     model = ours((256, 64))
-    report = rectvit.load_checkpoint(model, sd)
-    assert report.source_grid == (16, 4) and report.grid_basis.startswith("content (grid score")
+    with pytest.raises(AmbiguousGridError, match=r"ranked by grid score \(advisory, not evidence\): 16x4 \d\.\d\d \("):
+        rectvit.load_checkpoint(model, sd)
+    assert rectvit.load_checkpoint(model, sd, source_grid=(16, 4)).grid_basis == "source_grid argument"
     torch.testing.assert_close(model.pos_embed.data, table, atol=0, rtol=0)
 
 
@@ -171,17 +166,21 @@ def test_random_table_of_the_target_count_is_not_loaded_on_the_target_grid():
     with pytest.raises(AmbiguousGridError) as info:
         rectvit.load_checkpoint(model, ref.state_dict())
     msg = str(info.value)
-    assert "8x8 (target model grid) is a candidate, not evidence" in msg and "source_grid=(h, w)" in msg
-    assert "grid score" in msg and "1x64 -" in msg and (16, 4) in info.value.candidates
+    assert re.search(r"8x8 -?\d\.\d\d \(target model grid\)", msg) and msg.startswith("pos_embed: pass source_grid=")
+    assert "grid score" in msg and "1x64 -" in msg and "64x1 -" in msg
+    assert sorted(info.value.candidates) == [(1, 64), (2, 32), (4, 16), (8, 8), (16, 4), (32, 2), (64, 1)]
     assert rectvit.load_checkpoint(model, ref.state_dict(), source_grid=(8, 8)).grid_basis == "source_grid argument"
 
 
-def test_a_trained_default_grid_table_is_chosen_by_its_content_not_as_the_default():
-    # A 14x14 (vit_*_224 default) table loaded into a model built at 256x64: its content decides.
+def test_a_trained_default_grid_table_is_not_loaded_as_the_default():
+    # A 14x14 (vit_*_224 default) table loaded into a model built at 256x64: the default is a candidate
+    # (named in the ranking), not a record; the grid must be given.
     sd, table = timm_state((14, 14))
     model = ours((256, 64))
-    report = rectvit.load_checkpoint(model, sd)
-    assert report.source_grid == (14, 14) and report.grid_basis.startswith("content")
+    with pytest.raises(AmbiguousGridError, match=r"14x14 \d\.\d\d \(architecture default grid\)") as info:
+        rectvit.load_checkpoint(model, sd)
+    assert info.value.candidates[0] == (14, 14)
+    rectvit.load_checkpoint(model, sd, source_grid=(14, 14))
     torch.testing.assert_close(model.pos_embed.data, resample_grid(table, (16, 4)), atol=1e-6, rtol=0)
 
 
@@ -379,8 +378,9 @@ def _strip_model(img_size):
 def test_a_2d_table_is_not_loaded_into_a_strip_model_as_a_strip():
     sd, table = timm_state((4, 8))
     model = _strip_model((16, 512))  # grid 1x32: same 32 positions
-    report = rectvit.load_checkpoint(model, sd)
-    assert report.source_grid == (4, 8) and "content" in report.grid_basis
+    with pytest.raises(AmbiguousGridError, match=r"1x32 - \(target model grid\)"):
+        rectvit.load_checkpoint(model, sd)
+    assert rectvit.load_checkpoint(model, sd, source_grid=(4, 8)).source_grid == (4, 8)
     torch.testing.assert_close(model.pos_embed.data, resample_grid(table, (1, 32)), atol=1e-6, rtol=0)
 
 
@@ -397,10 +397,13 @@ def test_a_strip_table_is_not_loaded_into_a_2d_model():
     torch.testing.assert_close(model.pos_embed.data, strip, atol=0, rtol=0)
 
 
-def test_two_row_table_on_its_own_grid_loads():
+def test_two_row_table_on_its_own_grid_loads_when_named():
     sd, table = timm_state((2, 16))
     model = _strip_model((32, 256))
-    assert rectvit.load_checkpoint(model, sd).source_grid == (2, 16)
+    with pytest.raises(AmbiguousGridError, match=r"2x16 \d\.\d\d \(target model grid\)"):
+        rectvit.load_checkpoint(model, sd)
+    assert rectvit.load_checkpoint(model, sd, source_grid=(2, 16)).source_grid == (2, 16)
+    torch.testing.assert_close(model.pos_embed.data, table, atol=0, rtol=0)
 
 
 def test_default_grid_uses_the_registered_patch_size_and_is_only_a_candidate():
@@ -408,7 +411,7 @@ def test_default_grid_uses_the_registered_patch_size_and_is_only_a_candidate():
     # 14x14 (named as a candidate), but a random table is no evidence for it
     ref = randomize_(timm.create_model("vit_small_patch16_224", num_classes=10, **SMALL))
     model = rectvit.create_model("vit_small_patch16_224", img_size=64, patch_size=8, num_classes=10, **SMALL)
-    with pytest.raises(AmbiguousGridError, match=r"14x14 \(architecture default grid\) is a candidate, not evidence"):
+    with pytest.raises(AmbiguousGridError, match=r"14x14 -?\d\.\d\d \(architecture default grid\)"):
         rectvit.load_checkpoint(model, ref.state_dict())
 
 
@@ -493,10 +496,11 @@ def test_inspect_reads_no_embed_class_tables(tmp_path):
     with torch.no_grad():
         ref.pos_embed.copy_(trained_like(16, 4).reshape(1, 64, -1))
     torch.save(ref.state_dict(), tmp_path / "d3.pth")
-    info = inspect_checkpoint(tmp_path / "d3.pth")
-    assert info.tables[0].prefix_rows == 0 and info.tables[0].grid == (16, 4)
-    info = inspect_checkpoint(tmp_path / "d3.pth", source_grid=(4, 16))
-    assert info.tables[0].grid == (4, 16) and info.tables[0].basis == "source_grid argument"
+    info = inspect_checkpoint(tmp_path / "d3.pth")  # no record: read with the class token's row, grid unknown
+    assert info.tables[0].prefix_rows == 1 and info.tables[0].grid is None and "--source-grid" in info.tables[0].basis
+    info = inspect_checkpoint(tmp_path / "d3.pth", source_grid=(4, 16))  # 64 rows: the reading without one
+    assert info.tables[0].prefix_rows == 0 and info.tables[0].grid == (4, 16)
+    assert info.tables[0].basis == "source_grid argument" and info.tables[0].candidates[0][0] == (4, 16)
 
 
 # ---- timm hub folders (config.json records the architecture and input size) and hf-hub: names ----
@@ -571,12 +575,11 @@ def test_timm_folder_default_input_size_is_only_a_candidate(tmp_path):
     }
     (folder / "config.json").write_text(json.dumps(config))
     model = ours(224)
-    try:
-        report = rectvit.load_checkpoint(model, folder)
-    except AmbiguousGridError as e:
-        assert (28, 7) in e.candidates and "14x14" in str(e)
-        return
-    assert report.source_grid == (28, 7)
+    with pytest.raises(AmbiguousGridError) as info:
+        rectvit.load_checkpoint(model, folder)
+    assert info.value.candidates[0] == (28, 7)  # ranked first (advisory); the default size is no record
+    assert "14x14 " in str(info.value) and "(timm config's default input size, target model grid" in str(info.value)
+    assert rectvit.load_checkpoint(model, folder, source_grid=(28, 7)).source_grid == (28, 7)
 
 
 @pytest.mark.parametrize(
@@ -596,10 +599,10 @@ def test_malformed_timm_configs_are_checkpoint_errors(tmp_path, config, needle):
         rectvit.load_model(tmp_path)
 
 
-# ---- records that lie, explicit grids the content contradicts (DESIGN invariant 2) ----
+# ---- records and explicit grids are used, whatever the content ranks first (DESIGN invariant 2) ----
 
 
-def test_an_hf_config_whose_grid_the_content_contradicts_is_a_checkpoint_error(tmp_path):
+def test_an_hf_config_record_is_used_whatever_the_content_ranks_first(tmp_path):
     transformers = pytest.importorskip("transformers")
     cfg = transformers.ViTConfig(
         image_size=(256, 64), patch_size=16, num_labels=3, hidden_size=64, num_hidden_layers=1,
@@ -612,40 +615,46 @@ def test_an_hf_config_whose_grid_the_content_contradicts_is_a_checkpoint_error(t
         pos.copy_(torch.cat([pos[:, :1], table.reshape(1, 64, -1)], dim=1))
     hf.save_pretrained(tmp_path / "hf")
     config = json.loads((tmp_path / "hf" / "config.json").read_text())
-    config["image_size"] = 128  # the record says 8x8: same 64 positions, another grid
+    config["image_size"] = 128  # the record says 8x8, the content ranks 16x4 first: the record is used
     (tmp_path / "hf" / "config.json").write_text(json.dumps(config))
-    with pytest.raises(CheckpointError, match=r"records the grid 8x8.*contradicts.*16x4.*source_grid=\(16, 4\)"):
-        rectvit.load_model(tmp_path / "hf")
-    model = rectvit.load_model(tmp_path / "hf", source_grid=(16, 4))  # the override the message names
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model = rectvit.load_model(tmp_path / "hf")
+    report = model.load_report
+    assert report.source_grid == (8, 8) and report.grid_basis == "grid recorded in the checkpoint"
+    assert not report.warnings and "16x4" not in str(report)  # nothing recommends a grid content cannot establish
+    torch.testing.assert_close(model.pos_embed.data, table.reshape(1, 8, 8, -1), atol=0, rtol=0)
+    model = rectvit.load_model(tmp_path / "hf", source_grid=(16, 4))  # an explicit grid overrides the record
     torch.testing.assert_close(model.pos_embed.data, resample_grid(table, (8, 8)), atol=1e-6, rtol=0)
     config["image_size"] = [256, 64]  # an honest record loads as before
     (tmp_path / "hf" / "config.json").write_text(json.dumps(config))
     assert rectvit.load_model(tmp_path / "hf").load_report.grid_basis == "grid recorded in the checkpoint"
+    config["image_size"] = [256, 80]  # 16x5 = 80 positions: a record whose count does not fit is an error
+    (tmp_path / "hf" / "config.json").write_text(json.dumps(config))
+    with pytest.raises(CheckpointError, match=r"recorded grid 16x5 has 80 positions, the table has 64"):
+        rectvit.load_model(tmp_path / "hf")
 
 
-def test_a_timm_config_whose_grid_the_content_contradicts_is_a_checkpoint_error(tmp_path):
+def test_a_timm_config_record_is_used_whatever_the_content_ranks_first(tmp_path):
     sd, table = _timm_hub_folder(tmp_path / "timm_vit", grid=(16, 4))
     config = json.loads((tmp_path / "timm_vit" / "config.json").read_text())
     config["model_args"] = dict(SMALL, img_size=[128, 128])  # records 8x8
     (tmp_path / "timm_vit" / "config.json").write_text(json.dumps(config))
-    with pytest.raises(CheckpointError, match=r"records the grid 8x8.*16x4 scores .* against .*source_grid"):
-        rectvit.load_checkpoint(ours(128), tmp_path / "timm_vit")
-    with pytest.warns(UserWarning, match="decisively prefers 16x4"):
-        report = rectvit.load_checkpoint(ours(128), tmp_path / "timm_vit", source_grid=(8, 8))  # explicit wins
-    assert report.source_grid == (8, 8) and any("decisively prefers 16x4" in w for w in report.warnings)
+    report = rectvit.load_checkpoint(ours(128), tmp_path / "timm_vit")
+    assert report.source_grid == (8, 8) and report.grid_basis == "grid recorded in the checkpoint"
+    assert not report.warnings
+    report = rectvit.load_checkpoint(ours(128), tmp_path / "timm_vit", source_grid=(16, 4))  # explicit wins
+    assert report.source_grid == (16, 4) and not report.warnings
 
 
-def test_an_explicit_source_grid_the_content_contradicts_loads_with_a_warning():
+def test_an_explicit_source_grid_loads_as_given_without_a_content_warning():
     sd, table = timm_state((16, 4))
     model = ours(128)
-    with pytest.warns(UserWarning, match="source_grid 8x8 was used as given.*decisively prefers 16x4"):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
         report = rectvit.load_checkpoint(model, sd, source_grid=(8, 8))
-    assert report.grid_basis == "source_grid argument" and "warning: pos_embed: source_grid 8x8" in str(report)
+    assert report.grid_basis == "source_grid argument" and not report.warnings
     torch.testing.assert_close(model.pos_embed.data, table.reshape(1, 8, 8, -1), atol=0, rtol=0)
-    quiet = rectvit.load_checkpoint(ours(128), sd, source_grid=(16, 4))  # agreeing: no warning
-    assert not quiet.warnings
-    ref = randomize_(timm.create_model("vit_small_patch16_224", img_size=128, num_classes=10, **SMALL))
-    assert not rectvit.load_checkpoint(ours(128), ref.state_dict(), source_grid=(16, 4)).warnings  # no evidence
 
 
 def test_one_name_for_the_score_in_errors():
@@ -653,5 +662,5 @@ def test_one_name_for_the_score_in_errors():
     with pytest.raises(AmbiguousGridError) as info:
         rectvit.load_checkpoint(ours(128), ref.state_dict())
     msg = str(info.value)
-    assert "Candidate grids (grid score): " in msg and "smoothness" not in msg
-    assert "below the" in msg and "positive support needs" in msg  # why the content does not decide
+    assert "Candidate grids, ranked by grid score (advisory, not evidence): " in msg and "smoothness" not in msg
+    assert "never reads a grid from a table's content" in msg

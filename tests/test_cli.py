@@ -31,7 +31,8 @@ def test_inspect_flat_table_lists_candidates(flat_16x4, capsys):
     assert main(["inspect", str(path)]) == 0
     out = capsys.readouterr().out
     assert "layout: timm" in out and "prefix tokens: class 1" in out and "patch kernel: (64, 3, 16, 16)" in out
-    assert "grid 16x4" in out and "8x8:" in out and "4x16:" in out  # the choice and its alternatives
+    assert "grid unknown" in out and "--source-grid" in out  # nothing records it; content never decides
+    assert re.search(r"^    16x4: \d\.\d{3}$", out, re.M) and "8x8:" in out and "4x16:" in out  # every candidate
     assert f"parameters: {sum(v.numel() for v in torch.load(path)['state_dict'].values()):,}" in out
 
 
@@ -41,17 +42,18 @@ def test_inspect_unstructured_table_says_to_pass_source_grid(tmp_path, capsys):
     assert main(["inspect", str(tmp_path / "r.pth")]) == 0
     out = capsys.readouterr().out
     assert "grid unknown" in out and "--source-grid" in out and "6x10" in out
-    assert "candidate grids (grid score;" in out and "smoothness" not in out
+    assert "candidate grids (grid score: advisory" in out and "smoothness" not in out
     assert re.search(r"^    6x10: -?\d\.\d{3}$", out, re.M) and re.search(r"^    1x60: -$", out, re.M)
     assert main(["inspect", str(tmp_path / "r.pth"), "--source-grid", "6x10"]) == 0
     assert "grid 6x10 (source_grid argument)" in capsys.readouterr().out
 
 
-def test_inspect_warns_when_the_content_contradicts_source_grid(flat_16x4, capsys):
+def test_inspect_lists_a_given_grid_first_whatever_the_content_ranks_first(flat_16x4, capsys):
     path, _ = flat_16x4
     assert main(["inspect", str(path), "--source-grid", "8x8"]) == 0
     out = capsys.readouterr().out
-    assert "grid 8x8 (source_grid argument)" in out and "warning: pos_embed: source_grid 8x8 was used" in out
+    assert "grid 8x8 (source_grid argument)" in out and "warning" not in out
+    assert re.search(r"grid score.*\n    8x8: -?\d\.\d{3}  <- source_grid argument\n    16x4: ", out)
 
 
 def test_inspect_says_source_grid_is_unused_on_a_2d_table(tmp_path, capsys):
@@ -97,7 +99,9 @@ def test_plot_draws_the_real_grid(flat_16x4, tmp_path, capsys):
     pytest.importorskip("matplotlib")
     path, _ = flat_16x4
     png = tmp_path / "pos.png"
-    assert main(["plot", str(path), "-o", str(png)]) == 0
+    assert main(["plot", str(path), "-o", str(png)]) == 2  # a flat table: its grid must be named
+    assert "pass --source-grid HxW" in capsys.readouterr().err
+    assert main(["plot", str(path), "-o", str(png), "--source-grid", "16x4"]) == 0
     assert "16x4 grid" in capsys.readouterr().out
     head = png.read_bytes()[:24]
     assert head[:8] == b"\x89PNG\r\n\x1a\n"

@@ -87,67 +87,48 @@ def resolve_grid(
     recorded: Size | None = None,
     candidates: list[tuple[Size, str]] = (),
     name: str = "pos_embed",
-    report: LoadReport | None = None,
 ) -> tuple[Size, str]:
     """The ``(h, w)`` of a flat ``(1, P + h*w, C)`` table and the basis it was chosen on (DESIGN invariant 2).
 
-    In order: an explicit ``source_grid`` (it wins; a warning goes to ``report`` when the content
-    decisively prefers another grid); the grid the file or its config ``recorded``, unless the
-    content decisively contradicts it (``CheckpointError``); a grid the content decides
-    (``evidence.GridEvidence.decisive``). Otherwise ``AmbiguousGridError`` listing every
-    factorisation with its grid score. ``candidates`` (the target model grid, the architecture
-    default) are named in that message; they are never evidence.
+    In order: an explicit ``source_grid``; the grid the file or its config ``recorded``; the only
+    factorisation of the row count (one position). Either must account for every row
+    (``CheckpointError`` otherwise). The table's content never decides (docs/checkpoints.md: a
+    periodic table and a banded one on another grid hold the same rows): otherwise
+    ``AmbiguousGridError``, whose candidates are every factorisation ranked by grid score (advisory),
+    ``candidates`` (the target model grid, the architecture default) named among them.
     """
     n = flat.shape[1] - num_prefix_tokens
     if n <= 0:
         raise CheckpointError(
             f"{name}: a flat table {tuple(flat.shape)} has no grid rows after {num_prefix_tokens} prefix rows."
         )
-    evidence = grid_evidence(flat, num_prefix_tokens)
-    if source_grid is not None:
-        grid = to_size(source_grid, "source_grid")
+    rows = f"{num_prefix_tokens} prefix row" + ("" if num_prefix_tokens == 1 else "s")
+    given = [(source_grid, "source_grid", "source_grid argument")]
+    given.append((recorded, "the recorded grid", "grid recorded in the checkpoint"))
+    for grid, what, basis in given:
+        if grid is None:
+            continue
+        grid = to_size(grid, what)
         if grid[0] * grid[1] != n:
             raise CheckpointError(
-                f"source_grid {grid[0]}x{grid[1]} has {grid[0] * grid[1]} positions, {name} has {n}; "
-                f"grids with {n} positions: {_grid_list(factorizations(n))}."
+                f"{name}: {what} {grid[0]}x{grid[1]} has {grid[0] * grid[1]} positions, the table has {n} "
+                f"(after {rows}); grids with {n} positions: "
+                f"{_grid_list(factorizations(n))}. Pass source_grid=(h, w) (CLI: --source-grid HxW) with the grid "
+                "it was trained on, or load it into a model with the checkpoint's prefix tokens."
             )
-        other = evidence.contradicts(grid)
-        if other is not None:
-            msg = (
-                f"{name}: source_grid {grid[0]}x{grid[1]} was used as given, but the table's content decisively "
-                f"prefers {other[0]}x{other[1]} (grid score {evidence.score(other):.2f} against "
-                f"{_score(evidence, grid)}); check the grid the checkpoint was trained on."
-            )
-            if report is not None:
-                report.warnings.append(msg)
-            warnings.warn(f"rectvit: {msg}", stacklevel=3)
-        return grid, "source_grid argument"
-    if recorded is not None and recorded[0] * recorded[1] == n:
-        recorded = (int(recorded[0]), int(recorded[1]))
-        other = evidence.contradicts(recorded)
-        if other is not None:
-            raise CheckpointError(
-                f"{name}: the checkpoint records the grid {recorded[0]}x{recorded[1]}, but the table's content "
-                f"decisively contradicts it: {other[0]}x{other[1]} scores {evidence.score(other):.2f} against "
-                f"{_score(evidence, recorded)} (grid score; the record may describe another input size). Pass "
-                f"source_grid=({other[0]}, {other[1]}) (CLI: --source-grid {other[0]}x{other[1]}) if the content "
-                f"is right, or source_grid=({recorded[0]}, {recorded[1]}) to load on the recorded grid anyway."
-            )
-        return recorded, "grid recorded in the checkpoint"
-    choice = evidence.decisive()
-    if choice is not None:
-        runner = ""
-        if len(evidence.ranked) > 1:
-            (h, w), s = evidence.ranked[1]
-            runner = f"; next {h}x{w} {s:.2f}"
-        return choice, f"content (grid score {evidence.ranked[0][1]:.2f}{runner})"
-    fitting = [f"{g[0]}x{g[1]} ({basis})" for g, basis in candidates if g[0] * g[1] == n]
-    named = f" The {', '.join(fitting)} {'is a candidate' if len(fitting) == 1 else 'are candidates'}, not evidence."
+        return grid, basis
+    if n == 1:
+        return (1, 1), "the only grid with 1 position"
+    evidence = grid_evidence(flat, num_prefix_tokens)
+    marks: dict[Size, str] = {}
+    for grid, basis in candidates:
+        marks[tuple(grid)] = f"{marks[tuple(grid)]}, {basis}" if tuple(grid) in marks else basis
+    ranking = f"unranked ({evidence.note})" if evidence.note else "ranked by grid score (advisory, not evidence)"
     raise AmbiguousGridError(
-        f"{name} is flat ({n} positions after {num_prefix_tokens} prefix rows) and nothing records its grid; "
-        f"its content does not decide it: {evidence.why_not()}. Candidate grids (grid score): "
-        f"{evidence.listing()}.{named if fitting else ''} Pass source_grid=(h, w) (CLI: --source-grid HxW) with the "
-        "grid it was trained on.",
+        f"{name}: pass source_grid=(h, w) (CLI: --source-grid HxW), the grid the checkpoint was trained on "
+        f"(input size / patch size). The table is flat ({n} positions after {rows}), "
+        "nothing records its grid, and rectvit never reads a grid from a table's content (docs/checkpoints.md). "
+        f"Candidate grids, {ranking}: {evidence.listing(marks)}.",
         candidates=[g for g, _ in evidence.ranked] + evidence.strips,
     )
 

@@ -1,19 +1,27 @@
 """What a flat table's own content says about its grid: the grid score, its noise level, and the rule
-for when content alone decides (DESIGN invariant 2; docs/checkpoints.md states the rule).
+for when content decides a Swin bias table's window (docs/checkpoints.md).
 
 A flat ``(1, P + h*w, C)`` table has lost ``(h, w)``. Read row-major on its true grid, a trained table
-is smooth along both axes and breaks at each row end (the last position of a row and the first of
+is often smooth along both axes and breaks at each row end (the last position of a row and the first of
 the next are far apart in the image). The **grid score** of a factorisation ``(h, w)`` measures
 exactly that, on rows centred by their mean vector:
 
     grid score = (vertical smoothness + weakest column boundary) / 2 - row-wrap similarity
 
-(mean cosine similarities; see ``grid_score``). Noise in the table moves every cosine by about
+(mean cosine similarities; see ``grid_score``). For an absolute position table the score is advisory
+only: it ranks the candidate grids in ``AmbiguousGridError`` and ``rectvit inspect`` and never decides
+(DESIGN invariant 2). Trained tables defeat it: a table periodic along its rows reads, row-major, the
+same as a banded table on another grid; on the trained tables of tests/grid_tables/ the margin rule
+rectvit used to decide with read held-out tables on wrong grids, and margins wide enough to read no
+tuning table wrong resolve almost nothing (docs/checkpoints.md gives the numbers).
+
+A relative-position-bias table's window is still decided by content (``GridEvidence.decisive``),
+where its candidate readings are few and mostly strips: noise moves every cosine by about
 ``sqrt(nu * (2 - nu) / C)`` (``nu`` the noise fraction of the table's energy, estimated from second
 differences of consecutive rows; ``C`` channels), so each score has a noise level ``sigma`` from the
-number of pairs it averages. Content decides only when the best grid's score is positive by a wide
-margin (``K`` noise levels and ``MIN_SCORE``) and beats every other factorisation by ``K`` noise levels of
-the difference and at least ``MIN_MARGIN``. Strips (a side of 1) are never chosen by content: 1xN and
+number of pairs it averages. Content decides only when the best reading's score is positive by a wide
+margin (``K`` noise levels and ``MIN_SCORE``) and beats every other by ``K`` noise levels of the
+difference and at least ``MIN_MARGIN``. Strips (a side of 1) are never chosen by content: 1xN and
 Nx1 hold the same rows in the same order.
 """
 
@@ -41,7 +49,7 @@ __all__ = [
     "MIN_MARGIN",
 ]
 
-# The decision rule's constants (calibrated on tests/test_grid_matrix.py; see docs/checkpoints.md).
+# The window rule's constants (docs/checkpoints.md).
 K_NOISE = 5.0  # a decision needs this many noise levels of margin
 MIN_SCORE = 0.2  # the chosen grid's own score must be at least this (row breaks and 2-D smoothness present)
 MIN_MARGIN = 0.1  # and beat every other factorisation by at least this, whatever the noise
@@ -201,16 +209,6 @@ class GridEvidence:
             return best
         return None
 
-    def contradicts(self, grid: Size) -> Size | None:
-        """The grid the content decisively prefers to ``grid`` (a record or an explicit argument), else None."""
-        choice = self.decisive()
-        if choice is None or choice == tuple(grid):
-            return None
-        other = self.score(grid)
-        if math.isnan(other):  # a strip: the chosen 2-D grid's row breaks contradict it
-            return choice
-        return choice if self.score(choice) - other >= self.needed(choice, tuple(grid)) else None
-
     def why_not(self) -> str:
         """Why the content does not decide (empty when it does)."""
         if self.decisive() is not None:
@@ -231,11 +229,17 @@ class GridEvidence:
             f"{self.needed(best, g):.2f} a decision needs"
         )
 
-    def listing(self, limit: int = 8) -> str:
-        """``"16x4 0.81, 8x8 0.42, ..."`` then the strips as ``"1x64 -"`` (no score: orientation unknowable)."""
-        parts = [f"{h}x{w} {s:.2f}" for (h, w), s in self.ranked[:limit]]
-        parts += [f"{h}x{w} -" for h, w in self.strips]
-        return ", ".join(parts)
+    def listing(self, marks: dict[Size, str] | None = None) -> str:
+        """Every candidate: ``"16x4 0.81, 8x8 0.42 (target model grid), ..."`` best first, then the strips as
+        ``"1x64 -"`` (no score: orientation unknowable; so too every grid of a NaN table); ``marks`` adds a
+        note after the grids it names."""
+        marks = marks or {}
+
+        def item(g: Size, text: str) -> str:
+            return f"{g[0]}x{g[1]} {text}" + (f" ({marks[g]})" if g in marks else "")
+
+        scored = [item(g, f"{s:.2f}" if s == s else "-") for g, s in self.ranked]
+        return ", ".join(scored + [item(g, "-") for g in self.strips])
 
 
 def rank_grids(table: torch.Tensor, num_prefix_tokens: int = 0) -> list[tuple[Size, float]]:

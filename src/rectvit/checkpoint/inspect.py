@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import json
 import os
-import warnings
 from dataclasses import dataclass, field
 
 import torch
 
 from ..errors import AmbiguousGridError, CheckpointError, RectViTError
 from ..grid import Size, relative_windows, to_size
-from .adapt import LoadReport, resolve_grid
+from .adapt import resolve_grid
 from .evidence import grid_evidence
 from .io import RawCheckpoint, read_checkpoint
 from .layout import convert
@@ -26,8 +25,8 @@ class TableInfo:
     prefix_rows: int = 0
     grid: Size | None = None
     basis: str = ""
-    candidates: list[tuple[Size, float]] = field(default_factory=list)  # grid, grid score (nan for strips)
-    warnings: list[str] = field(default_factory=list)
+    # every factorisation with its grid score (nan for strips): the grid used first, then best score first
+    candidates: list[tuple[Size, float]] = field(default_factory=list)
 
 
 @dataclass
@@ -55,19 +54,7 @@ class CheckpointInfo:
         if not self.tables:
             lines.append("position tables: none (no absolute position table)")
         for t in self.tables:
-            if t.grid is not None:
-                lines.append(f"position table {t.name} {t.shape}: grid {t.grid[0]}x{t.grid[1]} ({t.basis})")
-            else:
-                lines.append(f"position table {t.name} {t.shape}: grid unknown: {t.basis}")
-            if t.prefix_rows:
-                lines.append(f"  {t.prefix_rows} prefix row(s) before the grid rows")
-            lines += [f"  warning: {w}" for w in t.warnings]
-            if t.candidates:
-                lines.append(
-                    "  candidate grids (grid score; higher fits better; - for strips, which content cannot orient):"
-                )
-                scored = [(g, s) for g, s in t.candidates if s == s][:8] + [(g, s) for g, s in t.candidates if s != s]
-                lines += [f"    {g[0]}x{g[1]}: {s:.3f}" if s == s else f"    {g[0]}x{g[1]}: -" for g, s in scored]
+            lines += _table_lines(t)
         for name, shape, windows, recorded in self.relative_bias_tables:
             if recorded:
                 win = f"window {windows[0][0]}x{windows[0][1]} (recorded)"
@@ -76,6 +63,27 @@ class CheckpointInfo:
             lines.append(f"relative bias table {name} {shape}: {win}")
         lines += [f"note: {n}" for n in self.notes]
         return "\n".join(lines)
+
+
+def _table_lines(t: TableInfo) -> list[str]:
+    """A position table's lines: its grid and basis, then every candidate grid, the one used first and marked."""
+    if t.grid is not None:
+        lines = [f"position table {t.name} {t.shape}: grid {t.grid[0]}x{t.grid[1]} ({t.basis})"]
+    else:
+        lines = [f"position table {t.name} {t.shape}: grid unknown: {t.basis}"]
+    if t.prefix_rows:
+        lines.append(f"  {t.prefix_rows} prefix row(s) before the grid rows")
+    if t.candidates:
+        used = "the grid used first, " if t.grid is not None else ""
+        lines.append(
+            f"  candidate grids ({used}grid score: advisory, content never decides; - for strips, which it cannot "
+            "orient):"
+        )
+    for g, s in t.candidates:
+        score = f"{s:.3f}" if s == s else "-"
+        mark = f"  <- {t.basis}" if g == t.grid else ""
+        lines.append(f"    {g[0]}x{g[1]}: {score}{mark}")
+    return lines
 
 
 def _prefix_tokens(sd: dict[str, torch.Tensor]) -> dict[str, int]:
@@ -98,7 +106,7 @@ def _arch(raw: RawCheckpoint) -> str:
 
 
 def inspect_checkpoint(source: str | os.PathLike, source_grid=None) -> CheckpointInfo:
-    """Read ``source`` and describe it; a flat table's grid is resolved only from records or decisive content."""
+    """Read ``source`` and describe it; a flat table's grid is resolved only from ``source_grid`` or a record."""
     raw = read_checkpoint(source)
     conv = convert(raw)
     sd = conv.state_dict
@@ -142,8 +150,9 @@ def inspect_checkpoint(source: str | os.PathLike, source_grid=None) -> Checkpoin
 def _flat_info(flat: torch.Tensor, tokens: int, recorded: Size | None, source_grid) -> TableInfo:
     """The grid of a flat table whose prefix tokens may or may not have position rows (``no_embed_class``).
 
-    Both readings are tried: the one a given or recorded grid fits, else the one whose content
-    decides, else the usual one (prefix rows present) with its candidates and their grid scores.
+    The reading (prefix rows present or not) is the one a given or recorded grid fits, else the
+    usual one (prefix rows present). Its candidates are every factorisation with its grid score, the
+    grid used (if any) first, then by score.
     """
     n = flat.shape[1]
     readings = [p for p in dict.fromkeys((tokens, 0)) if n - p > 0]
@@ -151,27 +160,17 @@ def _flat_info(flat: torch.Tensor, tokens: int, recorded: Size | None, source_gr
     if wanted is not None:
         h, w = to_size(wanted, "source_grid")
         readings = [p for p in readings if n - p == h * w] or readings
-    infos = []
-    for prefix in readings:
-        info = TableInfo("pos_embed", tuple(flat.shape), prefix)
-        evidence = grid_evidence(flat, prefix)
-        info.candidates = list(evidence.ranked) + [(g, float("nan")) for g in evidence.strips]
-        report = LoadReport("inspect")
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                info.grid, info.basis = resolve_grid(
-                    flat, prefix, source_grid=source_grid, recorded=recorded, report=report
-                )
-        except AmbiguousGridError:
-            info.basis = (
-                f"not recorded, and the content does not decide it ({evidence.why_not()}); pass --source-grid HxW"
-            )
-        except CheckpointError as e:
-            info.basis = str(e)
-        info.warnings = report.warnings
-        infos.append(info)
-    return next((i for i in infos if i.grid is not None), infos[0])
+    info = TableInfo("pos_embed", tuple(flat.shape), readings[0])
+    evidence = grid_evidence(flat, info.prefix_rows)
+    candidates = list(evidence.ranked) + [(g, float("nan")) for g in evidence.strips]
+    try:
+        info.grid, info.basis = resolve_grid(flat, info.prefix_rows, source_grid=source_grid, recorded=recorded)
+    except AmbiguousGridError:
+        info.basis = "not recorded; pass --source-grid HxW (the grid it was trained on)"
+    except CheckpointError as e:
+        info.basis = str(e)
+    info.candidates = sorted(candidates, key=lambda gs: gs[0] != info.grid)  # stable: the rest keep their order
+    return info
 
 
 def grid_table(info: CheckpointInfo) -> torch.Tensor:
@@ -186,10 +185,11 @@ def grid_table(info: CheckpointInfo) -> torch.Tensor:
         return table
     if t.grid is None:
         cands = [g for g, _ in t.candidates]
-        listing = ", ".join(f"{h}x{w}" for h, w in cands[:8])
+        listing = ", ".join(f"{h}x{w}" for h, w in cands)
         raise AmbiguousGridError(
-            f"{info.path}: the flat position table's grid is not recorded and its content does not decide it; "
-            f"candidate grids: {listing}. Pass --source-grid HxW.",
+            f"{info.path}: pass --source-grid HxW (Python: source_grid=(h, w)): the flat position table's grid is "
+            f"not recorded, and rectvit never reads it from the content. Candidate grids (best grid score first, "
+            f"advisory): {listing}.",
             candidates=cands,
         )
     return table[:, t.prefix_rows :].reshape(1, t.grid[0], t.grid[1], -1)
@@ -211,7 +211,6 @@ def _dumps(info: CheckpointInfo) -> str:  # machine-readable form for `rectvit i
                     "grid": t.grid,
                     "basis": t.basis,
                     "candidates": [{"grid": g, "grid_score": s if s == s else None} for g, s in t.candidates],
-                    "warnings": t.warnings,
                 }
                 for t in info.tables
             ],

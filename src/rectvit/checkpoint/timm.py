@@ -4,7 +4,7 @@ timm stores a ViT's learned positions flat, ``pos_embed`` ``(1, P + h*w, C)``, w
 number of prefix tokens with a position (0 with ``no_embed_class``). rectvit stores the grid part as
 ``pos_embed`` ``(1, h, w, C)`` and the prefix rows as ``prefix_pos_embed`` ``(1, P, C)``; every other
 key is the same (Swin and hybrid models included). The flat table does not know its ``(h, w)``:
-``resolve_grid`` decides it (docs/design.md, invariant 2).
+``resolve_grid`` finds it from an argument or a record (docs/design.md, invariant 2).
 """
 
 from __future__ import annotations
@@ -113,16 +113,14 @@ def flat_pos_embed_to_grid(
     """Split a flat ``pos_embed`` ``(1, prefix + h*w, C)`` into ``prefix_pos_embed`` and a ``(1, h, w, C)`` table.
 
     ``prefix`` is the target model's ``num_pos_prefix_tokens``. The grid comes from ``resolve_grid``
-    (``source_grid``, then ``recorded``, then content; ``candidates`` are grids to score, never evidence).
+    (``source_grid``, then ``recorded``; ``candidates`` are grids the error names, never evidence).
     """
     flat = sd.pop("pos_embed")
     if flat.shape[0] != 1 or flat.shape[1] <= prefix:
         raise CheckpointError(
             f"pos_embed: expected a flat table (1, {prefix} + h*w, C) for this model, got {tuple(flat.shape)}."
         )
-    grid, basis = resolve_grid(
-        flat, prefix, source_grid=source_grid, recorded=recorded, candidates=candidates, report=report
-    )
+    grid, basis = resolve_grid(flat, prefix, source_grid=source_grid, recorded=recorded, candidates=candidates)
     sd["pos_embed"] = flat[:, prefix:].reshape(1, grid[0], grid[1], flat.shape[-1])
     if prefix:
         sd["prefix_pos_embed"] = flat[:, :prefix]
