@@ -31,7 +31,7 @@ Size = tuple[int, int]
 
 # The largest nominal input size a model is built or resized to (docs/checkpoints.md, "Bounds"): tables,
 # masks and windows scale with it, so anything beyond is refused before a byte is allocated.
-MAX_SIDE = 1 << 16  # pixels a side
+MAX_SIDE = 1 << 20  # pixels a side: long strips (hours of audio frames) pass, the area bounds memory
 MAX_AREA = 1 << 28  # pixels in all: 16384 x 16384
 
 
