@@ -92,7 +92,7 @@ def test_adapt_real_architecture(tmp_path, capsys):
     # adapt never overwrites its input
     before = out.read_bytes()
     assert main(["adapt", str(out), "--model", "vit_tiny_patch16_224", "--img-size", "64x64", "-o", str(out)]) == 2
-    assert "never overwrites its input" in capsys.readouterr().err and out.read_bytes() == before
+    assert "refusing to overwrite" in capsys.readouterr().err and out.read_bytes() == before
 
 
 def test_swin_checkpoint_without_a_recorded_window(tmp_path, capsys, monkeypatch):

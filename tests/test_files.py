@@ -15,6 +15,7 @@ import rectvit
 from helpers import randomize_
 from rectvit import CheckpointError
 from rectvit.checkpoint import io as ckpt_io
+from rectvit.checkpoint import writer as ckpt_writer
 from test_checkpoint import ours, timm_state
 
 timm = pytest.importorskip("timm", reason="timm is the oracle; `make test` installs it")
@@ -61,7 +62,7 @@ def test_save_onto_a_folder_or_under_a_file_is_a_checkpoint_error(tmp_path):
 _KILLED_SAVE = """
 import os, signal, sys, torch
 import safetensors.torch
-from rectvit.checkpoint.io import write_safetensors
+from rectvit.checkpoint.writer import write_safetensors
 path = sys.argv[1]
 write_safetensors({"w": torch.ones(4)}, path)
 print("first written", flush=True)
@@ -85,11 +86,11 @@ def test_a_killed_save_keeps_the_previous_file_and_the_next_save_removes_its_tem
     assert torch.equal(rectvit.checkpoint.read_checkpoint(path).state_dict["w"], torch.ones(4))  # intact
     fresh = tmp_path / ".other.safetensors.rectvit-partial-1-abc.tmp"  # pid 1 is alive: a save in progress
     fresh.write_bytes(b"busy")
-    ckpt_io.write_safetensors({"w": torch.full((4,), 2.0)}, tmp_path / "second.safetensors")
+    ckpt_writer.write_safetensors({"w": torch.full((4,), 2.0)}, tmp_path / "second.safetensors")
     assert sorted(p.name for p in tmp_path.iterdir()) == [fresh.name, "out.safetensors", "second.safetensors"]
     old = time.time() - 2 * 3600
     os.utime(fresh, (old, old))  # abandoned for two hours: stale whoever wrote it
-    ckpt_io.write_safetensors({"w": torch.full((4,), 3.0)}, tmp_path / "third.safetensors")
+    ckpt_writer.write_safetensors({"w": torch.full((4,), 3.0)}, tmp_path / "third.safetensors")
     assert not fresh.exists()
 
 

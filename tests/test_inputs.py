@@ -272,17 +272,28 @@ def _assert_same_state(before, after):
 @pytest.mark.parametrize("build", [_vit, _hybrid], ids=["vit", "hybrid"])
 @pytest.mark.parametrize("pos_embed", ["learn", "sincos"])
 def test_absurd_size_leaves_model_unchanged(one_thread, build, pos_embed):
-    """1e7 x 1e7 pixels: the table cannot be allocated; img_size, grid, tables and outputs stay as they were."""
+    """1e7 x 1e7 pixels: refused before anything is allocated; img_size, grid, tables and outputs stay as they were."""
     model = build(pos_embed=pos_embed)
     x = torch.randn(1, 3, *model.img_size)
     with torch.no_grad():
         out = model(x)
     before = _state(model)
-    with pytest.raises((RuntimeError, MemoryError)):
+    with pytest.raises(InputSizeError, match="beyond what rectvit builds a model for"):
         model.set_input_size(img_size=(10**7 // 32 * 32, 10**7 // 32 * 32))
     _assert_same_state(before, _state(model))
     with torch.no_grad():
         assert torch.equal(model(x), out)
+
+
+def test_long_strip_is_a_size_not_an_absurdity(one_thread):
+    """The bound is on area (memory), not on one side: 16 x 200000 pixels (a long spectrogram strip, 12500
+    patches) builds and runs; the same area squared up past 2^28 pixels is refused."""
+    model = rectvit.create_model("vit_tiny_patch16_224", img_size=(16, 200_000), in_chans=1, num_classes=0, depth=1)
+    assert model.grid_size == (1, 12500)
+    with torch.no_grad():
+        assert model(torch.randn(1, 1, 16, 200_000)).shape == (1, 192)
+    with pytest.raises(InputSizeError, match="beyond what rectvit builds a model for"):
+        model.set_input_size(img_size=(16_400, 16_400))
 
 
 @pytest.mark.parametrize("build", [_vit, _hybrid], ids=["vit", "hybrid"])

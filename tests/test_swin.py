@@ -399,8 +399,8 @@ def test_failed_set_input_size_changes_nothing(cls, monkeypatch):
     x = torch.randn(1, 3, 64, 96)
     snap = _snapshot(m, x)
     bad = [
-        (dict(img_size=10_000_000), r"stage 0 would use a 1093750x729166 window"),  # 7 * 2.5e6 // (16, 24)
-        (dict(img_size=(10_000_000, 96)), r"window.*tokens.*smaller img_size"),
+        (dict(img_size=10_000_000), r"img_size 10000000x10000000 is beyond what rectvit builds a model for"),
+        (dict(img_size=(65_536, 96)), r"stage 0 would use a 7168x7 window.*smaller img_size"),  # 7 * 16384 // 16
         (dict(img_size=(64, 96), window_size=200, always_partition=True), r"200x200 window"),
         (dict(img_size=(128, 96), window_size=[7, 7, 7]), r"one window per stage"),
         (dict(img_size=(128, 96), window_size=0), r"window_size must be positive"),

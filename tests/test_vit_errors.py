@@ -170,15 +170,17 @@ def test_zero_depth_and_zero_classes_are_valid_models():
 
 
 def test_adapt_cli_refuses_a_negative_class_count(tmp_path, capsys):
-    """``adapt --num-classes -3`` wrote a headless model; it is now the constructor's error, exit 2."""
+    """``adapt --num-classes -3`` wrote a headless model; it is now a usage error, one line, exit 2."""
     from rectvit.cli import main
 
     src = rectvit.save_checkpoint(_vit(img_size=(32, 32)), tmp_path / "in.safetensors")
     out = tmp_path / "out.safetensors"
     argv = ["adapt", str(src), "--model", "vit_small_patch16_224", "--img-size", "32x32", "-o", str(out)]
-    assert main([*argv, "--num-classes", "-3"]) == 2
+    with pytest.raises(SystemExit) as info:
+        main([*argv, "--num-classes", "-3"])
     err = capsys.readouterr().err
-    assert "num_classes must be an int >= 0, got -3" in err and "Traceback" not in err
+    assert info.value.code == 2 and "--num-classes: expected a whole number >= 0, got '-3'" in err
+    assert "Traceback" not in err and err.count("\n") == 1
     assert not out.exists()
 
 

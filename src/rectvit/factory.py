@@ -10,14 +10,16 @@ import importlib
 import json
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
+import torch
 from torch import nn
 
 from .checkpoint.hub import hub_config
 from .checkpoint.io import HUB_PREFIX, check_recorded_size, read_checkpoint
-from .checkpoint.layout import as_converted, convert
-from .checkpoint.load import load_converted
+from .checkpoint.layout import Converted, as_converted, convert
+from .checkpoint.load import check_recorded_depth, check_recorded_shapes, load_converted
 from .checkpoint.pretrained import apply_tag_record, load_pretrained, pretrained_converted
 from .checkpoint.timm import is_timm_config, timm_config_kwargs
 from .errors import CheckpointError, RectViTError
@@ -70,6 +72,10 @@ def create_model(
     """
     if not isinstance(name, str):
         raise RectViTError(f"create_model takes an architecture name (a str from rectvit.list_models()), got {name!r}.")
+    flags = dict(pretrained=pretrained, pretrained_strict=pretrained_strict, strict=strict, features_only=features_only)
+    for flag, value in flags.items():
+        if not isinstance(value, bool):
+            raise RectViTError(f"create_model: {flag} must be True or False, got {value!r} ({type(value).__name__}).")
     if (source_grid is not None or source_windows is not None) and checkpoint_path is None and not pretrained:
         raise RectViTError(
             "source_grid / source_windows describe a checkpoint's position tables, but no checkpoint_path was "
@@ -184,8 +190,54 @@ def _model_class(name: str) -> type[nn.Module]:
     return cls
 
 
+@dataclass
+class _Record:
+    """The model a checkpoint records: class, constructor keywords, name and pretrained cfg (nothing built)."""
+
+    cls: type[nn.Module]
+    config: dict[str, Any]
+    arch: str
+    pretrained_cfg: dict[str, Any] | None = None  # the architecture tag's, before the file's own
+    recorded_cfg: str | dict | None = None  # the file's pretrained cfg (JSON or a dict), restored last
+    keep_none: bool = False  # overrides of None count as not given (timm's create_model), except in configs
+
+
+def _record(conv: Converted, where: str) -> _Record:
+    """What ``conv`` records about its model: our metadata, a timm hub config or an HF ``config.json``."""
+    raw = conv.raw
+    if conv.config is not None:
+        if "img_size" in conv.config:
+            check_recorded_size(to_size(conv.config["img_size"], "img_size"), f"{where}: rectvit metadata")
+        cls = _model_class(raw.metadata.get("model_class", ""))
+        return _Record(cls, conv.config, raw.metadata.get("arch", ""), None, raw.metadata.get("pretrained_cfg"))
+    if is_timm_config(raw.config):
+        name, kwargs, _ = timm_config_kwargs(raw.config)
+        arch, tag = split_model_name_tag(name)
+        entry, cfg = get_model_entry(arch), pretrained_cfg_for(arch, tag)
+        config = {**entry.config, **_cfg_defaults(cfg), **kwargs}  # a recorded None (e.g. init_values) is a value
+        return _Record(entry.cls, config, arch, cfg, raw.config.get("pretrained_cfg"), keep_none=True)
+    if conv.hf is not None and raw.config is not None:
+        cls, kwargs = conv.hf.model_spec()
+        return _Record(cls, kwargs, conv.layout)
+    raise CheckpointError(
+        f"{where}: holds no rectvit metadata or config.json, so it does not say which model it is; "
+        "use rectvit.create_model(NAME, checkpoint_path=...) with the architecture's name "
+        "(CLI: rectvit adapt CKPT --model NAME)."
+    )
+
+
+def _check_record(record: _Record, conv: Converted, where: str) -> None:
+    """A recorded config must describe the tensors, checked before anything is allocated: its depth by
+    counting blocks, then every shape against a model built on the meta device (no memory, and quick
+    once the depth is known to be the file's)."""
+    check_recorded_depth(record.config, conv.state_dict, where)
+    with torch.device("meta"):
+        shadow = build_model(record.cls, record.config, {}, where)
+    check_recorded_shapes(conv.state_dict, shadow, where)
+
+
 def load_model(
-    path: str | os.PathLike,
+    path: str | os.PathLike | Converted,
     *,
     source_grid=None,
     source_windows=None,
@@ -194,38 +246,28 @@ def load_model(
 ) -> nn.Module:
     """The model a checkpoint describes (our metadata, an HF or timm folder's config.json), ``overrides`` applied.
 
-    ``path`` is a file, a folder, or ``hf-hub:org/name[@revision]`` (through huggingface_hub's cache, or
-    ``cache_dir``; ``HF_HUB_OFFLINE=1`` reads the cache only). The recorded
-    config builds the model (a timm pretrained tag's defaults never replace it), and the recorded
+    ``path`` is a file, a folder, ``hf-hub:org/name[@revision]`` (through huggingface_hub's cache, or
+    ``cache_dir``; ``HF_HUB_OFFLINE=1`` reads the cache only), or a checkpoint already read
+    (``rectvit.checkpoint.convert(read_checkpoint(path))``). The recorded config builds the model (a timm
+    pretrained tag's defaults never replace it), after it is checked against the tensors' shapes without
+    allocating anything (a config claiming another depth or width is a ``CheckpointError``); the recorded
     pretrained cfg (tag, ``mean``, ``std``...) becomes ``model.pretrained_cfg``.
 
     Weights are adapted to the overrides (``img_size``, ``patch_size``, ``in_chans``...); a new
     ``num_classes`` leaves the classifier freshly initialised (reported). The report is on
     ``model.load_report``.
     """
-    conv = convert(read_checkpoint(path, cache_dir))
-    raw = conv.raw
-    if conv.config is not None:
-        if "img_size" in conv.config and "img_size" not in overrides:
-            check_recorded_size(to_size(conv.config["img_size"], "img_size"), f"{path}: rectvit metadata")
-        cls = _model_class(raw.metadata.get("model_class", ""))
-        model = build_model(cls, conv.config, overrides, str(path))
-        model.arch_name = raw.metadata.get("arch", "")
-        _restore_cfg(model, raw.metadata.get("pretrained_cfg"), path)
-    elif is_timm_config(raw.config):
-        arch, kwargs, _ = timm_config_kwargs(raw.config)
-        given = {k: v for k, v in overrides.items() if v is not None}  # None: not given, as create_model
-        model = _named_model(arch, {**kwargs, **given})  # a recorded None (e.g. init_values) is a value
-        _restore_cfg(model, raw.config.get("pretrained_cfg"), path)
-    elif conv.hf is not None and raw.config is not None:
-        cls, kwargs = conv.hf.model_spec()
-        model = build_model(cls, kwargs, overrides, str(path))
-        model.arch_name = conv.layout
-    else:
-        raise CheckpointError(
-            f"{path}: holds no rectvit metadata or config.json, so it does not say which model it is; "
-            "use rectvit.create_model(NAME, checkpoint_path=...) with the architecture's name."
-        )
+    conv = path if isinstance(path, Converted) else convert(read_checkpoint(path, cache_dir))
+    where = str(conv.raw.path if isinstance(path, Converted) and conv.raw is not None else path)
+    record = _record(conv, where)
+    if record.keep_none:
+        overrides = {k: v for k, v in overrides.items() if v is not None}  # None: not given, as create_model
+    _check_record(record, conv, where)
+    model = build_model(record.cls, record.config, overrides, where)
+    model.arch_name = record.arch
+    if record.pretrained_cfg is not None:
+        model.pretrained_cfg = record.pretrained_cfg
+    _restore_cfg(model, record.recorded_cfg, where)
     strict = "num_classes" not in overrides
     model.load_report = load_converted(model, conv, source_grid, strict, source_windows)
     return model

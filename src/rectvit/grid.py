@@ -22,9 +22,17 @@ __all__ = [
     "padded_size",
     "factorizations",
     "relative_windows",
+    "check_img_size",
+    "MAX_SIDE",
+    "MAX_AREA",
 ]
 
 Size = tuple[int, int]
+
+# The largest nominal input size a model is built or resized to (docs/checkpoints.md, "Bounds"): tables,
+# masks and windows scale with it, so anything beyond is refused before a byte is allocated.
+MAX_SIDE = 1 << 20  # pixels a side: long strips (hours of audio frames) pass, the area bounds memory
+MAX_AREA = 1 << 28  # pixels in all: 16384 x 16384
 
 
 def _as_int(value, name: str, given) -> int:
@@ -104,3 +112,18 @@ def factorizations(n: int) -> list[Size]:
 def relative_windows(rows: int) -> list[Size]:
     """Every window ``(wh, ww)`` whose relative-position table has ``(2wh-1)(2ww-1) == rows`` rows."""
     return [((a + 1) // 2, (rows // a + 1) // 2) for a in range(1, rows + 1, 2) if rows % a == 0 and (rows // a) % 2]
+
+
+def check_img_size(size, name: str = "img_size") -> Size:
+    """``to_size(size)``, refused (``InputSizeError``) beyond ``MAX_SIDE`` a side or ``MAX_AREA`` in all.
+
+    For nominal sizes, which allocate position tables, windows and masks; an input passed to a
+    forward is already in memory and is not bounded here.
+    """
+    h, w = to_size(size, name)
+    if h > MAX_SIDE or w > MAX_SIDE or h * w > MAX_AREA:
+        raise InputSizeError(
+            f"{name} {h}x{w} is beyond what rectvit builds a model for (sides up to {MAX_SIDE} pixels, "
+            f"{MAX_AREA} pixels in all); its tables would not fit in memory. Pass a smaller {name}."
+        )
+    return (h, w)

@@ -3,18 +3,16 @@
 ``.safetensors`` is the native format; ``.pth/.pt/.bin/.ckpt`` go through
 ``torch.load(weights_only=True)`` only; a folder is read as a Hugging Face ``save_pretrained``
 folder (``config.json`` plus ``model.safetensors``, its sharded index, or ``pytorch_model.bin``);
-``hf-hub:org/name`` is such a folder fetched through ``hub.py``.
-Writers never overwrite their input and write atomically (temporary file, then rename).
+``hf-hub:org/name`` is such a folder fetched through ``hub.py``. Writing is ``writer.py``'s.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import pickle
 import re
-import tempfile
-import time
 import zipfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -23,32 +21,25 @@ from typing import Any
 import torch
 
 from ..errors import CheckpointError
+from ..grid import MAX_AREA, MAX_SIDE
 from .hub import HubSource, hub_folder
 
 __all__ = [
     "RawCheckpoint",
     "read_checkpoint",
     "unwrap_state_dict",
-    "write_safetensors",
     "check_dtypes",
     "check_recorded_size",
     "PICKLE_SUFFIXES",
     "HUB_PREFIX",
-    "TEMP_MARK",
 ]
 
 PICKLE_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt")
 HUB_PREFIX = "hf-hub:"
 _WRAPPER_KEYS = ("state_dict", "model", "module", "model_state_dict")
-TEMP_MARK = ".rectvit-partial-"  # in the name of a file a save is writing: .NAME.rectvit-partial-PID-XXXX.tmp
-_STALE_TEMP = re.compile(r"^\..+\.rectvit-partial-(\d+)-[^.]*\.tmp$")
 # Tensors of these names are learned floating-point values (weights, biases, position tables, tokens);
 # integer buffers (Swin's relative_position_index, BatchNorm's num_batches_tracked) have other names.
 _FLOAT_NAMES = re.compile(r"(weight|bias|pos_embed|position_embeddings|_token|bias_table|gamma)$")
-
-
-MAX_SIDE = 1 << 16  # pixels: a recorded image side above this is not a real training size
-MAX_AREA = 1 << 28  # pixels: 16384 x 16384
 
 
 def check_recorded_size(size: tuple[int, int], where: str) -> tuple[int, int]:
@@ -58,7 +49,8 @@ def check_recorded_size(size: tuple[int, int], where: str) -> tuple[int, int]:
         raise CheckpointError(
             f"{where}: records an input size of {h}x{w} pixels, beyond what rectvit accepts from a file "
             f"(sides up to {MAX_SIDE}, {MAX_AREA} pixels in all); the config is corrupt or not a model config. "
-            "Pass the size yourself (load_model(..., img_size=(H, W)) or create_model)."
+            "Build the model by name with the size yourself: rectvit.create_model(NAME, img_size=(H, W), "
+            "checkpoint_path=...)."
         )
     return size
 
@@ -219,6 +211,23 @@ def _shard_files(folder: Path, index: Path) -> list[Path]:
     return shards
 
 
+def _missing(path: Path) -> None:
+    """The ``CheckpointError`` for a path that names no file: a loop of links, a dangling link, or nothing."""
+    try:
+        os.stat(path)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise CheckpointError(
+                f"{path}: a loop of symbolic links (following them leads back to where they start), so it "
+                "names no file; point the link at the checkpoint itself."
+            ) from None
+    if path.is_symlink():
+        raise CheckpointError(
+            f"{path}: a symbolic link to {os.readlink(path)}, which does not exist; point it at the checkpoint."
+        )
+    raise CheckpointError(f"{path}: no such file or folder; expected a .safetensors/.pth/.bin file or an HF folder.")
+
+
 def read_checkpoint(source: str | os.PathLike, cache_dir: str | os.PathLike | None = None) -> RawCheckpoint:
     """Read a checkpoint file, a folder or ``hf-hub:org/name[@revision]`` (through huggingface_hub's cache,
     or ``cache_dir``) into a ``RawCheckpoint``; never executes code."""
@@ -227,9 +236,7 @@ def read_checkpoint(source: str | os.PathLike, cache_dir: str | os.PathLike | No
         return replace(read_checkpoint(hub.path), hub=hub)
     path = Path(source).expanduser()
     if not path.exists():
-        raise CheckpointError(
-            f"{path}: no such file or folder; expected a .safetensors/.pth/.bin file or an HF folder."
-        )
+        _missing(path)
     if path.is_dir():
         return _read_hf_folder(path)
     suffix = path.suffix.lower()
@@ -243,81 +250,3 @@ def read_checkpoint(source: str | os.PathLike, cache_dir: str | os.PathLike | No
         f"{path}: unknown checkpoint suffix {suffix!r}; expected .safetensors or one of {PICKLE_SUFFIXES}, "
         "or a Hugging Face save_pretrained folder."
     )
-
-
-def _check_target(path: Path, protect: str | os.PathLike | None) -> None:
-    """Refuse to write onto a folder, under a file, or onto (or into) what the model was loaded from."""
-    if path.is_dir():
-        raise CheckpointError(f"{path}: is a folder; give the output a file name such as {path / 'model.safetensors'}.")
-    for parent in path.parents:
-        if parent.exists() and not parent.is_dir():
-            raise CheckpointError(f"{path}: {parent} is a file, not a folder; choose an output path in a folder.")
-        if parent.exists():
-            break
-    if protect is None or not Path(protect).exists():
-        return
-    source = Path(protect).expanduser()
-    sources = [p for p in source.rglob("*") if p.is_file()] if source.is_dir() else [source]
-    inside = source.is_dir() and path.resolve().is_relative_to(source.resolve())
-    if inside or (path.exists() and any(os.path.samefile(path, p) for p in sources)):
-        raise CheckpointError(
-            f"{path}: refusing to overwrite the checkpoint the model was loaded from ({source}); choose another name"
-            + (" outside that folder." if source.is_dir() else ".")
-        )
-
-
-def _remove_stale_temporaries(folder: Path, max_age_s: float = 3600.0) -> None:
-    """Remove what killed saves left in ``folder``: temporaries whose writer is gone (or older than an hour)."""
-    now = time.time()
-    for entry in folder.glob(f".*{TEMP_MARK}*.tmp"):
-        match = _STALE_TEMP.match(entry.name)
-        if match is None or not entry.is_file():
-            continue
-        try:
-            os.kill(int(match.group(1)), 0)
-            alive = True
-        except ProcessLookupError:
-            alive = False
-        except (PermissionError, OverflowError, ValueError):
-            alive = True
-        try:
-            if not alive or now - entry.stat().st_mtime > max_age_s:
-                entry.unlink()
-        except OSError:
-            pass
-
-
-def write_safetensors(
-    tensors: dict[str, torch.Tensor],
-    path: str | os.PathLike,
-    metadata: dict[str, str] | None = None,
-    protect: str | os.PathLike | None = None,
-) -> Path:
-    """Write ``tensors`` to ``path`` atomically (temporary file in the same folder, then rename).
-
-    Refuses to write onto ``protect`` (the file the tensors were loaded from, or any file in the
-    folder they were loaded from, hard and symbolic links included), onto a folder, or under a file.
-    A killed save leaves the previous file intact and a temporary ``.NAME.rectvit-partial-PID-*.tmp``,
-    which the next save into that folder removes.
-    """
-    from safetensors.torch import save_file
-
-    path = Path(path).expanduser()
-    if path.suffix.lower() != ".safetensors":
-        raise CheckpointError(f"{path}: rectvit writes .safetensors files; give the output a .safetensors name.")
-    _check_target(path, protect)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    _remove_stale_temporaries(path.parent)
-    tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}{TEMP_MARK}{os.getpid()}-", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata=dict(metadata or {}))
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a written checkpoint gets the usual permissions
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path

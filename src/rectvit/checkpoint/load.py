@@ -8,6 +8,8 @@ class over its registered config); they are candidates to score, never evidence.
 from __future__ import annotations
 
 import os
+import re
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -28,8 +30,15 @@ from .adapt import (
 )
 from .layout import Converted, as_converted
 from .timm import flat_pos_embed_to_grid, is_flat_pos_embed
+from .writer import checkpoint_files, sources_of
 
-__all__ = ["load_checkpoint", "load_converted", "architecture_defaults"]
+__all__ = [
+    "load_checkpoint",
+    "load_converted",
+    "architecture_defaults",
+    "check_recorded_depth",
+    "check_recorded_shapes",
+]
 
 _SIZE_KEYS = ("img_size", "patch_size", "patch_stride", "window_size")
 
@@ -104,6 +113,68 @@ def _check_architecture(sd: dict[str, torch.Tensor], model: nn.Module) -> None:
         )
 
 
+_BLOCK = re.compile(r"^blocks\.(\d+)\.")
+_STAGE = re.compile(r"^(?:layers|stages)\.(\d+)\.(?:blocks\.(\d+)\.)?")
+
+
+def check_recorded_depth(config: dict[str, Any], sd: dict[str, torch.Tensor], where: str) -> None:
+    """A recorded ``depth`` (or Swin's ``depths``) must count the blocks the tensors hold, checked by
+    arithmetic on the key names before any model is built (a claimed depth of 10^6 fails at once)."""
+    depth, depths = config.get("depth"), config.get("depths")
+    if depth is not None:
+        found = {int(m.group(1)) for m in map(_BLOCK.match, sd) if m}
+        if depth != len(found):
+            raise CheckpointError(
+                f"{where}: the recorded config says depth={depth!r}, but the weights hold {len(found)} blocks "
+                f"(blocks.0 to blocks.{len(found) - 1}); the config does not describe these weights. Check "
+                "the file, or build the model by name: rectvit.create_model(NAME, depth=..., checkpoint_path=...)."
+            )
+    if isinstance(depths, Sequence) and not isinstance(depths, str):
+        stages: dict[int, set[int]] = {}
+        for m in filter(None, map(_STAGE.match, sd)):
+            blocks = stages.setdefault(int(m.group(1)), set())
+            if m.group(2) is not None:
+                blocks.add(int(m.group(2)))
+        found = [len(stages[i]) for i in sorted(stages)]
+        if list(depths) != found:
+            raise CheckpointError(
+                f"{where}: the recorded config says depths={list(depths)!r} (blocks per stage), but the weights "
+                f"hold {found}; the config does not describe these weights. Check the file, or build the model "
+                "by name: rectvit.create_model(NAME, depths=..., checkpoint_path=...)."
+            )
+
+
+def check_recorded_shapes(sd: dict[str, torch.Tensor], shadow: nn.Module, where: str) -> None:
+    """Every tensor must have the shape of ``shadow`` (the model its recorded config builds, on the meta
+    device): same keys, same shapes; a flat timm/HF position table counts by its width alone (its grid
+    is resolved when it loads). Derived buffers (Swin's index, masks) are set aside."""
+    own = shadow.state_dict()
+    derived = {name for name, _ in shadow.named_buffers()} - set(own)
+    sd = {k: v for k, v in sd.items() if k not in derived}
+    flat = is_flat_pos_embed(sd)
+    missing = [k for k in own if k not in sd and not (flat and k == "prefix_pos_embed")]
+    unexpected = [k for k in sd if k not in own]
+    compared = {k: (-1 if flat and k == "pos_embed" else 0) for k in sd if k in own}  # a flat table: its width
+    misshapen = [
+        f"{k}: file {tuple(sd[k].shape)}, config {tuple(own[k].shape)}"
+        for k, first in compared.items()
+        if sd[k].shape[first:] != own[k].shape[first:]
+    ]
+    problems = []
+    if misshapen:
+        problems.append("shapes differ: " + "; ".join(misshapen[:6]))
+    if missing:
+        problems.append(f"the config has {missing[:8]}, the file does not")
+    if unexpected:
+        problems.append(f"the file has {unexpected[:8]}, the config does not")
+    if problems:
+        raise CheckpointError(
+            f"{where}: the recorded config does not describe these weights (checked before building the model): "
+            + " | ".join(problems)
+            + ". Check the file, or build the model by name: rectvit.create_model(NAME, checkpoint_path=...)."
+        )
+
+
 def _target_grid(model: nn.Module) -> Size | None:
     own = getattr(model, "pos_embed", None)
     return (int(own.shape[1]), int(own.shape[2])) if isinstance(own, torch.Tensor) and own.dim() == 4 else None
@@ -141,6 +212,8 @@ def load_converted(
     model.load_state_dict(sd, strict=False)
     if conv.raw is not None and conv.raw.path is not None:
         model.source_path = str(conv.raw.path)
+        # every file it came from, over every load: what no writer may replace (checkpoint.writer)
+        model.source_files = tuple(dict.fromkeys((*sources_of(model), *checkpoint_files(conv.raw.path))))
     return report
 
 

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from ..errors import CheckpointError
-from .io import write_safetensors
+from .writer import sources_of, write_safetensors
 
 __all__ = ["save_checkpoint", "FORMAT_VERSION"]
 
@@ -30,8 +30,9 @@ def _json_default(value: Any) -> Any:
 def save_checkpoint(model: nn.Module, path: str | os.PathLike) -> Path:
     """Write ``model`` as rectvit ``.safetensors``: tables 2-D, metadata with format version, arch and config.
 
-    Swin bias tables' windows are recorded too. Atomic (temporary file, then rename); refuses to
-    overwrite the file the model was loaded from (``model.source_path``).
+    Swin bias tables' windows are recorded too. Written through ``checkpoint.writer.write_atomic``:
+    atomic, with the umask's permissions, and never onto a file the model was loaded from
+    (``model.source_files``, by any spelling).
     """
     config = getattr(model, "model_config", None)
     if config is None:
@@ -59,4 +60,4 @@ def save_checkpoint(model: nn.Module, path: str | os.PathLike) -> Path:
         "relative_windows": json.dumps(windows),
         "pretrained_cfg": cfg_json,  # timm's data config (tag, mean, std...), restored by load_model
     }
-    return write_safetensors(model.state_dict(), path, metadata, protect=getattr(model, "source_path", None))
+    return write_safetensors(model.state_dict(), path, metadata, protect=sources_of(model))

@@ -15,7 +15,7 @@ except ImportError:  # pragma: no cover
     from torch.fx._symbolic_trace import is_fx_tracing as is_fx_symbolic_tracing
 
 from ..errors import InputSizeError
-from ..grid import Size, padded_size, patch_grid, to_size
+from ..grid import Size, check_img_size, padded_size, patch_grid, to_size
 from ..resample import resample_patch_embed
 
 __all__ = ["PatchEmbed"]
@@ -188,7 +188,7 @@ class PatchEmbed(nn.Module):
             new_stride = to_size(patch_stride, "patch_stride")
         else:
             new_stride = new_patch if follows else self.patch_stride
-        new_img = self.img_size if img_size is None else to_size(img_size, "img_size")
+        new_img = self.img_size if img_size is None else check_img_size(img_size)  # bounded before allocating
         plan = dict(
             patch_size=new_patch,
             patch_stride=new_stride,

@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import InputSizeError, RectViTError
-from ..grid import Size, to_size
+from ..grid import Size, check_img_size, to_size
 from ..layers.patch_embed import check_image_batch, check_scripted_image, is_fx_symbolic_tracing, resized_patch_conv
 from ._util import record_config, with_defaults
 from .registry import register_model
@@ -402,7 +402,7 @@ class HybridEmbed(nn.Module):
         """What ``set_input_size`` would set, every size checked and a new projection computed, nothing changed."""
         new_patch = self.patch_size if patch_size is None else to_size(patch_size, "patch_size")
         new_patch = self._check_patch(new_patch, patch_stride)
-        new_img = self.img_size if img_size is None else to_size(img_size, "img_size")
+        new_img = self.img_size if img_size is None else check_img_size(img_size)  # bounded before allocating
         plan = dict(
             patch_size=new_patch, img_size=new_img, grid_size=self._checked_grid(new_img, new_patch, "img_size")
         )
