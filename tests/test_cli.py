@@ -135,6 +135,13 @@ def test_swin_checkpoint_without_a_recorded_window(tmp_path, capsys, monkeypatch
     torch.testing.assert_close(model.state_dict()[key], expect, atol=0, rtol=0)
     assert main(["inspect", str(out)]) == 0
     assert f"relative bias table {key} (351, 2): window 14x7 (recorded)" in capsys.readouterr().out
+    # the same window: the tables load as stored, and --source-window was what let them load
+    same = tmp_path / "swin_224x112.safetensors"
+    argv = ["adapt", str(src), "--model", "swin_tiny_patch4_window7_224", "--img-size", "224x112", "-o", str(same)]
+    assert main(argv) == 2 and "pass source_windows=(wh, ww)" in capsys.readouterr().err
+    assert main([*argv, "--source-window", "7"]) == 0
+    assert "unused" not in capsys.readouterr().out
+    torch.testing.assert_close(rectvit.load_model(same).state_dict()[key], ref.state_dict()[key], atol=0, rtol=0)
 
 
 def test_plot_draws_the_real_grid(flat_16x4, tmp_path, capsys):
