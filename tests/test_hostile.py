@@ -423,7 +423,7 @@ FAMILIES = {
 
 
 @pytest.mark.parametrize("family", list(FAMILIES))
-@pytest.mark.parametrize("size", [(10**6, 10**6), (200_000, 64), (20_000, 20_000)])
+@pytest.mark.parametrize("size", [(10**6, 10**6), (2_000_000, 64), (20_000, 20_000)])
 def test_absurd_sizes_are_refused_before_allocating(family, size):
     name, kw = FAMILIES[family]
     kw = {**kw, "img_size": 64}

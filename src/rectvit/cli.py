@@ -23,7 +23,7 @@ from .export import MIN_OPSET, export_onnx
 from .factory import create_model, load_model
 from .grid import check_img_size, to_size
 from .layers import PatchEmbed
-from .models import list_models
+from .models import get_model_entry, list_models
 from .viz import plot_position_similarity
 
 CKPT_HELP = ".safetensors / .pth / .bin file, an HF or timm folder, or hf-hub:org/name"
@@ -97,6 +97,8 @@ def _file_classes_and_chans(conv: Converted, model: torch.nn.Module) -> tuple[in
 
 def _cmd_adapt(args: argparse.Namespace) -> int:
     out = check_output(args.output, _protected(args.checkpoint), (".safetensors",))
+    if args.model is not None:
+        get_model_entry(args.model)  # a misspelt name is named before the file is read
     conv = as_converted(args.checkpoint)
     overrides = {"img_size": args.img_size}
     for key in ("patch_size", "window_size", "num_classes", "in_chans"):
