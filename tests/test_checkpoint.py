@@ -560,6 +560,26 @@ def test_recorded_window_that_does_not_fit_is_a_checkpoint_error():
         load_converted(model, conv)
 
 
+def test_window_of_a_nan_table_is_unranked_and_a_table_no_window_fits_is_refused():
+    src = randomize_(rectvit.create_model("swin_tiny_patch4_window7_224", img_size=96, window_size=6, **SWIN_RECT))
+    model = rectvit.create_model("swin_tiny_patch4_window7_224", img_size=96, window_size=6, **SWIN_RECT)
+    key = "layers.0.blocks.0.attn.relative_position_bias_table"
+    sd = src.state_dict()
+    sd[key] = sd[key].clone()
+    sd[key][5, 0] = float("nan")
+    with pytest.warns(UserWarning, match="NaN/Inf"), pytest.raises(AmbiguousGridError) as e:
+        rectvit.load_checkpoint(model, sd)
+    assert (
+        "Candidate windows, unranked (the table holds NaN or Inf values): 1x61 -, 6x6 - (target model window), 61x1 -."
+        in str(e.value)
+    )
+    sd[key] = torch.randn(120, 2)  # an even count: no (2wh-1)(2ww-1)
+    with pytest.raises(CheckpointError, match=r"^layers\.0\.blocks\.0\..*no window gives a bias table of 120 rows"):
+        rectvit.load_checkpoint(model, sd)
+    with pytest.raises(CheckpointError, match="no window gives a bias table of 120 rows"):
+        rectvit.load_checkpoint(model, sd, source_windows=6)  # the window fits block 1's table, not this one
+
+
 def test_swin_v2_half_precision_window_change_and_head_reset_keep_state():
     model = rectvit.create_model(
         "swinv2_tiny_window8_256", img_size=(64, 64), window_size=8, **SWIN_RECT, drop_rate=0.5

@@ -291,6 +291,11 @@ def _table_window(
     rows = table.shape[0]
     fits = relative_windows(rows)
     after = f" (and {extra} class-token rows)" if extra else ""
+    if not fits:
+        raise CheckpointError(
+            f"{key}: no window gives a bias table of {rows} rows{after} ((2wh-1)(2ww-1) rows, an odd count); the "
+            "checkpoint is not a bias table of this architecture. Build the model with the checkpoint's architecture."
+        )
     if recorded is not None:
         window = to_size(recorded, "the recorded window")
         if window not in fits:
