@@ -7,6 +7,8 @@ size is checked against timm's model after ``set_input_size`` to that size, on t
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import timm
 import torch
@@ -147,7 +149,7 @@ def test_load_timm_weights_of_another_window_resamples_geometrically(one_thread)
     is refused; named, the tables loaded into a 112x48 model equal timm's own resize."""
     theirs, _ = make_pair("beit_base_patch16_224", **SMALL)
     ours = rectvit.create_model("beit_base_patch16_224", img_size=(112, 48), **SMALL).eval()
-    with pytest.raises(rectvit.AmbiguousGridError, match=r"14x14 \(architecture default window\)"):
+    with pytest.raises(rectvit.AmbiguousGridError, match=r"14x14 -?\d\.\d\d \(architecture default window\)"):
         rectvit.load_checkpoint(ours, theirs.state_dict())
     report = load_true(ours, theirs.state_dict(), (14, 14))
     rows = [r for r in report.rows if r[0].endswith("relative_position_bias_table")]
@@ -159,12 +161,17 @@ def test_load_timm_weights_of_another_window_resamples_geometrically(one_thread)
 
 def test_transposed_window_is_not_guessed():
     """(2h-1)(2w-1) is the same for 4x10 and 10x4: a flat table with nothing recording its window, loaded
-    into a model of neither window, is an AmbiguousGridError (the architecture default 14x14 does not fit)."""
+    into a model of neither window, is an AmbiguousGridError that leads with source_windows and lists every
+    window of its rows (the architecture default 14x14 does not fit), the 3 class-token rows set aside."""
     theirs, _ = make_pair("beit_base_patch16_224", img_size=(64, 160), **SMALL)
     ours = rectvit.create_model("beit_base_patch16_224", img_size=(96, 96), **SMALL)
     with pytest.raises(rectvit.AmbiguousGridError) as e:
         rectvit.load_checkpoint(ours, theirs.state_dict())
-    assert "4x10 (" in str(e.value) and "10x4 (" in str(e.value) and "source_windows=" in str(e.value)
+    msg = str(e.value)
+    assert msg.startswith("blocks.0.attn.relative_position_bias_table: pass source_windows=(wh, ww) (")
+    assert "133 rows (and 3 class-token rows)" in msg and "source_windows=14 for BEiT weights" in msg
+    assert sorted(e.value.candidates) == [(1, 67), (4, 10), (10, 4), (67, 1)]  # (2h-1)(2w-1) = 133
+    assert re.search(r"4x10 -?\d\.\d\d", msg) and re.search(r"10x4 -?\d\.\d\d", msg) and "1x67 -" in msg
 
 
 def test_save_and_load_model_round_trip(tmp_path):

@@ -47,16 +47,18 @@ def timm_state(grid, prefix_rows=1, dim=64, seed=0, **model_kwargs):
     return sd, table
 
 
-def smooth_bias_tables_(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
+def smooth_bias_tables_(model: torch.nn.Module, seed: int = 0, window=None) -> torch.nn.Module:
     """Give every Swin relative-position-bias table trained-like content: per head a smooth bump and
-    ramps over the relative offset (dy, dx), plus a little noise (random tables record no window)."""
+    ramps over the relative offset (dy, dx), plus a little noise. The content is smooth on the
+    ``(2wh-1, 2ww-1)`` offset grid of ``window`` (default: the table's own window; another window of
+    the same row count makes content that prefers a wrong window)."""
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for module in model.modules():
             table = getattr(module, "relative_position_bias_table", None)
             if not isinstance(table, torch.Tensor):
                 continue
-            wh, ww = module.window_size
+            wh, ww = window or module.window_size
             heads = table.shape[1]
             dy = torch.arange(-wh + 1, wh).float()[:, None, None] / wh
             dx = torch.arange(-ww + 1, ww).float()[None, :, None] / ww
@@ -341,9 +343,13 @@ SWIN_SMALL = dict(embed_dim=32, depths=(2, 2), num_heads=(2, 4), num_classes=5)
 
 def test_swin_timm_state_dict_loads_with_parity():
     ref = randomize_(timm.create_model("swin_tiny_patch4_window7_224", img_size=(224, 112), **SWIN_SMALL))
-    ref = smooth_bias_tables_(ref).eval()  # trained-like bias tables: their content decides the 7x7 window
+    ref = smooth_bias_tables_(ref).eval()  # trained-like bias tables; content still never decides their window
     model = rectvit.create_model("swin_tiny_patch4_window7_224", img_size=(224, 112), **SWIN_SMALL).eval()
-    report = rectvit.load_checkpoint(model, ref.state_dict())
+    with pytest.raises(
+        AmbiguousGridError, match=r"^layers\.0\.blocks\.0\.attn\.relative_position_bias_table: pass source_windows="
+    ):
+        rectvit.load_checkpoint(model, ref.state_dict())  # 169 rows: 7x7, 1x85 or 85x1, and nothing records it
+    report = rectvit.load_checkpoint(model, ref.state_dict(), source_windows=7)
     assert report.layout.startswith("timm/rectvit") and report.source_grid is None
     x = torch.randn(2, 3, 224, 112)
     with torch.no_grad():
@@ -359,7 +365,7 @@ def test_swin_window_change_resamples_every_bias_table(tmp_path):
     model = rectvit.create_model(
         "swin_tiny_patch4_window7_224", img_size=(448, 224), window_size=(14, 7), **SWIN_SMALL
     ).eval()
-    report = rectvit.load_checkpoint(model, tmp_path / "swin.pth")
+    report = rectvit.load_checkpoint(model, tmp_path / "swin.pth", source_windows=7)
     keys = [k for k in sd if k.endswith("relative_position_bias_table")]
     assert keys and all(any(r[0] == k for r in report.rows) for k in keys)
     for k in keys:
@@ -466,12 +472,112 @@ def test_swin_unrecorded_ambiguous_window_raises():
     with pytest.raises(AmbiguousGridError, match="5x13.*8x8|8x8.*5x13"):
         rectvit.load_checkpoint(model, sd)
     same = rectvit.create_model("swin_tiny_patch4_window7_224", img_size=(80, 208), window_size=(5, 13), **SWIN_RECT)
-    with pytest.raises(AmbiguousGridError, match=r"5x13 \(target model window\) is a candidate, not evidence"):
-        rectvit.load_checkpoint(same, sd)  # the model's own window fits the rows, but a random table is no evidence
-    smooth_bias_tables_(src)  # trained-like content decides the window
-    rep = rectvit.load_checkpoint(model, src.state_dict())
+    with pytest.raises(AmbiguousGridError, match=r"5x13 -?\d\.\d\d \(target model window\)"):
+        rectvit.load_checkpoint(same, sd)  # the model's own window fits the rows, but it is a candidate, not evidence
+
+
+def test_swin_window_is_never_decided_by_content_and_the_error_ranks_candidates():
+    """A smooth (trained-like) 5x13 table with nothing recording its window is an AmbiguousGridError that leads
+    with source_windows and lists every window of its 225 rows, the content's favourite first, the model's and
+    the architecture default's windows marked; named, it loads into the transposed window (docs/checkpoints.md)."""
+    from rectvit.resample import resample_relative_bias_table
+
+    src = smooth_bias_tables_(
+        rectvit.create_model("swin_tiny_patch4_window7_224", img_size=(80, 208), window_size=(5, 13), **SWIN_RECT)
+    )
+    sd = src.state_dict()
     key = "layers.0.blocks.0.attn.relative_position_bias_table"
-    assert any(r[0] == key and "5x13 -> 6x6" in r[3] and r[4].startswith("content") for r in rep.rows), str(rep)
+    model = rectvit.create_model("swin_tiny_patch4_window7_224", img_size=(96, 96), window_size=(13, 5), **SWIN_RECT)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(AmbiguousGridError) as e:
+        rectvit.load_checkpoint(model, sd)
+    msg = str(e.value)
+    assert msg.startswith(f"{key}: pass source_windows=(wh, ww) (") and "--source-window WHxWW" in msg
+    assert "e.g. source_windows=7 for timm's *_window7_* weights" in msg
+    fits = [(1, 113), (2, 38), (3, 23), (5, 13), (8, 8), (13, 5), (23, 3), (38, 2), (113, 1)]  # (2a-1)(2b-1) = 225
+    assert sorted(e.value.candidates) == fits and e.value.candidates[0] == (5, 13)  # content ranks, first
+    assert e.value.candidates[-2:] == [(1, 113), (113, 1)]  # strips: unscored, last
+    listing = msg.split("ranked by grid score (advisory, not evidence): ")[1]
+    assert listing.startswith("5x13 0.") and "1x113 -, 113x1 -." in listing
+    assert re.search(r"13x5 -?\d\.\d\d \(target model window\)", listing)
+    assert re.search(r"7x7|architecture default", listing) is None  # 7x7 gives 169 rows: not a candidate here
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())  # a refused load changes nothing
+    report = rectvit.load_checkpoint(model, sd, source_windows=(5, 13))
+    row = next(r for r in report.rows if r[0] == key)
+    assert "5x13 -> 13x5" in row[3] and row[4] == "source_windows argument"
+    torch.testing.assert_close(model.state_dict()[key], resample_relative_bias_table(sd[key], (5, 13), (13, 5)))
+
+
+def test_architecture_default_window_is_a_marked_candidate():
+    """timm's window-7 weights (169 rows: 7x7, 1x85, 85x1) into a window-6 model: the architecture default 7x7 is
+    named as what it is and still not used."""
+    ref = randomize_(timm.create_model("swin_tiny_patch4_window7_224", **SWIN_RECT))
+    model = rectvit.create_model("swin_tiny_patch4_window7_224", img_size=96, window_size=6, **SWIN_RECT)
+    with pytest.raises(AmbiguousGridError, match=r"7x7 -?\d\.\d\d \(architecture default window\), 1x85 -, 85x1 -\.$"):
+        rectvit.load_checkpoint(model, ref.state_dict())
+
+
+@pytest.mark.parametrize("how", ["recorded", "source_windows"])
+def test_truthful_window_is_used_when_content_prefers_another(how, tmp_path):
+    """A 5x13-window model whose bias tables are smooth on the 8x8 window's 15x15 offset grid (225 rows too):
+    the content ranks 8x8 first, yet the recorded window or source_windows=(5, 13) is used as given."""
+    from rectvit.checkpoint.evidence import rank_windows
+    from rectvit.resample import resample_relative_bias_table
+
+    src = rectvit.create_model("swin_tiny_patch4_window7_224", img_size=(80, 208), window_size=(5, 13), **SWIN_RECT)
+    smooth_bias_tables_(src, window=(8, 8))
+    key = "layers.0.blocks.0.attn.relative_position_bias_table"
+    table = src.state_dict()[key]
+    assert rank_windows(table)[0][0] == (8, 8)  # the content prefers the wrong window
+    if how == "recorded":
+        path = rectvit.save_checkpoint(src, tmp_path / "w.safetensors")  # our metadata records 5x13
+        model = rectvit.load_model(path, img_size=(96, 96), window_size=6)
+        report = model.load_report
+        basis = "window recorded in the checkpoint"
+    else:
+        model = rectvit.create_model("swin_tiny_patch4_window7_224", img_size=(96, 96), window_size=6, **SWIN_RECT)
+        report = rectvit.load_checkpoint(model, src.state_dict(), source_windows=(5, 13))
+        basis = "source_windows argument"
+    row = next(r for r in report.rows if r[0] == key)
+    assert "5x13 -> 6x6" in row[3] and row[4] == basis
+    torch.testing.assert_close(model.state_dict()[key], resample_relative_bias_table(table, (5, 13), (6, 6)))
+
+
+def test_recorded_window_that_does_not_fit_is_a_checkpoint_error():
+    """A record is used when its count fits and refused when it does not, as a recorded grid is."""
+    from rectvit.checkpoint.layout import as_converted
+    from rectvit.checkpoint.load import load_converted
+
+    src = randomize_(rectvit.create_model("swin_tiny_patch4_window7_224", img_size=96, window_size=6, **SWIN_RECT))
+    model = rectvit.create_model("swin_tiny_patch4_window7_224", img_size=96, window_size=6, **SWIN_RECT)
+    conv = as_converted(src.state_dict())
+    key = "layers.0.blocks.0.attn.relative_position_bias_table"
+    conv.recorded_windows = {key: [7, 7]}  # 169 rows recorded, the table has 121 (6x6)
+    fits = r"windows with 121 rows: 1x61, 6x6, 61x1\. Pass source_windows"
+    with pytest.raises(
+        CheckpointError, match=r"^layers\.0\.blocks\.0.*recorded window 7x7 gives 169 rows, the table has 121; " + fits
+    ):
+        load_converted(model, conv)
+
+
+def test_window_of_a_nan_table_is_unranked_and_a_table_no_window_fits_is_refused():
+    src = randomize_(rectvit.create_model("swin_tiny_patch4_window7_224", img_size=96, window_size=6, **SWIN_RECT))
+    model = rectvit.create_model("swin_tiny_patch4_window7_224", img_size=96, window_size=6, **SWIN_RECT)
+    key = "layers.0.blocks.0.attn.relative_position_bias_table"
+    sd = src.state_dict()
+    sd[key] = sd[key].clone()
+    sd[key][5, 0] = float("nan")
+    with pytest.warns(UserWarning, match="NaN/Inf"), pytest.raises(AmbiguousGridError) as e:
+        rectvit.load_checkpoint(model, sd)
+    assert (
+        "Candidate windows, unranked (the table holds NaN or Inf values): 1x61 -, 6x6 - (target model window), 61x1 -."
+        in str(e.value)
+    )
+    sd[key] = torch.randn(120, 2)  # an even count: no (2wh-1)(2ww-1)
+    with pytest.raises(CheckpointError, match=r"^layers\.0\.blocks\.0\..*no window gives a bias table of 120 rows"):
+        rectvit.load_checkpoint(model, sd)
+    with pytest.raises(CheckpointError, match="no window gives a bias table of 120 rows"):
+        rectvit.load_checkpoint(model, sd, source_windows=6)  # the window fits block 1's table, not this one
 
 
 def test_swin_v2_half_precision_window_change_and_head_reset_keep_state():

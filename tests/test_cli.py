@@ -95,6 +95,55 @@ def test_adapt_real_architecture(tmp_path, capsys):
     assert "refusing to overwrite" in capsys.readouterr().err and out.read_bytes() == before
 
 
+def test_swin_checkpoint_without_a_recorded_window(tmp_path, capsys, monkeypatch):
+    """A timm Swin state dict records no window (169 rows: 7x7, 1x85 or 85x1): inspect lists the windows that fit,
+    ranked by grid score (advisory); adapt refuses in one line that names --source-window, and with it writes a
+    file whose window is recorded (docs/checkpoints.md). The architecture is a one-stage swin_tiny (adapt's
+    create_model gets its sizes) so that the test stays small; the window path is the same."""
+    import functools
+    import json
+
+    import rectvit.cli
+    from rectvit.resample import resample_relative_bias_table
+
+    small = dict(embed_dim=32, depths=(2,), num_heads=(2,))
+    monkeypatch.setattr(rectvit.cli, "create_model", functools.partial(rectvit.create_model, **small))
+    ref = randomize_(timm.create_model("swin_tiny_patch4_window7_224", num_classes=10, **small))
+    src, out = tmp_path / "swin.pth", tmp_path / "swin_448x224.safetensors"
+    torch.save(ref.state_dict(), src)
+    key = "layers.0.blocks.0.attn.relative_position_bias_table"
+    assert main(["inspect", str(src)]) == 0
+    printed = capsys.readouterr().out
+    line = next(ln for ln in printed.splitlines() if ln.startswith(f"relative bias table {key} (169, 2): "))
+    assert "window not recorded (pass --source-window WHxWW)" in line and "content never decides" in line
+    assert re.search(r": 7x7 -?\d\.\d\d, 1x85 -, 85x1 -$", line)
+    assert main(["inspect", str(src), "--json"]) == 0
+    table = next(t for t in json.loads(capsys.readouterr().out)["relative_bias_tables"] if t["name"] == key)
+    assert table["windows"] == [[7, 7], [1, 85], [85, 1]] and table["grid_scores"][1:] == [None, None]
+    assert table["recorded"] is False
+    argv = ["adapt", str(src), "--model", "swin_tiny_patch4_window7_224", "--img-size", "448x224"]
+    argv += ["--window-size", "14x7", "--num-classes", "10", "-o", str(out)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"error: {key}: pass source_windows=(wh, ww)" in err and "--source-window" in err
+    assert not out.exists()
+    assert main([*argv, "--source-window", "7x7"]) == 0
+    printed = capsys.readouterr().out
+    assert re.search(rf"{re.escape(key)} .*window 7x7 -> 14x7\s+source_windows argument", printed), printed
+    model = rectvit.load_model(out)
+    expect = resample_relative_bias_table(ref.state_dict()[key], (7, 7), (14, 7))
+    torch.testing.assert_close(model.state_dict()[key], expect, atol=0, rtol=0)
+    assert main(["inspect", str(out)]) == 0
+    assert f"relative bias table {key} (351, 2): window 14x7 (recorded)" in capsys.readouterr().out
+    # the same window: the tables load as stored, and --source-window was what let them load
+    same = tmp_path / "swin_224x112.safetensors"
+    argv = ["adapt", str(src), "--model", "swin_tiny_patch4_window7_224", "--img-size", "224x112", "-o", str(same)]
+    assert main(argv) == 2 and "pass source_windows=(wh, ww)" in capsys.readouterr().err
+    assert main([*argv, "--source-window", "7"]) == 0
+    assert "unused" not in capsys.readouterr().out
+    torch.testing.assert_close(rectvit.load_model(same).state_dict()[key], ref.state_dict()[key], atol=0, rtol=0)
+
+
 def test_plot_draws_the_real_grid(flat_16x4, tmp_path, capsys):
     pytest.importorskip("matplotlib")
     path, _ = flat_16x4

@@ -144,7 +144,7 @@ def test_smoothness_with_prefix_rows_and_bad_grid():
         smoothness(flat, (8, 9), num_prefix_tokens=2)
 
 
-# ---- the grid score's parts, its noise level and the window rule (checkpoint/evidence.py) ----
+# ---- the grid score's parts, its noise level, the window ranking (checkpoint/evidence.py) ----
 
 
 def test_grid_score_uses_the_weakest_column_boundary_hand_computed():
@@ -172,44 +172,49 @@ def test_noise_fraction_of_random_smooth_and_half_noise_tables():
     assert 0.3 < noise_fraction(noisy) < 0.7
 
 
-def test_decision_rule_by_hand():
-    from rectvit.checkpoint.evidence import K_NOISE, MIN_MARGIN, MIN_SCORE, GridEvidence
+def test_candidate_listing_by_hand():
+    from rectvit.checkpoint.evidence import GridEvidence, candidate_listing
 
-    sigma = {(16, 4): 0.01, (8, 8): 0.01, (4, 16): 0.01}
-    lead = max(MIN_MARGIN, K_NOISE * math.hypot(0.01, 0.01))
-    clear = GridEvidence([((16, 4), 0.8), ((8, 8), 0.8 - lead - 0.01), ((4, 16), 0.1)], sigma, 0.1, [(1, 64)])
-    assert clear.decisive() == (16, 4) and clear.why_not() == ""
-    tie = GridEvidence([((16, 4), 0.8), ((8, 8), 0.8 - lead + 0.01), ((4, 16), 0.1)], sigma, 0.1, [])
-    assert tie.decisive() is None and "leads 8x8" in tie.why_not()
-    weak = GridEvidence([((16, 4), MIN_SCORE - 0.01), ((8, 8), -0.5)], sigma, 0.1, [])
-    assert weak.decisive() is None and "positive support" in weak.why_not()
-    noisy = GridEvidence([((16, 4), 0.8), ((8, 8), -0.5)], {(16, 4): 0.2, (8, 8): 0.2}, 0.9, [])
-    assert noisy.decisive() is None  # 0.8 < K_NOISE * 0.2 noise levels
+    listing = candidate_listing([((16, 4), 0.814), ((8, 8), -0.4249), ((1, 64), math.nan)], {(8, 8): "target grid"})
+    assert listing == "16x4 0.81, 8x8 -0.42 (target grid), 1x64 -"
+    ev = GridEvidence([((16, 4), 0.5)], {(16, 4): 0.01}, 0.1, [(1, 64), (64, 1)])
+    assert ev.listing({(64, 1): "default"}) == "16x4 0.50, 1x64 -, 64x1 - (default)"
 
 
-def test_strips_are_never_chosen_by_content():
+def test_strips_get_no_score():
     from rectvit.checkpoint.evidence import grid_evidence
 
     line = _trained_like(1, 64)  # one smooth line: 1x64 or 64x1, unknowable
     ev = grid_evidence(line)
-    assert ev.decisive() is None and set(ev.strips) == {(1, 64), (64, 1)}
+    assert set(ev.strips) == {(1, 64), (64, 1)} and all(min(g) >= 2 for g, _ in ev.ranked)
     prime = grid_evidence(_trained_like(1, 61))
-    assert prime.ranked == [] and prime.decisive() is None and "cannot orient a strip" in prime.why_not()
+    assert prime.ranked == [] and prime.strips == [(1, 61), (61, 1)]
     nan = _trained_like(16, 4).clone()
     nan[0, 3, 0] = float("nan")
-    assert grid_evidence(nan).decisive() is None and "NaN" in grid_evidence(nan).why_not()
+    ev = grid_evidence(nan)
+    assert "NaN" in ev.note and all(math.isnan(s) for _, s in ev.ranked)
 
 
-def test_swin_window_from_content_only():
-    from rectvit import AmbiguousGridError
-    from rectvit.checkpoint.adapt import _table_window
+def test_rank_windows_scores_each_window_by_its_offset_grid():
+    """Each window that fits a bias table's rows scores the grid score of its (2wh-1, 2ww-1) offset grid
+    (computed here with ``grid_score``); best first, strips last with no score."""
+    from rectvit.checkpoint.evidence import rank_windows
 
     dy = torch.arange(-4, 5).float()[:, None, None] / 5  # window 5x13: a 9x25 relative grid
     dx = torch.arange(-12, 13).float()[None, :, None] / 13
     smooth = (torch.exp(-(dy**2) - dx**2) + torch.sin(3 * dy + torch.tensor([1.0, 2.0, 3.0]) * dx)).reshape(225, 3)
-    window, basis = _table_window("t", smooth, [((8, 8), "target model window")], None)
-    assert window == (5, 13) and basis.startswith("content")
-    random = torch.randn(225, 3, generator=torch.Generator().manual_seed(0)) * 0.02
-    with pytest.raises(AmbiguousGridError, match=r"8x8 \(target model window\) is a candidate, not evidence"):
-        _table_window("t", random, [((8, 8), "target model window")], None)
-    assert _table_window("t", random, [], [8, 8])[1] == "window recorded in the checkpoint"
+    ranked = rank_windows(smooth)
+    windows = [(1, 113), (2, 38), (3, 23), (5, 13), (8, 8), (13, 5), (23, 3), (38, 2), (113, 1)]
+    assert sorted(w for w, _ in ranked) == windows
+    scored = [(w, s) for w, s in ranked if min(w) > 1]
+    expect = sorted(
+        ((w, grid_score(smooth[None], (2 * w[0] - 1, 2 * w[1] - 1))) for w in windows if min(w) > 1),
+        key=lambda ws: -ws[1],
+    )
+    assert [w for w, _ in scored] == [w for w, _ in expect]
+    assert [s for _, s in scored] == pytest.approx([s for _, s in expect], abs=1e-6)
+    assert ranked[0][0] == (5, 13)  # advisory, but a smooth table's own window ranks first
+    assert [w for w, _ in ranked[-2:]] == [(1, 113), (113, 1)] and all(math.isnan(s) for _, s in ranked[-2:])
+    nan = smooth.clone()
+    nan[7, 1] = float("inf")
+    assert all(math.isnan(s) for _, s in rank_windows(nan)) and sorted(w for w, _ in rank_windows(nan)) == windows

@@ -443,6 +443,27 @@ def test_a_named_tag_records_the_grid_of_a_checkpoint_path(tmp_path):
         rectvit.create_model("vit_base_patch16_224", checkpoint_path=path, num_classes=21843, **VIT_SMALL)
 
 
+def test_a_named_tag_records_the_swin_window_of_a_checkpoint_path(tmp_path):
+    """A timm Swin state dict records no window (169 rows: 7x7, 1x85 or 85x1); the named tag's input size does
+    (the architecture's windows at 224), so its tables resample from 7x7 to (7, 14) as timm's own filter does."""
+    from timm.models.swin_transformer import checkpoint_filter_fn
+
+    name, small = "swin_tiny_patch4_window7_224.ms_in1k", dict(embed_dim=32, depths=(2, 2), num_heads=(2, 4))
+    source = randomize_(timm.create_model(name, **small), seed=8).eval()
+    path = tmp_path / "w.pth"
+    torch.save(source.state_dict(), path)
+    kw = dict(img_size=(224, 448), window_size=(7, 14), **small)
+    ours = rectvit.create_model(name, checkpoint_path=path, **kw).eval()
+    rows = [r for r in ours.load_report.rows if r[0].endswith("relative_position_bias_table")]
+    assert len(rows) == 4 and all("7x7 -> 7x14" in r[3] and r[4] == "window recorded in the checkpoint" for r in rows)
+    theirs = timm.create_model(name, **kw).eval()
+    theirs.load_state_dict(checkpoint_filter_fn(source.state_dict(), theirs))  # timm's resize of the bias tables
+    x = torch.randn(1, 3, 224, 448)
+    assert (_out(ours, x) - _out(theirs, x)).abs().max() <= TOL
+    with pytest.raises(rectvit.AmbiguousGridError, match="pass source_windows=.*7x7 -?[0-9.]+ \\(architecture default"):
+        rectvit.create_model("swin_tiny_patch4_window7_224", checkpoint_path=path, **kw)  # no tag: nothing records it
+
+
 # ---- failures: what to install, download or pass ----
 
 

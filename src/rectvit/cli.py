@@ -150,7 +150,9 @@ def _notes(model: torch.nn.Module, report, args: argparse.Namespace) -> list[str
     if args.source_grid is not None and report.grid_basis != "source_grid argument":
         why = f"the grid came from: {report.grid_basis}" if report.grid_basis else "the checkpoint has no flat table"
         notes.append(f"note: --source-grid was unused ({why}).")
-    if args.source_window is not None and not any("source_windows" in row[4] for row in report.rows):
+    if args.source_window is not None and not any(
+        k.endswith("relative_position_bias_table") for k in model.state_dict()
+    ):
         notes.append("note: --source-window was unused: the checkpoint has no relative-position bias tables to read.")
     lost = _pixels_not_seen(model)
     if any(lost):

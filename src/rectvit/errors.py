@@ -14,9 +14,9 @@ class InputSizeError(RectViTError):
 
 
 class AmbiguousGridError(RectViTError):
-    """A flat position table whose (h, w) grid cannot be determined without guessing.
+    """A flat position table whose (h, w) grid, or a bias table whose window, cannot be determined without guessing.
 
-    ``candidates`` lists the factorisations ``(h, w)`` that were considered.
+    ``candidates`` lists the factorisations ``(h, w)`` (or the windows ``(wh, ww)``) that were considered.
     """
 
     def __init__(self, message: str, candidates: list[tuple[int, int]] | None = None):

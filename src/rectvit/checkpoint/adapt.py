@@ -18,7 +18,7 @@ from torch import nn
 from ..errors import AmbiguousGridError, CheckpointError
 from ..grid import Size, factorizations, relative_windows, to_size
 from ..resample import resample_grid, resample_patch_embed, resample_relative_bias_table
-from .evidence import GridEvidence, grid_evidence
+from .evidence import candidate_listing, grid_evidence, rank_windows
 from .hub import HubSource
 
 __all__ = [
@@ -120,9 +120,7 @@ def resolve_grid(
     if n == 1:
         return (1, 1), "the only grid with 1 position"
     evidence = grid_evidence(flat, num_prefix_tokens)
-    marks: dict[Size, str] = {}
-    for grid, basis in candidates:
-        marks[tuple(grid)] = f"{marks[tuple(grid)]}, {basis}" if tuple(grid) in marks else basis
+    marks = _marks(candidates)
     ranking = f"unranked ({evidence.note})" if evidence.note else "ranked by grid score (advisory, not evidence)"
     raise AmbiguousGridError(
         f"{name}: pass source_grid=(h, w) (CLI: --source-grid HxW), the grid the checkpoint was trained on "
@@ -133,9 +131,13 @@ def resolve_grid(
     )
 
 
-def _score(evidence: GridEvidence, grid: Size) -> str:
-    s = evidence.score(grid)
-    return "no score (a strip)" if math.isnan(s) else f"{s:.2f}"
+def _marks(candidates: list[tuple[Size, str]]) -> dict[Size, str]:
+    """``{size: "target model grid, architecture default grid"}``: what each candidate size is, for a listing."""
+    marks: dict[Size, str] = {}
+    for size, basis in candidates:
+        size = tuple(size)
+        marks[size] = f"{marks[size]}, {basis}" if size in marks else basis
+    return marks
 
 
 def adapt_pos_embed(sd: dict[str, torch.Tensor], model: nn.Module, report: LoadReport) -> None:
@@ -201,9 +203,10 @@ def adapt_relative_position_bias(
 
     A flat table does not know its window either (``(4, 12)`` and ``(12, 4)`` give the same count):
     the window comes from ``source_windows`` (one ``(wh, ww)`` for every table whose rows it fits, or
-    ``{key: (wh, ww)}``), else ``recorded`` (our files record it), else the only window that fits,
-    else the table's content when it decides; the model's own window and the architecture default's
-    (``default_windows``) are candidates, never evidence. Otherwise ``AmbiguousGridError``.
+    ``{key: (wh, ww)}``), else ``recorded`` (our metadata, a timm or HF config, a named tag's input size),
+    else the only window that fits (see ``_table_window``). The table's content never decides, as for a
+    position grid; the model's own window and the architecture default's (``default_windows``) are
+    candidates, never evidence.
     """
     own = model.state_dict()
     given = _given_windows(_bias_table_rows(sd, model), source_windows)
@@ -222,7 +225,7 @@ def adapt_relative_position_bias(
             old_win, basis = given[key], "source_windows argument"
         else:
             grid_rows = table[: table.shape[0] - extra]
-            old_win, basis = _table_window(key, grid_rows, candidates, (recorded or {}).get(key))
+            old_win, basis = _table_window(key, grid_rows, candidates, (recorded or {}).get(key), extra)
         if old_win != new_win:
             mode = getattr(module, "bias_interpolation", None) or getattr(model, "bias_interpolation", "geometric")
             sd[key] = resample_relative_bias_table(table, old_win, new_win, mode, num_extra_tokens=extra)
@@ -275,34 +278,51 @@ def _given_windows(rows: dict[str, int], source_windows) -> dict[str, Size]:
     return given
 
 
-def _table_window(key: str, table: torch.Tensor, candidates: list[tuple[Size, str]], recorded) -> tuple[Size, str]:
-    """The window ``(wh, ww)`` a bias table of ``(2wh-1)(2ww-1)`` rows was trained with, and the basis.
+def _table_window(
+    key: str, table: torch.Tensor, candidates: list[tuple[Size, str]], recorded, extra: int = 0
+) -> tuple[Size, str]:
+    """The window ``(wh, ww)`` a bias table's ``(2wh-1)(2ww-1)`` grid rows were trained with, and the basis.
 
-    A recorded window, else the only window that fits the rows, else a window the table's content
-    decides (its ``(2wh-1, 2ww-1)`` relative-position grid, scored like a position table's). The
-    model's and the architecture default's windows (``candidates``) are never evidence.
+    A recorded window (``CheckpointError`` when it does not fit the rows), else the only window that
+    fits. Otherwise ``AmbiguousGridError``: the windows that fit, ranked by the content's grid score
+    (advisory; docs/checkpoints.md), ``candidates`` (the model's window, the architecture default's)
+    named among them. ``extra``: class-token rows set aside after the grid rows (BEiT), for the message.
     """
     rows = table.shape[0]
     fits = relative_windows(rows)
-    if recorded is not None and tuple(recorded) in fits:
-        return tuple(recorded), "window recorded in the checkpoint"
+    after = f" (and {extra} class-token rows)" if extra else ""
+    if not fits:
+        raise CheckpointError(
+            f"{key}: no window gives a bias table of {rows} rows{after} ((2wh-1)(2ww-1) rows, an odd count); the "
+            "checkpoint is not a bias table of this architecture. Build the model with the checkpoint's architecture."
+        )
+    if recorded is not None:
+        window = to_size(recorded, "the recorded window")
+        if window not in fits:
+            raise CheckpointError(
+                f"{key}: the recorded window {window[0]}x{window[1]} gives {(2 * window[0] - 1) * (2 * window[1] - 1)} "
+                f"rows, the table has {rows}{after}; windows with {rows} rows: {_grid_list(fits) or 'none'}. Pass "
+                "source_windows=(wh, ww) (CLI: --source-window WHxWW) with the window it was trained on."
+            )
+        return window, "window recorded in the checkpoint"
     if len(fits) == 1:
         return fits[0], "the only window with this many rows"
-    grids = [(2 * h - 1, 2 * w - 1) for h, w in fits]
-    evidence = grid_evidence(table.reshape(1, rows, -1), grids=grids)
-    choice = evidence.decisive()
-    if choice is not None:
-        return ((choice[0] + 1) // 2, (choice[1] + 1) // 2), f"content (grid score {evidence.ranked[0][1]:.2f})"
-    listing = ", ".join(f"{h}x{w} ({_score(evidence, (2 * h - 1, 2 * w - 1))})" for h, w in fits)
-    named = [f"{w[0]}x{w[1]} ({basis})" for w, basis in candidates if tuple(w) in fits]
-    named_text = f" The {', '.join(named)} {'is a candidate' if len(named) == 1 else 'are candidates'}, not evidence."
+    ranked = rank_windows(table)
+    unranked = not torch.isfinite(table).all()
+    ranking = (
+        "unranked (the table holds NaN or Inf values)" if unranked else "ranked by grid score (advisory, not evidence)"
+    )
+    example = (
+        "source_windows=14 for BEiT weights trained at 224x224 with patch 16 (its window is the patch grid)"
+        if extra
+        else "source_windows=7 for timm's *_window7_* weights"
+    )
     raise AmbiguousGridError(
-        f"{key} has {rows} rows, which windows {listing} all give (window (grid score)), and nothing records "
-        f"which one it was trained with; its content does not decide it: {evidence.why_not()}."
-        f"{named_text if named else ''} rectvit will not guess. Pass the window the checkpoint was trained with: "
-        "load_checkpoint(..., source_windows=(wh, ww)) (create_model / load_model take it too; CLI: "
-        "--source-window WHxWW), e.g. source_windows=7 for timm's *_window7_* weights.",
-        candidates=grids,
+        f"{key}: pass source_windows=(wh, ww) (create_model / load_model / load_checkpoint; CLI: --source-window "
+        f"WHxWW), the window the checkpoint was trained with, e.g. {example}. The bias table has {rows} rows{after}, "
+        "nothing records its window, and rectvit never reads a window from a table's content (docs/checkpoints.md). "
+        f"Candidate windows, {ranking}: {candidate_listing(ranked, _marks(candidates))}.",
+        candidates=[w for w, _ in ranked],
     )
 
 

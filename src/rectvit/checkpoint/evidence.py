@@ -1,5 +1,5 @@
-"""What a flat table's own content says about its grid: the grid score, its noise level, and the rule
-for when content decides a Swin bias table's window (docs/checkpoints.md).
+"""What a flat table's own content says about its grid: the grid score that ranks candidate grids and
+bias-table windows, advisory only (docs/checkpoints.md).
 
 A flat ``(1, P + h*w, C)`` table has lost ``(h, w)``. Read row-major on its true grid, a trained table
 is often smooth along both axes and breaks at each row end (the last position of a row and the first of
@@ -8,21 +8,16 @@ exactly that, on rows centred by their mean vector:
 
     grid score = (vertical smoothness + weakest column boundary) / 2 - row-wrap similarity
 
-(mean cosine similarities; see ``grid_score``). For an absolute position table the score is advisory
-only: it ranks the candidate grids in ``AmbiguousGridError`` and ``rectvit inspect`` and never decides
-(DESIGN invariant 2). Trained tables defeat it: a table periodic along its rows reads, row-major, the
-same as a banded table on another grid; on the trained tables of tests/grid_tables/ the margin rule
-rectvit used to decide with read held-out tables on wrong grids, and margins wide enough to read no
-tuning table wrong resolve almost nothing (docs/checkpoints.md gives the numbers).
+(mean cosine similarities; see ``grid_score``). The score is advisory only: it ranks the candidate
+grids in ``AmbiguousGridError`` and ``rectvit inspect`` and never decides (docs/design.md, invariant
+2). Trained tables defeat it: a table periodic along its rows reads, row-major, the same as a banded
+table on another grid; on the trained tables of tests/grid_tables/ the margin rule rectvit used to
+decide with read held-out tables on wrong grids, and margins wide enough to read no tuning table
+wrong resolve almost nothing (docs/checkpoints.md gives the numbers).
 
-A relative-position-bias table's window is still decided by content (``GridEvidence.decisive``),
-where its candidate readings are few and mostly strips: noise moves every cosine by about
-``sqrt(nu * (2 - nu) / C)`` (``nu`` the noise fraction of the table's energy, estimated from second
-differences of consecutive rows; ``C`` channels), so each score has a noise level ``sigma`` from the
-number of pairs it averages. Content decides only when the best reading's score is positive by a wide
-margin (``K`` noise levels and ``MIN_SCORE``) and beats every other by ``K`` noise levels of the
-difference and at least ``MIN_MARGIN``. Strips (a side of 1) are never chosen by content: 1xN and
-Nx1 hold the same rows in the same order.
+A relative-position-bias table's window is ranked the same way and never decided either: a window
+``(wh, ww)`` scores the grid score of its ``(2wh-1, 2ww-1)`` relative-offset grid (``rank_windows``).
+Strips get no score: 1xN and Nx1 hold the same rows in the same order.
 """
 
 from __future__ import annotations
@@ -33,7 +28,7 @@ from dataclasses import dataclass
 import torch
 
 from ..errors import InputSizeError
-from ..grid import Size, factorizations, to_size
+from ..grid import Size, factorizations, relative_windows, to_size
 
 __all__ = [
     "axis_smoothness",
@@ -44,15 +39,9 @@ __all__ = [
     "noise_fraction",
     "GridEvidence",
     "grid_evidence",
-    "K_NOISE",
-    "MIN_SCORE",
-    "MIN_MARGIN",
+    "rank_windows",
+    "candidate_listing",
 ]
-
-# The window rule's constants (docs/checkpoints.md).
-K_NOISE = 5.0  # a decision needs this many noise levels of margin
-MIN_SCORE = 0.2  # the chosen grid's own score must be at least this (row breaks and 2-D smoothness present)
-MIN_MARGIN = 0.1  # and beat every other factorisation by at least this, whatever the noise
 
 
 def _rows(table: torch.Tensor, num_prefix_tokens: int) -> torch.Tensor:
@@ -120,7 +109,7 @@ def smoothness(table: torch.Tensor, grid, num_prefix_tokens: int = 0) -> float:
     """How smooth a flat table is under ``grid``: the mean of its axes' ``axis_smoothness``.
 
     Trained tables are smooth along both axes of their true grid; a wrong factorisation puts
-    distant positions side by side along at least one axis. (Content decisions use ``grid_score``.)
+    distant positions side by side along at least one axis. (Rankings use ``grid_score``.)
     """
     vals = [v for v in axis_smoothness(table, grid, num_prefix_tokens) if not math.isnan(v)]
     return sum(vals) / len(vals) if vals else float("nan")
@@ -159,8 +148,7 @@ def noise_fraction(table: torch.Tensor, num_prefix_tokens: int = 0) -> float:
 
     For a smooth table plus iid noise of variance ``s2`` per entry, ``|x[i-1] - 2x[i] + x[i+1]|^2`` is
     about ``6 C s2``; the median over rows ignores the few triples that straddle a row wrap. Smooth
-    but fast-varying content counts as noise too, which only makes decisions more cautious. 1.0 for
-    random rows.
+    but fast-varying content counts as noise too. 1.0 for random rows.
     """
     rows = _rows(table, num_prefix_tokens)
     if len(rows) < 3:
@@ -178,8 +166,9 @@ class GridEvidence:
     """What a flat table's content says about its grid (see ``grid_evidence``).
 
     ``ranked``: every scored factorisation (both sides >= 2, or the ``grids`` asked for) with its grid
-    score, best first; ``sigma``: each score's noise level; ``strips``: the factorisations with a side
-    of 1, which content cannot tell apart.
+    score, best first; ``strips``: the factorisations with a side of 1, which content cannot tell apart;
+    ``sigma`` (each score's noise level) and ``noise`` serve scripts/eval_grid_rules.py, which measures
+    content rules built on them (docs/checkpoints.md).
     """
 
     ranked: list[tuple[Size, float]]
@@ -191,55 +180,19 @@ class GridEvidence:
     def score(self, grid: Size) -> float:
         return dict(self.ranked).get(tuple(grid), float("nan"))
 
-    def needed(self, grid: Size, other: Size | None = None) -> float:
-        """The margin by which ``grid`` must beat ``other`` (or, with ``other=None``, zero) to count."""
-        s = self.sigma.get(tuple(grid), math.inf)
-        if other is None:
-            return max(MIN_SCORE, K_NOISE * s)
-        return max(MIN_MARGIN, K_NOISE * math.hypot(s, self.sigma.get(tuple(other), math.inf)))
-
-    def decisive(self) -> Size | None:
-        """The best grid when its own score and its lead over every other factorisation are decisive, else None."""
-        if not self.ranked:
-            return None
-        best, top = self.ranked[0]
-        if not top >= self.needed(best):
-            return None
-        if all(top - s >= self.needed(best, g) for g, s in self.ranked[1:]):
-            return best
-        return None
-
-    def why_not(self) -> str:
-        """Why the content does not decide (empty when it does)."""
-        if self.decisive() is not None:
-            return ""
-        if self.note:
-            return self.note
-        if not self.ranked:
-            return "only strip readings fit, and 1xN and Nx1 hold the same rows: content cannot orient a strip"
-        best, top = self.ranked[0]
-        if not top >= self.needed(best):
-            return (
-                f"the best grid {best[0]}x{best[1]} scores {top:.2f}, below the {self.needed(best):.2f} that "
-                f"positive support needs (noise level {self.sigma[best]:.3f}, noise fraction {self.noise:.2f})"
-            )
-        g, s = next((g, s) for g, s in self.ranked[1:] if top - s < self.needed(best, g))
-        return (
-            f"{best[0]}x{best[1]} ({top:.2f}) leads {g[0]}x{g[1]} ({s:.2f}) by {top - s:.2f}, below the "
-            f"{self.needed(best, g):.2f} a decision needs"
-        )
-
     def listing(self, marks: dict[Size, str] | None = None) -> str:
-        """Every candidate: ``"16x4 0.81, 8x8 0.42 (target model grid), ..."`` best first, then the strips as
-        ``"1x64 -"`` (no score: orientation unknowable; so too every grid of a NaN table); ``marks`` adds a
-        note after the grids it names."""
-        marks = marks or {}
+        """Every candidate, best first, then the strips (see ``candidate_listing``)."""
+        return candidate_listing(self.ranked + [(g, math.nan) for g in self.strips], marks)
 
-        def item(g: Size, text: str) -> str:
-            return f"{g[0]}x{g[1]} {text}" + (f" ({marks[g]})" if g in marks else "")
 
-        scored = [item(g, f"{s:.2f}" if s == s else "-") for g, s in self.ranked]
-        return ", ".join(scored + [item(g, "-") for g in self.strips])
+def candidate_listing(scored: list[tuple[Size, float]], marks: dict[Size, str] | None = None) -> str:
+    """``"16x4 0.81, 8x8 0.42 (target model grid), 1x64 -"``: each size with its score in the order given, ``-``
+    for no score (a strip, whose orientation is unknowable, or any size of a NaN table); ``marks`` adds a note
+    after the sizes it names."""
+    marks = marks or {}
+    return ", ".join(
+        f"{g[0]}x{g[1]} {f'{s:.2f}' if s == s else '-'}" + (f" ({marks[g]})" if g in marks else "") for g, s in scored
+    )
 
 
 def rank_grids(table: torch.Tensor, num_prefix_tokens: int = 0) -> list[tuple[Size, float]]:
@@ -278,3 +231,17 @@ def grid_evidence(table: torch.Tensor, num_prefix_tokens: int = 0, grids: list[S
         sigma[g] = pair * math.sqrt(1 / (4 * (h - 1) * w) + 1 / (4 * h) + 1 / (h - 1))
     ranked.sort(key=lambda gs: -gs[1])
     return GridEvidence(ranked, sigma, nu, strips)
+
+
+def rank_windows(table: torch.Tensor) -> list[tuple[Size, float]]:
+    """Every window ``(wh, ww)`` whose relative-offset grid ``(2wh-1, 2ww-1)`` has the rows of a bias table
+    ``(rows, heads)``, with that grid's ``grid_score`` (advisory), best first; strips and the windows of a
+    table holding NaN/Inf score ``nan`` and come last."""
+    fits = relative_windows(table.shape[0])
+    if not fits:
+        return []
+    scores = dict(
+        grid_evidence(table.reshape(1, table.shape[0], -1), grids=[(2 * h - 1, 2 * w - 1) for h, w in fits]).ranked
+    )
+    scored = [((h, w), scores.get((2 * h - 1, 2 * w - 1), math.nan)) for h, w in fits]
+    return sorted(scored, key=lambda ws: -ws[1] if ws[1] == ws[1] else math.inf)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import dataclass, field
 
@@ -11,7 +12,7 @@ import torch
 from ..errors import AmbiguousGridError, CheckpointError, RectViTError
 from ..grid import Size, relative_windows, to_size
 from .adapt import resolve_grid
-from .evidence import grid_evidence
+from .evidence import candidate_listing, grid_evidence, rank_windows
 from .io import RawCheckpoint, read_checkpoint
 from .layout import convert
 
@@ -38,7 +39,8 @@ class CheckpointInfo:
     prefix_tokens: dict[str, int]
     patch_kernel: tuple[int, ...] | None
     num_params: int
-    relative_bias_tables: list[tuple[str, tuple[int, ...], list[Size], bool]]  # name, shape, windows, recorded
+    # name, shape, windows (the recorded one, or every window that fits with its grid score, best first), recorded
+    relative_bias_tables: list[tuple[str, tuple[int, ...], list[tuple[Size, float]], bool]]
     state_dict: dict[str, torch.Tensor] = field(repr=False, default_factory=dict)  # timm-layout tensors
     notes: list[str] = field(default_factory=list)  # e.g. an argument that was not used
 
@@ -57,9 +59,12 @@ class CheckpointInfo:
             lines += _table_lines(t)
         for name, shape, windows, recorded in self.relative_bias_tables:
             if recorded:
-                win = f"window {windows[0][0]}x{windows[0][1]} (recorded)"
+                win = f"window {windows[0][0][0]}x{windows[0][0][1]} (recorded)"
             else:
-                win = "window not recorded; fits " + ", ".join(f"{h}x{w}" for h, w in windows)
+                win = (
+                    "window not recorded (pass --source-window WHxWW); windows that fit, by grid score (advisory, "
+                    f"content never decides; - for strips): {candidate_listing(windows) or 'none'}"
+                )
             lines.append(f"relative bias table {name} {shape}: {win}")
         lines += [f"note: {n}" for n in self.notes]
         return "\n".join(lines)
@@ -130,9 +135,10 @@ def inspect_checkpoint(source: str | os.PathLike, source_grid=None) -> Checkpoin
     for key, value in sd.items():
         if key.endswith("relative_position_bias_table") and value.dim() == 2:
             recorded = conv.recorded_windows.get(key)
-            rows = value.shape[0]  # BEiT's tables carry 3 class-token rows after the grid
-            fits = [tuple(recorded)] if recorded else relative_windows(rows) or relative_windows(rows - 3)
-            rel.append((key, tuple(value.shape), fits, bool(recorded)))
+            rows = value.shape[0]
+            rows -= 3 if rows > 3 and not relative_windows(rows) else 0  # BEiT's 3 class-token rows after the grid
+            windows = [(tuple(recorded), math.nan)] if recorded else rank_windows(value[:rows])
+            rel.append((key, tuple(value.shape), windows, bool(recorded)))
     return CheckpointInfo(
         path=str(source),
         layout=layout,
@@ -215,7 +221,14 @@ def _dumps(info: CheckpointInfo) -> str:  # machine-readable form for `rectvit i
                 for t in info.tables
             ],
             "relative_bias_tables": [
-                {"name": n, "shape": s, "windows": w, "recorded": r} for n, s, w, r in info.relative_bias_tables
+                {
+                    "name": n,
+                    "shape": s,
+                    "windows": [g for g, _ in w],
+                    "grid_scores": [x if x == x else None for _, x in w],
+                    "recorded": r,
+                }
+                for n, s, w, r in info.relative_bias_tables
             ],
             "notes": info.notes,
         },
